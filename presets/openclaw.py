@@ -1,0 +1,60 @@
+"""agent / wake: the gateway's own /hooks/agent and /hooks/wake bodies, made durable by the relay.
+
+Scripts that POST to the gateway can POST the same body, with the same token, to the relay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from relay.actions import AgentAction, WakeAction
+from relay.errors import BadRequest
+from relay.event import Event
+from relay.preset import Preset
+
+from .generic import delivery_id, verify
+
+
+def _body(event: Event) -> dict[str, Any]:
+    if not isinstance(event.payload, dict):
+        raise BadRequest("body must be a JSON object")
+    return {k: v for k, v in event.payload.items() if k != "idempotencyKey"}
+
+
+def _invalid(exc: ValidationError) -> BadRequest:
+    # Answer like the gateway would (400), naming the field; never echo the sender's values.
+    first = exc.errors()[0]
+    field = ".".join(map(str, first["loc"])) or "body"
+    if first["type"] == "missing":
+        return BadRequest(f"{field} required")
+    return BadRequest(f"{field}: {first['msg']}")
+
+
+def agent(event: Event) -> AgentAction:
+    try:
+        return AgentAction.model_validate(_body(event))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def wake(event: Event) -> WakeAction:
+    try:
+        return WakeAction.model_validate(_body(event))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
+    if (
+        isinstance(payload, dict)
+        and isinstance(payload.get("idempotencyKey"), str)
+        and payload["idempotencyKey"]
+    ):
+        return payload["idempotencyKey"][:200]
+    return delivery_id(headers, payload, body)
+
+
+AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, transform=agent)
+WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, transform=wake)

@@ -1,0 +1,11 @@
+"""openclaw-relay: a durable, verifying webhook relay in front of an OpenClaw gateway.
+
+Transforms import what they need from here::
+
+    from relay import Event, AgentAction, WakeAction
+"""
+
+from .actions import AgentAction, WakeAction
+from .event import Event
+
+__all__ = ["AgentAction", "Event", "WakeAction"]

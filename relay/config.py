@@ -1,0 +1,184 @@
+"""Settings: `relay.yaml` (path from RELAY_CONFIG) with every value overridable from the environment.
+
+Built once at start-up and passed in; nothing else reads the environment. Secrets may be written
+as `env:NAME` or `file:/path`; they are resolved here, held as `SecretStr` and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError
+from .mapping import MappingConfig
+
+DEFAULT_CONFIG = "relay.yaml"
+
+
+def resolve_secret(value: Any) -> Any:
+    """`env:NAME` → that variable, `file:PATH` → the file's content (trailing newline dropped)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return value
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        path = Path(value[5:]).expanduser()
+        try:
+            return path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+    return value
+
+
+def _not_empty(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value():
+        raise ValueError("secret is empty")
+    return value
+
+
+Secret = Annotated[SecretStr, BeforeValidator(resolve_secret), AfterValidator(_not_empty)]
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str | SecretStr) else value
+
+
+SecretList = Annotated[list[Secret], BeforeValidator(_as_list)]
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "http://127.0.0.1:18789"
+    token: Secret | None = None
+    hooks_path: str = "/hooks"
+    timeout_seconds: float = Field(
+        default=30.0, gt=15.0, description="must exceed the gateway's 15 s admission limit"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class SourceConfig(BaseModel):
+    """One entry of `sources:`; which fields matter depends on its preset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: str = "generic"
+    secret: SecretList = Field(default_factory=list, description="HMAC secrets; two during a rotation")
+    token: SecretList = Field(default_factory=list, description="bearer / x-openclaw-token values")
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    events: list[str] | None = Field(default=None, description="allow-list of event types (github)")
+    allow_sha1: bool = False
+
+
+class DeliveryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=1000, ge=1)
+    max_age_seconds: float = Field(default=24 * 3600, gt=0)
+    backoff_base_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    heartbeat_grace_seconds: int = Field(
+        default=60, ge=1, description="how long after its last heartbeat a dead worker's job is re-run"
+    )
+    in_flight: int = Field(default=16, ge=1, description="deliveries in flight per worker process")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
+    )
+
+    config_path: Path | None = Field(default=None, exclude=True)
+    redis_url: str | None = None
+    data_dir: Path = Path(".relay")
+    queue: str = "relay"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    ingress_token: SecretList = Field(
+        default_factory=list, description="token for /hooks/agent and /hooks/wake; default: the gateway token"
+    )
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    mappings: list[MappingConfig] = Field(default_factory=list)
+    event_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first, then the values read from relay.yaml (passed as init kwargs).
+        return env_settings, init_settings
+
+    @property
+    def base_dir(self) -> Path:
+        return self.config_path.parent if self.config_path else Path.cwd()
+
+    def ingress_tokens(self) -> list[bytes]:
+        tokens = self.ingress_token or ([self.gateway.token] if self.gateway.token else [])
+        return [t.get_secret_value().encode() for t in tokens]
+
+
+def _format_errors(exc: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid configuration"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read relay.yaml (if it exists), apply the environment, validate; raise ConfigError naming file and key."""
+    explicit = path or os.environ.get("RELAY_CONFIG")
+    config_path = Path(explicit or DEFAULT_CONFIG)
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            loaded = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config_path}: the top level must be a mapping")
+        data = loaded
+    elif explicit:
+        raise ConfigError(f"{config_path}: no such file")
+    data.update(overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, str(config_path))) from None
+    settings.config_path = config_path.resolve() if config_path.exists() else None
+    return settings

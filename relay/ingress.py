@@ -1,0 +1,134 @@
+"""The ingress pipeline for one request, free of HTTP framework details.
+
+route → limit → verify → parse → dedupe id → map → record. `relay.app` adapts it to Starlette.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import presets
+from presets import openclaw
+
+from .config import Settings, SourceConfig
+from .errors import ConfigError, NotFound, RelayError, TransformError
+from .event import Event
+from .mapping import Mapper, load_transform, transform_key
+from .preset import Preset
+from .queue import EventStore, encode_actions
+
+log = logging.getLogger("relay.ingress")
+
+DIRECT_SOURCES = {"agent": openclaw.AGENT, "wake": openclaw.WAKE}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    preset: Preset
+    config: SourceConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+
+
+def build_sources(settings: Settings) -> dict[str, Source]:
+    """Resolve every configured source to its preset, failing fast on unknown names or missing secrets."""
+    sources: dict[str, Source] = {}
+    for name, cfg in settings.sources.items():
+        if name in DIRECT_SOURCES:
+            raise ConfigError(f"sources.{name}: the name is reserved for the relay's own /hooks/{name}")
+        preset = presets.REGISTRY.get(cfg.preset)
+        if preset is None or preset.name in DIRECT_SOURCES:
+            known = ", ".join(sorted(set(presets.REGISTRY) - set(DIRECT_SOURCES)))
+            raise ConfigError(f"sources.{name}.preset: unknown preset {cfg.preset!r} (known: {known})")
+        if cfg.preset == "github" and not cfg.secret:
+            raise ConfigError(f"sources.{name}.secret: the github preset needs the webhook secret")
+        if cfg.preset == "generic" and not cfg.token:
+            raise ConfigError(f"sources.{name}.token: the generic preset needs a token")
+        sources[name] = Source(name, preset, cfg)
+    tokens = settings.ingress_token or ([settings.gateway.token] if settings.gateway.token else [])
+    if tokens:
+        direct = SourceConfig(preset="generic", token=tokens)
+        for name, preset in DIRECT_SOURCES.items():
+            sources[name] = Source(name, preset, direct)
+    return sources
+
+
+def build_mapper(settings: Settings) -> Mapper:
+    transforms = {}
+    for i, mapping in enumerate(settings.mappings):
+        if mapping.transform is not None:
+            try:
+                transforms[transform_key(mapping.transform)] = load_transform(
+                    mapping.transform, settings.base_dir
+                )
+            except ConfigError as exc:
+                raise ConfigError(f"mappings.{i}.transform: {exc}") from None
+    return Mapper(settings.mappings, transforms)
+
+
+class Ingress:
+    def __init__(self, settings: Settings, store: EventStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.sources = build_sources(settings)
+        self.mapper = build_mapper(settings)
+
+    def source(self, name: str) -> Source:
+        source = self.sources.get(name)
+        if source is None:
+            # The same answer for every unknown name: configured names are not revealed.
+            raise NotFound("no such hook")
+        return source
+
+    async def handle(
+        self, source: Source, headers: Mapping[str, str], query: Mapping[str, str], body: bytes
+    ) -> Outcome:
+        """Verify, map and record one webhook whose body has been read within the source's limit."""
+        preset = source.preset
+        preset.verify(headers, body, source.config)
+        payload = preset.parse(headers, body)
+        delivery_id = preset.delivery_id(headers, payload, body)
+        event = Event(source=source.name, payload=payload, headers=dict(headers), query=dict(query),
+                      path=source.name, delivery_id=delivery_id)  # fmt: skip
+        skip_reason = preset.skip(headers, payload, source.config)
+        error = None
+        actions = []
+        if skip_reason is None:
+            try:
+                actions = self.mapper.map(event, preset.transform)
+            except RelayError:
+                raise
+            except Exception as exc:  # a user's transform failed: park the event, keep serving
+                error = _describe(exc)
+        recorded = await self.store.record(
+            source=source.name, delivery_id=delivery_id, headers=dict(headers), body=body,
+            actions=encode_actions(source.name, delivery_id, actions), action_count=len(actions), error=error,
+        )  # fmt: skip
+        fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
+        if recorded.duplicate:
+            log.info("duplicate delivery ignored", extra=fields)
+            return Outcome(200, {"ok": True, "duplicate": True, "eventId": recorded.event_id})
+        if error is not None:
+            log.warning("transform failed; event parked", extra={**fields, "error": error.splitlines()[-1]})
+            return Outcome(202, {"ok": True, "eventId": recorded.event_id, "actions": 0, "parked": True})
+        if not actions:
+            log.info("event recorded, no action", extra={**fields, "reason": skip_reason or "no mapping"})
+            return Outcome(200, {"ok": True, "eventId": recorded.event_id, "actions": 0,
+                                 "skipped": skip_reason or "no action"})  # fmt: skip
+        log.info("event recorded", extra={**fields, "actions": len(actions)})
+        return Outcome(202, {"ok": True, "eventId": recorded.event_id, "actions": len(actions)})
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TransformError):
+        return f"TransformError: {exc}"
+    return "".join(traceback.format_exception(exc)).strip()

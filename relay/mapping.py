@@ -1,0 +1,203 @@
+"""OpenClaw-compatible hook mappings: which mapping matches an event, and the actions it becomes.
+
+Pure: no I/O. Follows OpenClaw's `applyHookMappings`: mappings are tried in order (the user's
+first, then the source preset's), the first that matches decides; its templated fields form
+the base action, and a transform's result is merged over them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .actions import AgentAction, WakeAction, WakeMode
+from .errors import ConfigError, TransformError
+from .event import Event
+from .templates import TemplateContext, render, render_optional
+
+ActionResult = AgentAction | WakeAction
+Transform = Callable[[Event], Any]
+
+MAX_ACTIONS_PER_EVENT = 20
+_AGENT_FIELDS = frozenset(f.alias or n for n, f in AgentAction.model_fields.items()) - {"kind"}
+
+
+class MatchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str | None = None
+    source: str | None = None
+
+
+class TransformRef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    module: str
+    export: str | None = None
+
+
+class MappingConfig(BaseModel):
+    """One entry of `mappings:`, the same fields as OpenClaw's `hooks.mappings`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str | None = None
+    match: MatchConfig = Field(default_factory=MatchConfig)
+    action: Literal["agent", "wake"] = "agent"
+    wake_mode: WakeMode = Field(default="now", alias="wakeMode")
+    name: str | None = None
+    agent_id: str | None = Field(default=None, alias="agentId")
+    session_key: str | None = Field(default=None, alias="sessionKey")
+    message_template: str | None = Field(default=None, alias="messageTemplate")
+    text_template: str | None = Field(default=None, alias="textTemplate")
+    deliver: bool | None = None
+    allow_unsafe_external_content: bool | None = Field(default=None, alias="allowUnsafeExternalContent")
+    channel: str | None = None
+    to: str | None = None
+    model: str | None = None
+    thinking: str | None = None
+    timeout_seconds: int | None = Field(default=None, alias="timeoutSeconds")
+    transform: TransformRef | None = None
+
+
+def _normalize_path(raw: str | None) -> str | None:
+    if not raw or not raw.strip():
+        return None
+    return raw.strip().strip("/")
+
+
+def matches(mapping: MappingConfig, event: Event) -> bool:
+    """`match.path` is the hook name after /hooks/; `match.source` is the payload's `source` field,
+    exactly as in OpenClaw."""
+    want_path = _normalize_path(mapping.match.path)
+    if want_path and want_path != _normalize_path(event.path):
+        return False
+    if mapping.match.source:
+        source = event.payload.get("source") if isinstance(event.payload, dict) else None
+        if not isinstance(source, str) or source != mapping.match.source.strip():
+            return False
+    return True
+
+
+def _context(event: Event) -> TemplateContext:
+    return TemplateContext(event.payload, event.headers, event.query, event.path)
+
+
+def base_fields(mapping: MappingConfig, event: Event) -> dict[str, Any]:
+    """The action the mapping's own fields and templates describe, as gateway field names."""
+    ctx = _context(event)
+    if mapping.action == "wake":
+        return {"kind": "wake", "text": render(mapping.text_template, ctx), "mode": mapping.wake_mode}
+    fields = {
+        "kind": "agent",
+        "message": render(mapping.message_template, ctx),
+        "name": render_optional(mapping.name, ctx),
+        "agentId": mapping.agent_id,
+        "wakeMode": mapping.wake_mode,
+        "sessionKey": render_optional(mapping.session_key, ctx),
+        "deliver": mapping.deliver,
+        "channel": mapping.channel,
+        "to": render_optional(mapping.to, ctx),
+        "model": render_optional(mapping.model, ctx),
+        "thinking": render_optional(mapping.thinking, ctx),
+        "timeoutSeconds": mapping.timeout_seconds,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _override_fields(result: Any) -> dict[str, Any]:
+    """A transform may return an action model or an OpenClaw-style dict of overrides."""
+    if isinstance(result, AgentAction | WakeAction):
+        fields = result.model_dump(by_alias=True, exclude_unset=True)
+        fields["kind"] = result.kind
+        return fields
+    if isinstance(result, dict):
+        return dict(result)
+    raise TransformError(
+        f"transform returned {type(result).__name__}; expected AgentAction, WakeAction, dict, a list of them or None"
+    )
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> ActionResult:
+    """OpenClaw's `mergeAction`: the override's kind wins; fields of the other kind are dropped."""
+    kind = override.get("kind") or base.get("kind") or "agent"
+    if kind == "wake":
+        keep = {"text", "mode"}
+    else:
+        keep = _AGENT_FIELDS
+    merged = {k: v for k, v in base.items() if k in keep and base.get("kind") == kind}
+    merged.update({k: v for k, v in override.items() if k != "kind" and v is not None})
+    merged["kind"] = kind
+    try:
+        if kind == "wake":
+            return WakeAction.model_validate(merged)
+        return AgentAction.model_validate(merged)
+    except ValidationError as exc:
+        raise TransformError(f"invalid {kind} action: {_short(exc)}") from exc
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'action'}: {e['msg']}" for e in exc.errors())
+
+
+def _as_list(result: Any) -> list[Any]:
+    if result is None:
+        return []
+    if isinstance(result, list | tuple):
+        return [r for r in result if r is not None]
+    return [result]
+
+
+class Mapper:
+    """Turns events into actions with a list of mappings and their loaded transforms."""
+
+    def __init__(self, mappings: Sequence[MappingConfig], transforms: dict[str, Transform]) -> None:
+        self.mappings = list(mappings)
+        self.transforms = transforms
+
+    def map(self, event: Event, preset_transform: Transform | None = None) -> list[ActionResult]:
+        """The actions for `event`; an empty list skips it. Raises TransformError."""
+        for mapping in self.mappings:
+            if not matches(mapping, event):
+                continue
+            base = base_fields(mapping, event)
+            if mapping.transform is None:
+                return [merge(base, {})]
+            result = self.transforms[transform_key(mapping.transform)](event)
+            return self._cap([merge(base, _override_fields(r)) for r in _as_list(result)])
+        if preset_transform is not None:
+            actions = []
+            for r in _as_list(preset_transform(event)):
+                fields = _override_fields(r)
+                actions.append(merge({"kind": fields.get("kind", "agent")}, fields))
+            return self._cap(actions)
+        return []
+
+    @staticmethod
+    def _cap(actions: list[ActionResult]) -> list[ActionResult]:
+        if len(actions) > MAX_ACTIONS_PER_EVENT:
+            raise TransformError(f"{len(actions)} actions for one event; at most {MAX_ACTIONS_PER_EVENT}")
+        return actions
+
+
+def transform_key(ref: TransformRef) -> str:
+    return f"{ref.module}:{ref.export or 'transform'}"
+
+
+def load_transform(ref: TransformRef, base_dir: Path) -> Transform:
+    """Import `module` (relative to the config file's folder) and return its export, failing fast."""
+    if str(base_dir) not in sys.path:
+        sys.path.insert(0, str(base_dir))
+    try:
+        module = importlib.import_module(ref.module)
+    except Exception as exc:
+        raise ConfigError(f"transform module {ref.module!r} cannot be imported: {exc!r}") from exc
+    names = [ref.export] if ref.export else ["transform", "default"]
+    for name in names:
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn  # type: ignore[no-any-return]
+    raise ConfigError(f"transform module {ref.module!r} has no callable {' or '.join(map(repr, names))}")

@@ -1,0 +1,132 @@
+"""The router: turns recorded events (the inbox stream) into RQ delivery jobs, in batches.
+
+Creating an RQ job costs about ten times a bare ingress request, so the ingress only records the
+event and its actions; each worker process runs a router thread that reads the inbox through a
+consumer group and enqueues one job per action. Entries are acknowledged in the same MULTI as
+their jobs; an entry whose router died is claimed by another after `claim_idle_ms`. Job ids are
+the action ids, and an existing job is never enqueued twice, so every acknowledged event becomes
+its jobs exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+import redis.exceptions
+from redis import Redis
+from rq import Queue, Retry
+from rq.job import Job
+
+from . import keys
+from .config import Settings
+
+log = logging.getLogger("relay.router")
+
+BATCH = 200
+
+
+def ensure_group(conn: Redis) -> None:
+    try:
+        conn.xgroup_create(keys.INBOX, keys.ROUTERS, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class Router:
+    def __init__(self, redis: Redis, settings: Settings, consumer: str, claim_idle_ms: int = 30_000) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.queue = Queue(settings.queue, connection=redis)
+        self._stop = threading.Event()
+        self._last_claim = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, block_ms: int = 1000) -> None:
+        """Route until stopped; survives Redis outages by waiting and trying again."""
+        while not self._stop.is_set():
+            try:
+                ensure_group(self.redis)
+                while not self._stop.is_set():
+                    self.step(block_ms)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("router cannot reach redis (%s); retrying", exc)
+                self._stop.wait(1.0)
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):  # the stream vanished (e.g. Redis restarted empty)
+                    raise
+                self._stop.wait(0.2)
+
+    def step(self, block_ms: int = 0) -> int:
+        """Route one batch: entries abandoned by a dead router first, then new ones."""
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        if time.monotonic() - self._last_claim > self.claim_idle_ms / 2000:
+            self._last_claim = time.monotonic()
+            _, claimed, *_ = self.redis.xautoclaim(
+                keys.INBOX, keys.ROUTERS, self.consumer, self.claim_idle_ms, "0-0", count=BATCH
+            )
+            entries.extend(claimed)
+        if not entries:
+            read = self.redis.xreadgroup(
+                keys.ROUTERS, self.consumer, {keys.INBOX: ">"}, count=BATCH, block=block_ms or None
+            )
+            for _stream, items in read or []:
+                entries.extend(items)
+        if entries:
+            self.route(entries)
+        return len(entries)
+
+    def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        event_ids = [fields[b"event"].decode() for _id, fields in entries]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for eid in event_ids:
+                pipe.hmget(keys.event(eid), "actions", "source", "received_at")
+            records = pipe.execute()
+        planned: list[tuple[str, dict[str, Any]]] = []
+        for eid, (actions_raw, source, received_at) in zip(event_ids, records, strict=True):
+            if actions_raw is None:  # expired or trimmed before routing: nothing left to send
+                log.error("inbox entry for missing event %s dropped", eid)
+                continue
+            for action in orjson.loads(actions_raw):
+                planned.append((eid, {**action, "source": source, "received_at": received_at}))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for _eid, action in planned:
+                pipe.exists(Job.key_for(action["id"]))
+            exists = pipe.execute() if planned else []
+        retry = Retry(max=self.settings.delivery.max_attempts, interval=[1, 5, 30])
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.multi()  # explicit MULTI: RQ's enqueue expects it when given a pipeline
+            for (eid, action), already in zip(planned, exists, strict=True):
+                aid = action["id"]
+                body = action.get("body") or {}
+                pipe.hsetnx(keys.action(aid), "state", "queued")
+                pipe.hset(keys.action(aid), mapping={
+                    "event_id": eid, "kind": action["kind"], "body": orjson.dumps(body),
+                    "source": action["source"] or b"", "session_key": body.get("sessionKey") or "",
+                    "received_at": action["received_at"] or b"", "queued_at": repr(time.time()),
+                })  # fmt: skip
+                pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
+                if not already:
+                    self.queue.enqueue_call(
+                        "relay.delivery.deliver", args=(aid,), job_id=aid, retry=retry, pipeline=pipe,
+                        timeout=int(self.settings.gateway.timeout_seconds) + 30,
+                        result_ttl=600, failure_ttl=self.settings.event_ttl_seconds,
+                        description=f"deliver {action['kind']} {aid} of {eid}",
+                    )  # fmt: skip
+            ids = [entry_id for entry_id, _ in entries]
+            pipe.xack(keys.INBOX, keys.ROUTERS, *ids)
+            pipe.xdel(keys.INBOX, *ids)
+            pipe.execute()
+        log.info(
+            "routed %d event(s) into %d job(s)",
+            len(entries),
+            sum(1 for e in exists if not e) if planned else 0,
+        )

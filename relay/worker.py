@@ -1,0 +1,138 @@
+"""The RQ worker that delivers actions: many deliveries in flight per process, and the router.
+
+RQ runs one job at a time per worker; a gateway holds each /hooks/agent request until the run is
+admitted (often seconds), so one-at-a-time delivery would cap a worker near one action per second.
+`RelayWorker` keeps RQ's own per-job path (prepare the execution, perform, success / failure /
+retry bookkeeping, registries) and changes only the dispatch: jobs run in a bounded thread pool,
+a heartbeat thread keeps every running execution alive, and shutdown waits for running jobs.
+`rq info` and rq-dashboard see an ordinary worker with several executions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.executions import Execution
+from rq.job import Job
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import WorkerStatus
+
+from . import delivery
+from .config import Settings
+from .router import Router
+
+log = logging.getLogger("relay.worker")
+
+
+class RelayWorker(SimpleWorker):
+    # SIGALRM only works in the main thread; jobs run in pool threads.
+    death_penalty_class = TimerDeathPenalty
+
+    def __init__(
+        self, *args: Any, in_flight: int = 16, heartbeat_interval: int = 5, grace: int = 60, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight = in_flight
+        self.heartbeat_interval = heartbeat_interval
+        self.grace = grace
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="deliver")
+        self._running: dict[str, tuple[Job, Execution]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
+    # heartbeat thread renews every `heartbeat_interval` seconds while a job runs.
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.heartbeat_interval + self.grace
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Wake up often enough to run maintenance (which re-queues abandoned jobs) on time.
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if state == WorkerStatus.IDLE and self._running:
+            state = WorkerStatus.BUSY
+        super().set_state(state, pipeline=pipeline)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        while not self._slots.acquire(timeout=1.0):
+            if self._stop_requested:
+                return None
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if result is None:
+            self._slots.release()
+        return result
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        with self._lock:
+            self._running[execution.id] = (job, execution)
+        self._pool.submit(self._perform, job, queue, execution)
+
+    def _perform(self, job: Job, queue: Queue, execution: Execution) -> None:
+        try:
+            self.perform_job(job, queue, execution)
+        except Exception:
+            log.exception("job %s crashed outside RQ's handling", job.id)
+        finally:
+            with self._lock:
+                self._running.pop(execution.id, None)
+                self.executions.pop(execution.id, None)
+                idle = not self._running
+            if idle:
+                self.set_state(WorkerStatus.IDLE)
+            self._slots.release()
+
+    def _heartbeats(self) -> None:
+        while not self._stopping.wait(self.heartbeat_interval):
+            with self._lock:
+                running = list(self._running.values())
+            for job, execution in running:
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception as exc:  # Redis away for a moment: try again next round
+                    log.warning("heartbeat for job %s failed: %s", job.id, exc)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        beat = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
+        beat.start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._stopping.set()
+
+    def teardown(self) -> None:
+        # Warm shutdown: let running deliveries finish and record their outcome.
+        self._pool.shutdown(wait=True)
+        super().teardown()
+
+
+def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None) -> bool:
+    """Run one worker process: the router thread plus RelayWorker with RQ's scheduler."""
+    delivery.configure(settings)
+    queue = Queue(settings.queue, connection=redis)
+    worker = RelayWorker(
+        [queue], connection=redis, name=name, in_flight=settings.delivery.in_flight,
+        heartbeat_interval=min(5, settings.delivery.heartbeat_grace_seconds),
+        grace=settings.delivery.heartbeat_grace_seconds,
+        maintenance_interval=max(1, min(30, settings.delivery.heartbeat_grace_seconds)),
+        worker_ttl=60,
+    )  # fmt: skip
+    router = Router(redis, settings, consumer=worker.name)
+    thread = threading.Thread(target=router.run, name="router", daemon=True)
+    if burst:
+        while router.step():
+            pass
+    else:
+        thread.start()
+    try:
+        return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    finally:
+        router.stop()
