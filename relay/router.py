@@ -101,7 +101,8 @@ class Router:
             for _eid, action in planned:
                 pipe.exists(Job.key_for(action["id"]))
             exists = pipe.execute() if planned else []
-        retry = Retry(max=self.settings.delivery.max_attempts, interval=[1, 5, 30])
+        # interval 0: a job whose worker died is re-queued at once, without waiting for the scheduler.
+        retry = Retry(max=self.settings.delivery.max_attempts, interval=0)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.multi()  # explicit MULTI: RQ's enqueue expects it when given a pipeline
             for (eid, action), already in zip(planned, exists, strict=True):
