@@ -139,7 +139,9 @@ class Stub:
         return list(httpx.get(f"{self.url}/_stub/requests").json())
 
     def runs(self, path: str = "agent") -> list[dict[str, Any]]:
-        return [r for r in self.requests() if r["path"] == path and r["status"] == 200 and not r.get("replay")]
+        return [
+            r for r in self.requests() if r["path"] == path and r["status"] == 200 and not r.get("replay")
+        ]
 
     def control(self, **values: Any) -> None:
         httpx.post(f"{self.url}/_stub/control", json=values).raise_for_status()
@@ -184,7 +186,9 @@ class Relay:
         return proc
 
     def start_stub(self, *extra: str) -> Stub:
-        proc = self._start(["gateway-stub", "--port", str(self.stub_port), "--token", HOOKS_TOKEN, *extra], "stub")
+        proc = self._start(
+            ["gateway-stub", "--port", str(self.stub_port), "--token", HOOKS_TOKEN, *extra], "stub"
+        )
         self.stub = Stub(self.stub_port, proc)
         wait_until(lambda: _http_ok(f"{self.stub.url}/readyz"), timeout=15)
         return self.stub
@@ -221,7 +225,9 @@ def _http_ok(url: str) -> bool:
 
 
 @pytest.fixture
-def relay_factory(tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[Callable[..., Relay]]:
+def relay_factory(
+    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
+) -> Iterator[Callable[..., Relay]]:
     made: list[Relay] = []
 
     def make(**overrides: Any) -> Relay:

@@ -46,7 +46,9 @@ def test_signed_push_is_delivered_once_with_idempotency_key(relay: Relay, redis_
     assert len(relay.stub.runs()) == 1
 
 
-def test_bad_or_missing_signature_is_refused_and_nothing_is_queued(relay: Relay, redis_client: redis.Redis) -> None:
+def test_bad_or_missing_signature_is_refused_and_nothing_is_queued(
+    relay: Relay, redis_client: redis.Redis
+) -> None:
     wrong = relay.post_github(PUSH, "delivery-bad", secret="not-the-secret")
     assert wrong.status_code == 401
     assert wrong.json() == {"ok": False, "error": "invalid X-Hub-Signature-256"}
@@ -130,7 +132,9 @@ def test_worker_killed_after_the_gateway_admitted_the_run_does_not_start_a_secon
     assert redis_client.hget(keys.action(action_id), "run_id").decode() == runs[0]["runId"]
 
 
-def test_delivered_action_is_not_sent_again_when_its_job_runs_twice(relay: Relay, redis_client: redis.Redis) -> None:
+def test_delivered_action_is_not_sent_again_when_its_job_runs_twice(
+    relay: Relay, redis_client: redis.Redis
+) -> None:
     from rq import Queue
 
     response = relay.post_github(PUSH, "delivery-rerun")
@@ -168,7 +172,10 @@ def test_gateway_shaped_agent_and_wake_bodies_are_relayed_as_they_are(relay: Rel
                   "wakeMode": "next-heartbeat", "deliver": False, "thinking": "low", "timeoutSeconds": 120}  # fmt: skip
     assert relay.post("/hooks/agent", dump(agent_body), auth).status_code == 202
     assert relay.post("/hooks/wake", dump({"text": "New email", "mode": "now"}), auth).status_code == 202
-    assert relay.post("/hooks/wake", dump({"mode": "now"}), auth).json() == {"ok": False, "error": "text required"}
+    assert relay.post("/hooks/wake", dump({"mode": "now"}), auth).json() == {
+        "ok": False,
+        "error": "text required",
+    }
     assert relay.post("/hooks/agent", dump(agent_body), {"x-openclaw-token": "nope"}).status_code == 401
     wait_until(lambda: relay.stub.runs() and relay.stub.runs("wake"))
     assert relay.stub.runs()[0]["body"] == agent_body
