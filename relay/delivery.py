@@ -20,7 +20,7 @@ import httpx
 from redis import Redis
 from rq import Retry, get_current_job
 
-from . import keys
+from . import health, keys
 from .config import Settings
 
 log = logging.getLogger("relay.delivery")
@@ -92,8 +92,8 @@ class Context:
         gw = self.settings.gateway
         return f"{gw.url}/{gw.hooks_path.strip('/')}/{kind}"
 
-    def headers(self, action_id: str) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Idempotency-Key": action_id}
+    def headers(self, idempotency_key: str) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         if self.settings.gateway.token:
             headers["Authorization"] = f"Bearer {self.settings.gateway.token.get_secret_value()}"
         return headers
@@ -114,9 +114,9 @@ def context() -> Context:
     return _context
 
 
-def send(ctx: Context, kind: str, action_id: str, body: bytes) -> Answer:
+def send(ctx: Context, kind: str, idempotency_key: str, body: bytes) -> Answer:
     try:
-        response = ctx.http.post(ctx.url(kind), content=body, headers=ctx.headers(action_id))
+        response = ctx.http.post(ctx.url(kind), content=body, headers=ctx.headers(idempotency_key))
     except httpx.HTTPError as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
     run_id = None
@@ -129,33 +129,93 @@ def send(ctx: Context, kind: str, action_id: str, body: bytes) -> Answer:
                   run_id)  # fmt: skip
 
 
+def lock_ttl_ms(settings: Settings) -> int:
+    return (settings.delivery.heartbeat_grace_seconds + 5) * 1000
+
+
+def _defer(redis: Redis, key: str, state: str, seconds: float) -> Retry:
+    """Wait without spending an attempt: the action is not at fault (lane, circuit, rate cap)."""
+    delay = max(1, math.ceil(seconds))
+    redis.hset(key, mapping={"state": state, "next_attempt_at": repr(time.time() + delay)})
+    return Retry(max=context().settings.delivery.max_attempts, interval=delay)
+
+
+def _lane_head(redis: Redis, lane_key: str) -> str | None:
+    """The action at the head of a session lane, dropping heads that are already finished."""
+    while True:
+        head = redis.lindex(lane_key, 0)
+        if head is None:
+            return None
+        head_id = head.decode()
+        state = redis.hget(keys.action(head_id), "state")
+        if state is None or state in (b"delivered", b"dead"):
+            redis.lrem(lane_key, 1, head_id)  # finished (or expired): let the next one go
+            continue
+        return head_id
+
+
 def deliver(action_id: str) -> str | Retry:
     """RQ job: deliver one action. Returns its final state, or a `Retry` with the delay to wait."""
     ctx = context()
+    settings = ctx.settings
     job = get_current_job()
-    redis: Redis = job.connection if job is not None else Redis.from_url(ctx.settings.redis_url or "")
+    redis: Redis = job.connection if job is not None else Redis.from_url(settings.redis_url or "")
     key = keys.action(action_id)
-    record = redis.hmget(key, "state", "kind", "body", "event_id", "first_attempt_at")
-    state, kind, body, event_id, first = (v.decode() if isinstance(v, bytes) and i != 2 else v
-                                          for i, v in enumerate(record))  # fmt: skip
+    fields = redis.hmget(
+        key, "state", "kind", "body", "event_id", "received_at", "session_key", "idempotency_key"
+    )
+    state, kind, event_id, received_at, session_key, idem = (
+        None if v is None else v.decode() for i, v in enumerate(fields) if i != 2
+    )
+    body = fields[2]
+    log_fields = {"action_id": action_id, "event_id": event_id}
     if kind is None or body is None:
-        log.error("action record missing; nothing to deliver", extra={"action_id": action_id})
+        log.error("action record missing; nothing to deliver", extra=log_fields)
         return "missing"
     if state in ("delivered", "dead"):
-        log.info("action already %s; not sent again", state, extra={"action_id": action_id})
+        log.info("action already %s; not sent again", state, extra=log_fields)
         return str(state)
+
+    lane_key = keys.lane(session_key) if session_key else None
+    if lane_key and _lane_head(redis, lane_key) not in (None, action_id):
+        return _defer(redis, key, "waiting", 1)  # an earlier action of this session goes first
+    wait = health.may_send(redis, settings.gateway.timeout_seconds + 5)
+    if wait:
+        return _defer(redis, key, "paused", wait)
+    if settings.delivery.rate_limit_per_second:
+        wait = health.take_token(
+            redis, settings.delivery.rate_limit_per_second, settings.delivery.rate_limit_burst
+        )
+        if wait > 1.0:
+            return _defer(redis, key, "queued", wait)
+        time.sleep(wait)
+    lock = keys.sending(action_id)
+    # The lock lives as long as the job's heartbeat (renewed by the worker while the job runs), so
+    # a re-run of a dead worker's job finds it expired.
+    if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings)):
+        return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
+    try:
+        return _attempt(ctx, redis, action_id, str(kind), body, idem or action_id, received_at, lane_key)
+    finally:
+        redis.delete(lock)
+
+
+def _attempt(
+    ctx: Context, redis: Redis, action_id: str, kind: str, body: bytes, idempotency_key: str,
+    received_at: str | None, lane_key: str | None,
+) -> str | Retry:  # fmt: skip
+    settings = ctx.settings
+    key = keys.action(action_id)
     now = time.time()
     attempts = int(redis.hincrby(key, "attempts", 1))
-    if first is None:
-        redis.hsetnx(key, "first_attempt_at", repr(now))
-        first = repr(now)
+    redis.hsetnx(key, "first_attempt_at", repr(now))
     redis.hset(key, mapping={"state": "delivering", "last_attempt_at": repr(now)})
 
     started = time.perf_counter()
-    answer = send(ctx, str(kind), action_id, body)
+    answer = send(ctx, kind, idempotency_key, body)
     latency = time.perf_counter() - started
     verdict = classify(answer)
-    fields = {"action_id": action_id, "event_id": event_id, "status": answer.status, "attempt": attempts,
+    fields = {"action_id": action_id, "status": answer.status, "attempt": attempts,
               "latency_ms": round(latency * 1000, 1)}  # fmt: skip
     status_text = "" if answer.status is None else str(answer.status)
 
@@ -164,22 +224,44 @@ def deliver(action_id: str) -> str | Retry:
             pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
                                     "last_status": status_text, "run_id": answer.run_id or ""})  # fmt: skip
             pipe.hincrby(keys.STATS, "delivered", 1)
+            pipe.delete(keys.CIRCUIT_LEVEL, keys.CIRCUIT_PROBE)  # the gateway answers: close the circuit
+            if lane_key:
+                pipe.lrem(lane_key, 1, action_id)
             pipe.execute()
         log.info("action delivered", extra=fields)
         return "delivered"
 
-    age = time.time() - float(first)
-    delivery = ctx.settings.delivery
-    if verdict == "dead" or attempts >= delivery.max_attempts or age >= delivery.max_age_seconds:
+    delivery = settings.delivery
+    age = time.time() - float(received_at or now)
+    gateway_fault = answer.status is None or answer.status in CONFIGURATION
+    if (
+        verdict == "dead"
+        or age >= delivery.max_age_seconds
+        or (not gateway_fault and attempts >= delivery.max_attempts)
+    ):
         reason = "permanent error" if verdict == "dead" else "gave up after retries"
         with redis.pipeline() as pipe:
             pipe.hset(key, mapping={"state": "dead", "last_status": status_text, "last_error": answer.text,
                                     "dead_reason": reason, "dead_at": repr(time.time())})  # fmt: skip
+            pipe.expire(key, delivery.dead_letter_ttl_seconds)
             pipe.zadd(keys.DEAD, {action_id: time.time()})
             pipe.hincrby(keys.STATS, "dead", 1)
+            if lane_key:
+                pipe.lrem(lane_key, 1, action_id)
             pipe.execute()
         log.warning("action dead-lettered: %s", reason, extra={**fields, "error": answer.text[:200]})
         return "dead"
+
+    if gateway_fault:
+        # Down, unreachable or misconfigured: pause every worker instead of burning retries.
+        redis.hincrby(key, "attempts", -1)
+        pause = health.trip(redis, f"{status_text or 'no answer'}: {answer.text[:200]}")
+        log.warning(
+            "gateway unavailable; delivery paused for %.0fs",
+            pause,
+            extra={**fields, "error": answer.text[:200]},
+        )
+        return _defer(redis, key, "paused", pause)
 
     delay = backoff(attempts, delivery.backoff_base_seconds, delivery.backoff_max_seconds, answer.retry_after)
     redis.hset(key, mapping={"state": "retrying", "last_status": status_text, "last_error": answer.text,

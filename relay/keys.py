@@ -10,6 +10,10 @@ EVENTS = PREFIX + "events"  # zset: event id -> received_at, the event log's ind
 DEAD = PREFIX + "dead"  # zset: action id -> time it was dead-lettered
 PARKED = PREFIX + "parked"  # zset: event id -> time its transform failed
 STATS = PREFIX + "stats"  # hash of counters
+CIRCUIT = PREFIX + "circuit"  # gateway circuit: the reason, alive while delivery is paused
+CIRCUIT_LEVEL = PREFIX + "circuit:level"  # consecutive trips; cleared by a success
+CIRCUIT_PROBE = PREFIX + "circuit:probe"  # the one half-open probe in flight
+RATE = PREFIX + "rate"  # token bucket toward the gateway
 
 
 def dedupe(source: str, delivery_id: str) -> str:
@@ -22,3 +26,13 @@ def event(event_id: str) -> str:
 
 def action(action_id: str) -> str:
     return f"{PREFIX}action:{action_id}"
+
+
+def lane(session_key: str) -> str:
+    """The actions of one sessionKey, in arrival order: only the head is sent."""
+    return f"{PREFIX}lane:{session_key}"
+
+
+def sending(action_id: str) -> str:
+    """Held while one job sends an action, so two copies of a job never send it at once."""
+    return f"{PREFIX}sending:{action_id}"

@@ -46,6 +46,7 @@ class Router:
         self.queue = Queue(settings.queue, connection=redis)
         self._stop = threading.Event()
         self._last_claim = 0.0
+        self._last_trim = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,7 +83,20 @@ class Router:
                 entries.extend(items)
         if entries:
             self.route(entries)
+        if time.monotonic() - self._last_trim > 60:
+            self._last_trim = time.monotonic()
+            self.trim()
         return len(entries)
+
+    def trim(self) -> None:
+        """Keep the event log and the dead letters bounded by age (and the log by count)."""
+        now = time.time()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(keys.EVENTS, "-inf", now - self.settings.event_ttl_seconds)
+            pipe.zremrangebyrank(keys.EVENTS, 0, -self.settings.events_max - 1)
+            pipe.zremrangebyscore(keys.PARKED, "-inf", now - self.settings.event_ttl_seconds)
+            pipe.zremrangebyscore(keys.DEAD, "-inf", now - self.settings.delivery.dead_letter_ttl_seconds)
+            pipe.execute()
 
     def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         event_ids = [fields[b"event"].decode() for _id, fields in entries]
@@ -116,6 +130,8 @@ class Router:
                 })  # fmt: skip
                 pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
                 if not already:
+                    if body.get("sessionKey"):
+                        pipe.rpush(keys.lane(body["sessionKey"]), aid)  # arrival order per session
                     self.queue.enqueue_call(
                         "relay.delivery.deliver", args=(aid,), job_id=aid, retry=retry, pipeline=pipe,
                         timeout=int(self.settings.gateway.timeout_seconds) + 30,

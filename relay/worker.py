@@ -22,7 +22,7 @@ from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import WorkerStatus
 
-from . import delivery
+from . import delivery, keys
 from .config import Settings
 from .router import Router
 
@@ -45,6 +45,7 @@ class RelayWorker(SimpleWorker):
         self._running: dict[str, tuple[Job, Execution]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self.lock_ttl_ms = (grace + 5) * 1000
 
     # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
     # heartbeat thread renews every `heartbeat_interval` seconds while a job runs.
@@ -97,6 +98,8 @@ class RelayWorker(SimpleWorker):
             for job, execution in running:
                 try:
                     self.maintain_heartbeats(job, execution)
+                    if job.func_name == "relay.delivery.deliver":
+                        self.connection.pexpire(keys.sending(job.args[0]), self.lock_ttl_ms)
                 except Exception as exc:  # Redis away for a moment: try again next round
                     log.warning("heartbeat for job %s failed: %s", job.id, exc)
 
