@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -92,8 +92,27 @@ class SourceConfig(BaseModel):
     secret: SecretList = Field(default_factory=list, description="HMAC secrets; two during a rotation")
     token: SecretList = Field(default_factory=list, description="bearer / x-openclaw-token values")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
-    events: list[str] | None = Field(default=None, description="allow-list of event types (github)")
+    events: list[str] | None = Field(
+        default=None, description="allow-list of event types (github, gitlab; stripe accepts patterns)"
+    )
     allow_sha1: bool = False
+    # HTTP basic auth (alertmanager), besides or instead of `token`.
+    username: str | None = None
+    password: Secret | None = None
+    resolved: Literal["agent", "wake", "drop"] = Field(
+        default="agent", description="what a resolved notification becomes (alertmanager)"
+    )
+    tolerance_seconds: int = Field(
+        default=300, gt=0, description="accepted clock skew of signed timestamps (stripe, standard-webhooks)"
+    )
+    # Google OIDC tokens of Pub/Sub push subscriptions (gmail).
+    audience: str | None = None
+    service_account_email: str | None = None
+    jwks: str | None = Field(default=None, description="JWKS file path or URL; default: Google's certs")
+    # HMAC mode of the generic preset: the header carrying `prefix + hex(HMAC(secret, body))`.
+    signature_header: str | None = None
+    signature_prefix: str = ""
+    algorithm: Literal["sha256", "sha1", "sha512"] = "sha256"
 
 
 class DeliveryConfig(BaseModel):
@@ -107,6 +126,9 @@ class DeliveryConfig(BaseModel):
         default=60, ge=1, description="how long after its last heartbeat a dead worker's job is re-run"
     )
     in_flight: int = Field(default=16, ge=1, description="deliveries in flight per worker process")
+    rate_limit_per_second: float = Field(default=0, ge=0, description="cap toward the gateway, all workers; 0: none")
+    rate_limit_burst: float = Field(default=10, ge=1)
+    dead_letter_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0, description="how long dead letters are kept")
 
 
 class Settings(BaseSettings):
@@ -129,6 +151,18 @@ class Settings(BaseSettings):
     mappings: list[MappingConfig] = Field(default_factory=list)
     event_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    transform_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="time budget of one user transform call; past it the event is parked"
+    )
+    transform_max_threads: int = Field(
+        default=8, ge=1, description="transform calls running at once, including stuck ones (see relay.budget)"
+    )
+    max_message_bytes: int = Field(
+        default=200_000, ge=1024, le=250_000,
+        description="agent messages / wake texts longer than this (UTF-8 JSON bytes) are cut with a marker; "
+        "the gateway refuses bodies over 256 KiB",
+    )  # fmt: skip
+    events_max: int = Field(default=100_000, gt=0, description="the event log keeps at most this many events")
 
     @classmethod
     def settings_customise_sources(
