@@ -101,6 +101,7 @@ def version() -> None:
 def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Run everything: ingress, delivery worker(s), and an embedded Redis when no redis_url is set."""
     settings = _settings(ctx)
+    _check_transforms(settings)
     embedded = None
     if not settings.redis_url:
         from .embedded import start_embedded
@@ -203,12 +204,13 @@ def gateway_stub(
 def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) -> None:
     """Show the actions PAYLOAD would become at SOURCE; sends nothing, skips signature checks."""
     from .event import Event
-    from .ingress import build_mapper, build_sources
+    from .ingress import build_budget, build_mapper, build_sources
 
     settings = _settings(ctx)
     try:
         sources = build_sources(settings)
         mapper = build_mapper(settings)
+        budget = build_budget(settings)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -220,7 +222,10 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
     src = sources[source]
     hdrs = {}
     for item in headers:
-        name, _, value = item.partition(":")
+        name, colon, value = item.partition(":")
+        if not colon or not name.strip():
+            click.echo(f"error: --header {item!r}: write it as 'Name: value'", err=True)
+            sys.exit(EXIT_CONFIG)
         hdrs[name.strip().lower()] = value.strip()
     body = payload.read()
     try:
@@ -230,9 +235,9 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
             click.echo(f"skipped: {skip}")
             return
         event = Event(source=source, payload=parsed, headers=hdrs, path=source, delivery_id="try")
-        actions = mapper.map(event, src.preset.transform)
+        actions = mapper.map_within(budget, event, src.preset.transform)
     except RelayError as exc:
-        click.echo(f"error: {exc.message}", err=True)
+        click.echo(f"error: {payload.name}: {exc.message}", err=True)
         sys.exit(1)
     except Exception:
         import traceback
@@ -253,11 +258,15 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
 def events(ctx: click.Context, limit: int, as_json: bool) -> None:
     """List recent events, newest first, with their actions' states."""
     from . import keys
+    from .health import circuit_state
     from .queue import load_action, load_event
 
     settings = _settings(ctx)
     redis = _redis(settings)
     with _redis_errors():
+        circuit = circuit_state(redis)
+        if circuit.open and not as_json:
+            click.echo(f"delivery paused for {circuit.remaining:.0f}s more: gateway {circuit.reason}")
         for raw_id in redis.zrevrange(keys.EVENTS, 0, limit - 1):
             event = load_event(redis, raw_id.decode())
             if event is None:
@@ -276,8 +285,177 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 click.echo(f"{when}  {row['id']}  {row['source']:<12} {row['delivery_id'][:40]:<40} {states}")
 
 
+@cli.group()
+def dlq() -> None:
+    """Dead letters: actions the gateway refused for good, or that ran out of retries."""
+
+
+@dlq.command("list")
+@click.option("--source", "-s", help="Only this source's dead letters.")
+@click.option("--limit", "-n", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def dlq_list(ctx: click.Context, source: str | None, limit: int, as_json: bool) -> None:
+    """List dead letters, newest first."""
+    from .deadletters import list_dead
+
+    settings = _settings(ctx)
+    redis = _redis(settings)
+    with _redis_errors():
+        rows = list_dead(redis, source=source, limit=limit)
+    for row in rows:
+        if as_json:
+            click.echo(orjson.dumps({k: v for k, v in row.items() if k != "body"}).decode())
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row.get("dead_at", 0))))
+            error = row.get("last_error", "").replace("\n", " ")[:60]
+            click.echo(
+                f"{when}  {row['id']}  {row.get('source', ''):<12} {row.get('last_status') or '-':>4}  {error}"
+            )
+
+
+@dlq.command("show")
+@click.argument("action_id")
+@click.pass_context
+def dlq_show(ctx: click.Context, action_id: str) -> None:
+    """Show one dead letter: the action, its attempts and the gateway's last answer."""
+    from .queue import load_action
+
+    settings = _settings(ctx)
+    redis = _redis(settings)
+    with _redis_errors():
+        record = load_action(redis, action_id)
+    if not record:
+        click.echo(f"error: no action {action_id}", err=True)
+        sys.exit(1)
+    record["body"] = orjson.loads(record.get("body", "{}"))
+    click.echo(orjson.dumps({"id": action_id, **record}, option=orjson.OPT_INDENT_2).decode())
+
+
+@dlq.command("replay")
+@click.argument("action_ids", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.option("--source", "-s", help="Replay every dead letter of this source.")
+@click.option(
+    "--new-key", is_flag=True, help="Send with a new Idempotency-Key (the gateway treats it as new)."
+)
+@click.pass_context
+def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool, source: str | None,
+               new_key: bool) -> None:  # fmt: skip
+    """Queue dead letters for delivery again (same Idempotency-Key unless --new-key)."""
+    from .deadletters import list_dead, replay
+
+    if not action_ids and not replay_all and not source:
+        click.echo("error: name action ids, or use --all or --source", err=True)
+        sys.exit(1)
+    settings = _settings(ctx)
+    redis = _redis(settings)
+    with _redis_errors():
+        ids = list(action_ids) or [row["id"] for row in list_dead(redis, source=source, limit=10**9)]
+        done = [aid for aid in ids if replay(redis, settings, aid, new_key=new_key)]
+    for aid in sorted(set(ids) - set(done)):
+        click.echo(f"not a dead letter: {aid}", err=True)
+    click.echo(f"replayed {len(done)} dead letter(s)")
+    sys.exit(0 if len(done) == len(ids) else 1)
+
+
 def _action_state(record: dict[str, str]) -> dict[str, Any]:
-    return {k: record[k] for k in ("state", "attempts", "last_status", "run_id") if record.get(k)}
+    return {
+        k: record[k] for k in ("state", "attempts", "last_status", "run_id", "last_error") if record.get(k)
+    }
+
+
+def _check_transforms(settings: Settings) -> None:
+    """Import every mapping's transform now; exit 2 naming the mapping and module if one fails."""
+    from .ingress import build_mapper
+
+    try:
+        build_mapper(settings)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@cli.command()
+@click.argument("event_ids", nargs=-1)
+@click.option("--parked", is_flag=True, help="Replay every parked event (oldest first).")
+@click.option("--source", help="With --parked: only the events of this source.")
+@click.option("--limit", "-n", type=int, help="With --parked: at most this many events.")
+@click.option("--force", is_flag=True, help="Also map events that are not parked (already queued/delivered).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.pass_context
+def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: str | None,
+           limit: int | None, force: bool, as_json: bool) -> None:  # fmt: skip
+    """Map stored events again with the current config and transforms, and queue their actions.
+
+    Exits 1 if any event still fails (it stays parked, with the new error).
+    """
+    from .replay import Replayer, describe, outcome_json, parked_ids
+
+    if bool(event_ids) == parked:
+        click.echo("error: give event ids or --parked (not both)", err=True)
+        sys.exit(EXIT_CONFIG)
+    if source and not parked:
+        click.echo("error: --source goes with --parked", err=True)
+        sys.exit(EXIT_CONFIG)
+    settings = _settings(ctx)
+    redis = _redis(settings)
+    with _redis_errors():
+        try:
+            replayer = Replayer(redis, settings)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        ids = list(event_ids) if event_ids else parked_ids(redis, source, limit)
+        failed = 0
+        for event_id in ids:
+            outcome = replayer.replay(event_id, force=force)
+            failed += not outcome.ok
+            click.echo(outcome_json(outcome).decode() if as_json else describe(outcome))
+            if outcome.state == "parked" and not as_json:
+                click.echo(outcome.detail, err=True)
+        if parked and not as_json:
+            click.echo(f"{len(ids) - failed} of {len(ids)} parked event(s) replayed", err=True)
+    sys.exit(1 if failed else 0)
+
+
+@cli.command("import-openclaw")
+@click.argument("openclaw_config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("relay.yaml"),
+              show_default=True, help="The relay.yaml to write; transform stubs go next to it.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Overwrite the output file and existing stubs.")
+def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
+    """Write relay.yaml sources and mappings from an OpenClaw config's `hooks` (JSON or JSON5)."""
+    import yaml
+
+    from .importer import convert, read_openclaw
+
+    if output.exists() and not force:
+        click.echo(f"error: {output} exists; use --force to overwrite it", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        imported = convert(read_openclaw(openclaw_config), openclaw_config.resolve().parent)
+    except ValueError as exc:  # also pydantic's ValidationError
+        click.echo(f"error: {openclaw_config}: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    header = [f"# Imported from {openclaw_config} by `relay import-openclaw`."]
+    header += [f"# NOTE: {note}" for note in imported.notes]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("\n".join(header) + "\n" + yaml.safe_dump(imported.config, sort_keys=False,
+                                                                allow_unicode=True, width=100))  # fmt: skip
+    click.echo(f"wrote {output}")
+    for rel, text in imported.stubs.items():
+        stub = output.parent / rel
+        if stub.exists() and not force:
+            click.echo(f"kept existing {stub}", err=True)
+            continue
+        stub.parent.mkdir(parents=True, exist_ok=True)
+        stub.write_text(text)
+        click.echo(f"wrote {stub} (a stub: port the JavaScript transform into it)")
+    for note in imported.notes:
+        click.echo(f"note: {note}", err=True)
+    if imported.token_env:
+        click.echo(f"set {imported.token_env} to the value of hooks.token (it is not copied)", err=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

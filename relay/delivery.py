@@ -162,9 +162,9 @@ def deliver(action_id: str) -> str | Retry:
     redis: Redis = job.connection if job is not None else Redis.from_url(settings.redis_url or "")
     key = keys.action(action_id)
     fields = redis.hmget(
-        key, "state", "kind", "body", "event_id", "received_at", "session_key", "idempotency_key"
+        key, "state", "kind", "body", "event_id", "queued_at", "session_key", "idempotency_key"
     )
-    state, kind, event_id, received_at, session_key, idem = (
+    state, kind, event_id, queued_at, session_key, idem = (
         None if v is None else v.decode() for i, v in enumerate(fields) if i != 2
     )
     body = fields[2]
@@ -195,14 +195,14 @@ def deliver(action_id: str) -> str | Retry:
     if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings)):
         return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
     try:
-        return _attempt(ctx, redis, action_id, str(kind), body, idem or action_id, received_at, lane_key)
+        return _attempt(ctx, redis, action_id, str(kind), body, idem or action_id, queued_at, lane_key)
     finally:
         redis.delete(lock)
 
 
 def _attempt(
     ctx: Context, redis: Redis, action_id: str, kind: str, body: bytes, idempotency_key: str,
-    received_at: str | None, lane_key: str | None,
+    queued_at: str | None, lane_key: str | None,
 ) -> str | Retry:  # fmt: skip
     settings = ctx.settings
     key = keys.action(action_id)
@@ -232,7 +232,7 @@ def _attempt(
         return "delivered"
 
     delivery = settings.delivery
-    age = time.time() - float(received_at or now)
+    age = time.time() - float(queued_at or now)  # since it was queued (or replayed)
     gateway_fault = answer.status is None or answer.status in CONFIGURATION
     if (
         verdict == "dead"

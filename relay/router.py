@@ -37,6 +37,19 @@ def ensure_group(conn: Redis) -> None:
             raise
 
 
+def enqueue_delivery(
+    queue: Queue, pipe: Any, settings: Settings, action_id: str, job_id: str, description: str
+) -> None:
+    """Add the RQ job that delivers `action_id` to `pipe` (a pipeline in MULTI)."""
+    queue.enqueue_call(
+        "relay.delivery.deliver", args=(action_id,), job_id=job_id, pipeline=pipe,
+        # interval 0: a job whose worker died is re-queued at once, without waiting for the scheduler.
+        retry=Retry(max=settings.delivery.max_attempts, interval=0),
+        timeout=int(settings.gateway.timeout_seconds) + 30, result_ttl=600,
+        failure_ttl=settings.event_ttl_seconds, description=description,
+    )  # fmt: skip
+
+
 class Router:
     def __init__(self, redis: Redis, settings: Settings, consumer: str, claim_idle_ms: int = 30_000) -> None:
         self.redis = redis
@@ -115,8 +128,6 @@ class Router:
             for _eid, action in planned:
                 pipe.exists(Job.key_for(action["id"]))
             exists = pipe.execute() if planned else []
-        # interval 0: a job whose worker died is re-queued at once, without waiting for the scheduler.
-        retry = Retry(max=self.settings.delivery.max_attempts, interval=0)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.multi()  # explicit MULTI: RQ's enqueue expects it when given a pipeline
             for (eid, action), already in zip(planned, exists, strict=True):
@@ -132,12 +143,9 @@ class Router:
                 if not already:
                     if body.get("sessionKey"):
                         pipe.rpush(keys.lane(body["sessionKey"]), aid)  # arrival order per session
-                    self.queue.enqueue_call(
-                        "relay.delivery.deliver", args=(aid,), job_id=aid, retry=retry, pipeline=pipe,
-                        timeout=int(self.settings.gateway.timeout_seconds) + 30,
-                        result_ttl=600, failure_ttl=self.settings.event_ttl_seconds,
-                        description=f"deliver {action['kind']} {aid} of {eid}",
-                    )  # fmt: skip
+                    enqueue_delivery(
+                        self.queue, pipe, self.settings, aid, aid, f"deliver {action['kind']} {aid} of {eid}"
+                    )
             ids = [entry_id for entry_id, _ in entries]
             pipe.xack(keys.INBOX, keys.ROUTERS, *ids)
             pipe.xdel(keys.INBOX, *ids)
