@@ -1,4 +1,9 @@
-"""generic: any sender that can present a bearer token (or x-openclaw-token), like the gateway itself."""
+"""generic: any sender that can present a bearer token (or x-openclaw-token), like the gateway itself,
+or that signs its body with an HMAC in a header of its choosing (`signature_header`).
+
+HMAC mode: the header holds `signature_prefix + hex(HMAC-<algorithm>(secret, raw body))`, e.g.
+`X-Signature: sha256=<hex>`; several secrets may be configured during a rotation.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,25 @@ from typing import Any
 
 from relay.config import SourceConfig
 from relay.preset import Headers, Preset
-from relay.verify import body_digest, presented_token, verify_token
+from relay.verify import body_digest, presented_token, verify_hmac_hex, verify_token
+
+
+def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
+    if cfg.signature_header:
+        if not cfg.secret:
+            return "secret", "the generic preset's HMAC mode (signature_header) needs a secret"
+        return None
+    if not cfg.token:
+        return "token", "the generic preset needs a token (or signature_header and secret for HMAC mode)"
+    return None
 
 
 def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
+    if cfg.signature_header:
+        verify_hmac_hex(body, headers.get(cfg.signature_header.lower()),
+                        [s.get_secret_value().encode() for s in cfg.secret], prefix=cfg.signature_prefix,
+                        algorithm=cfg.algorithm, header=cfg.signature_header)  # fmt: skip
+        return
     verify_token(presented_token(headers), [t.get_secret_value().encode() for t in cfg.token])
 
 

@@ -21,6 +21,12 @@ from relay.verify import verify_hmac_hex
 MAX_TEXT = 4000  # characters of any one sender-written text (bodies, comments) put in a message
 
 
+def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
+    if not cfg.secret:
+        return "secret", "the github preset needs the webhook secret"
+    return None
+
+
 def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
     secrets = [s.get_secret_value().encode() for s in cfg.secret]
     sig256 = headers.get("x-hub-signature-256")

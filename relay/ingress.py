@@ -9,11 +9,13 @@ import logging
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import presets
 from presets import openclaw
 
+from .budget import TransformBudget
 from .config import Settings, SourceConfig
 from .errors import ConfigError, NotFound, RelayError, TransformError
 from .event import Event
@@ -49,11 +51,12 @@ def build_sources(settings: Settings) -> dict[str, Source]:
         if preset is None or preset.name in DIRECT_SOURCES:
             known = ", ".join(sorted(set(presets.REGISTRY) - set(DIRECT_SOURCES)))
             raise ConfigError(f"sources.{name}.preset: unknown preset {cfg.preset!r} (known: {known})")
-        if cfg.preset == "github" and not cfg.secret:
-            raise ConfigError(f"sources.{name}.secret: the github preset needs the webhook secret")
-        if cfg.preset == "generic" and not cfg.token:
-            raise ConfigError(f"sources.{name}.token: the generic preset needs a token")
-        sources[name] = Source(name, preset, cfg)
+        problem = presets.check_config(cfg)
+        if problem is not None:
+            raise ConfigError(f"sources.{name}.{problem[0]}: {problem[1]}")
+        if cfg.jwks and not cfg.jwks.startswith(("http://", "https://")):
+            cfg = cfg.model_copy(update={"jwks": str(settings.base_dir / Path(cfg.jwks).expanduser())})
+        sources[name] = Source(name, presets.for_source(preset, cfg), cfg)
     tokens = settings.ingress_token or ([settings.gateway.token] if settings.gateway.token else [])
     if tokens:
         direct = SourceConfig(preset="generic", token=tokens)
@@ -72,7 +75,11 @@ def build_mapper(settings: Settings) -> Mapper:
                 )
             except ConfigError as exc:
                 raise ConfigError(f"mappings.{i}.transform: {exc}") from None
-    return Mapper(settings.mappings, transforms)
+    return Mapper(settings.mappings, transforms, max_message_bytes=settings.max_message_bytes)
+
+
+def build_budget(settings: Settings) -> TransformBudget:
+    return TransformBudget(settings.transform_timeout_seconds, settings.transform_max_threads)
 
 
 class Ingress:
@@ -81,6 +88,7 @@ class Ingress:
         self.store = store
         self.sources = build_sources(settings)
         self.mapper = build_mapper(settings)
+        self.budget = build_budget(settings)
 
     def source(self, name: str) -> Source:
         source = self.sources.get(name)
@@ -104,7 +112,7 @@ class Ingress:
         actions = []
         if skip_reason is None:
             try:
-                actions = self.mapper.map(event, preset.transform)
+                actions = await self.mapper.amap(self.budget, event, preset.transform)
             except RelayError:
                 raise
             except Exception as exc:  # a user's transform failed: park the event, keep serving

@@ -6,8 +6,11 @@ received, before anything else looks at them. Every comparison is constant-time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import time
 from collections.abc import Iterable, Mapping
 
 from .errors import Unauthorized
@@ -54,17 +57,138 @@ def presented_token(headers: Mapping[str, str]) -> str | None:
     return token or None
 
 
-def verify_token(presented: str | None, secrets: Iterable[bytes], *, what: str = "token") -> None:
-    if not presented:
-        raise Unauthorized(f"missing {what}")
+def token_matches(presented: str, secrets: Iterable[bytes]) -> bool:
+    """Whether `presented` is one of `secrets`; every secret is compared, in constant time."""
     candidate = presented.encode()
     matched = False
     for secret in secrets:
         matched |= hmac.compare_digest(secret, candidate)
-    if not matched:
+    return matched
+
+
+def verify_token(presented: str | None, secrets: Iterable[bytes], *, what: str = "token") -> None:
+    if not presented:
+        raise Unauthorized(f"missing {what}")
+    if not token_matches(presented, secrets):
         raise Unauthorized(f"invalid {what}")
 
 
 def body_digest(body: bytes) -> str:
     """A delivery id for senders that send none: the same bytes are the same delivery."""
     return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def check_timestamp(timestamp: str | None, tolerance: float, *, header: str, now: float | None = None) -> int:
+    """Parse a Unix-seconds timestamp header and refuse it outside ±`tolerance` seconds of `now`."""
+    if not timestamp:
+        raise Unauthorized(f"missing {header} timestamp")
+    try:
+        value = int(timestamp.strip())
+    except ValueError:
+        raise Unauthorized(f"malformed {header} timestamp") from None
+    current = time.time() if now is None else now
+    if abs(current - value) > tolerance:
+        raise Unauthorized(f"{header} timestamp is outside the tolerance window ({tolerance:g} s); a replay?")
+    return value
+
+
+def verify_stripe_signature(
+    body: bytes, header: str | None, secrets: Iterable[bytes], *, tolerance: float, now: float | None = None
+) -> None:
+    """Stripe-Signature `t=<unix>,v1=<hex>[,v1=<hex>...]`: HMAC-SHA256 of `{t}.{body}` with any secret.
+
+    The signature is checked before the timestamp (as Stripe's own libraries do), so a stale
+    timestamp is only reported for an otherwise authentic request.
+    """
+    if not header:
+        raise Unauthorized("missing Stripe-Signature header")
+    timestamp = ""
+    presented: list[bytes] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            raise Unauthorized("malformed Stripe-Signature header")
+        if key == "t":
+            timestamp = value.strip()
+        elif key == "v1":
+            presented.append(value.strip().lower().encode())
+    if not timestamp:
+        raise Unauthorized("malformed Stripe-Signature header: no t= timestamp")
+    if not presented:
+        raise Unauthorized("Stripe-Signature header has no v1 signature")
+    signed = timestamp.encode() + b"." + body
+    matched = False
+    for secret in secrets:
+        expected = hmac_hexdigest(secret, signed).encode()
+        for candidate in presented:
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise Unauthorized("invalid Stripe-Signature")
+    check_timestamp(timestamp, tolerance, header="Stripe-Signature", now=now)
+
+
+def decode_standard_webhooks_secret(secret: str) -> bytes:
+    """A Standard Webhooks secret is `whsec_<base64>`; the HMAC key is the decoded base64 part."""
+    encoded = secret.strip().removeprefix("whsec_")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not a whsec_<base64> secret") from None
+
+
+def verify_standard_webhook(
+    body: bytes,
+    webhook_id: str | None,
+    timestamp: str | None,
+    signature: str | None,
+    keys: Iterable[bytes],
+    *,
+    tolerance: float,
+    now: float | None = None,
+    prefix: str = "webhook",
+) -> None:
+    """Standard Webhooks v1: `webhook-signature` lists `v1,<base64 HMAC-SHA256 of {id}.{timestamp}.{body}>`.
+
+    `keys` are the decoded secrets. Entries of other versions (e.g. `v1a`, asymmetric) are ignored.
+    """
+    if not webhook_id:
+        raise Unauthorized(f"missing {prefix}-id header")
+    if not timestamp:
+        raise Unauthorized(f"missing {prefix}-timestamp header")
+    if not signature:
+        raise Unauthorized(f"missing {prefix}-signature header")
+    presented = []
+    for entry in signature.split():
+        version, sep, value = entry.partition(",")
+        if sep and version == "v1":
+            presented.append(value.encode())
+    if not presented:
+        raise Unauthorized(f"{prefix}-signature header has no v1 signature")
+    signed = f"{webhook_id}.{timestamp}.".encode() + body
+    matched = False
+    for key in keys:
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+        for candidate in presented:
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise Unauthorized(f"invalid {prefix}-signature")
+    check_timestamp(timestamp, tolerance, header=f"{prefix}-timestamp", now=now)
+
+
+def verify_basic_auth(authorization: str | None, username: str, passwords: Iterable[bytes]) -> None:
+    """HTTP basic auth (`Authorization: Basic base64(user:password)`), compared in constant time."""
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        raise Unauthorized("missing basic auth credentials")
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, ValueError):
+        raise Unauthorized("malformed basic auth credentials") from None
+    if not sep:
+        raise Unauthorized("malformed basic auth credentials")
+    matched = hmac.compare_digest(user.encode(), username.encode())
+    any_password = False
+    for secret in passwords:
+        any_password |= hmac.compare_digest(secret, password.encode())
+    if not (matched and any_password):
+        raise Unauthorized("invalid basic auth credentials")
