@@ -377,6 +377,40 @@ def _check_transforms(settings: Settings) -> None:
 
 
 @cli.command()
+@click.option("--offline", is_flag=True, help="Only validate the config and import the transforms.")
+@click.pass_context
+def check(ctx: click.Context, offline: bool) -> None:
+    """Validate the config, import every transform, then reach Redis and the gateway.
+
+    Exits 2 on a config or transform error, 3 when Redis or the gateway cannot be reached.
+    """
+    import httpx
+
+    from .ingress import build_sources
+
+    settings = _settings(ctx)
+    try:
+        build_sources(settings)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    _check_transforms(settings)
+    click.echo(f"config ok: {len(settings.sources)} source(s), {len(settings.mappings)} mapping(s)")
+    if offline:
+        return
+    with _redis_errors():
+        _redis(settings).ping()
+    click.echo("redis ok")
+    try:
+        # Any HTTP answer means the gateway is up; its hooks need a token we do not send here.
+        httpx.get(settings.gateway.url, timeout=5)
+    except httpx.HTTPError as exc:
+        click.echo(f"error: cannot reach the gateway at {settings.gateway.url}: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    click.echo(f"gateway reachable at {settings.gateway.url}")
+
+
+@cli.command()
 @click.argument("event_ids", nargs=-1)
 @click.option("--parked", is_flag=True, help="Replay every parked event (oldest first).")
 @click.option("--source", help="With --parked: only the events of this source.")

@@ -8,14 +8,17 @@ the base action, and a transform's result is merged over them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .actions import AgentAction, WakeAction, WakeMode
+from .budget import TransformBudget
 from .errors import ConfigError, TransformError
 from .event import Event
 from .templates import TemplateContext, render, render_optional
@@ -24,6 +27,8 @@ ActionResult = AgentAction | WakeAction
 Transform = Callable[[Event], Any]
 
 MAX_ACTIONS_PER_EVENT = 20
+# The gateway refuses bodies over 256 KiB (413); longer messages are cut below that, with a marker.
+DEFAULT_MAX_MESSAGE_BYTES = 200_000
 _AGENT_FIELDS = frozenset(f.alias or n for n, f in AgentAction.model_fields.items()) - {"kind"}
 
 
@@ -75,9 +80,10 @@ def matches(mapping: MappingConfig, event: Event) -> bool:
     want_path = _normalize_path(mapping.match.path)
     if want_path and want_path != _normalize_path(event.path):
         return False
-    if mapping.match.source:
+    want_source = (mapping.match.source or "").strip()  # OpenClaw: `match.source?.trim()`
+    if want_source:
         source = event.payload.get("source") if isinstance(event.payload, dict) else None
-        if not isinstance(source, str) or source != mapping.match.source.strip():
+        if not isinstance(source, str) or source != want_source:
             return False
     return True
 
@@ -121,22 +127,47 @@ def _override_fields(result: Any) -> dict[str, Any]:
     )
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> ActionResult:
-    """OpenClaw's `mergeAction`: the override's kind wins; fields of the other kind are dropped."""
+def merge(
+    base: dict[str, Any], override: dict[str, Any], max_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES
+) -> ActionResult:
+    """OpenClaw's `mergeAction`: the override's kind wins; fields of the other kind are dropped;
+    a None in the override keeps the base value; then `validateAction`: an agent action needs a
+    non-blank message and a wake a non-blank text."""
     kind = override.get("kind") or base.get("kind") or "agent"
-    if kind == "wake":
-        keep = {"text", "mode"}
-    else:
-        keep = _AGENT_FIELDS
+    keep = frozenset({"text", "mode"}) if kind == "wake" else _AGENT_FIELDS
     merged = {k: v for k, v in base.items() if k in keep and base.get("kind") == kind}
     merged.update({k: v for k, v in override.items() if k != "kind" and v is not None})
     merged["kind"] = kind
+    mode_key = "mode" if kind == "wake" else "wakeMode"
+    if override.get(mode_key) not in (None, "next-heartbeat") and mode_key in override:
+        # OpenClaw only lets a transform switch the mode to "next-heartbeat"; anything else keeps
+        # the mapping's mode (`override.mode === "next-heartbeat" ? ... : base.mode ?? "now"`).
+        merged[mode_key] = base.get(mode_key, "now") if base.get("kind") == kind else "now"
+    text_key = "text" if kind == "wake" else "message"
+    text = merged.get(text_key)
+    if not isinstance(text, str) or not text.strip():
+        raise TransformError(f"hook mapping requires {text_key}")  # OpenClaw's validateAction
+    if max_bytes is not None:
+        merged[text_key] = cut_text(text, max_bytes)
     try:
         if kind == "wake":
             return WakeAction.model_validate(merged)
         return AgentAction.model_validate(merged)
     except ValidationError as exc:
         raise TransformError(f"invalid {kind} action: {_short(exc)}") from exc
+
+
+def cut_text(text: str, max_bytes: int) -> str:
+    """`text` whose JSON encoding fits in `max_bytes`, cut with a visible marker when it did not."""
+    size = len(orjson.dumps(text)) - 2
+    if size <= max_bytes:
+        return text
+    marker = f"\n\n[… cut by openclaw-relay: the text was {size} bytes; the limit is {max_bytes}]"
+    room = max_bytes - (len(orjson.dumps(marker)) - 2)
+    cut = text
+    while cut and len(orjson.dumps(cut)) - 2 > room:
+        cut = cut[: max(0, min(len(cut) - 1, int(len(cut) * room / (len(orjson.dumps(cut)) - 2))))]
+    return cut + marker
 
 
 def _short(exc: ValidationError) -> str:
@@ -152,29 +183,64 @@ def _as_list(result: Any) -> list[Any]:
 
 
 class Mapper:
-    """Turns events into actions with a list of mappings and their loaded transforms."""
+    """Turns events into actions with a list of mappings and their loaded transforms.
 
-    def __init__(self, mappings: Sequence[MappingConfig], transforms: dict[str, Transform]) -> None:
+    The first mapping that matches decides, even when its transform returns None (OpenClaw:
+    "the first match owns the request"); with none matching, the source preset's transform runs.
+    """
+
+    def __init__(
+        self,
+        mappings: Sequence[MappingConfig],
+        transforms: dict[str, Transform],
+        *,
+        max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         self.mappings = list(mappings)
         self.transforms = transforms
+        self.max_message_bytes = max_message_bytes
+
+    def match(self, event: Event) -> MappingConfig | None:
+        return next((m for m in self.mappings if matches(m, event)), None)
+
+    def uses_transform(self, event: Event) -> bool:
+        """Whether mapping `event` runs a user's transform (which then deserves a time budget)."""
+        mapping = self.match(event)
+        return mapping is not None and mapping.transform is not None
 
     def map(self, event: Event, preset_transform: Transform | None = None) -> list[ActionResult]:
         """The actions for `event`; an empty list skips it. Raises TransformError."""
-        for mapping in self.mappings:
-            if not matches(mapping, event):
-                continue
+        limit = self.max_message_bytes
+        mapping = self.match(event)
+        if mapping is not None:
             base = base_fields(mapping, event)
             if mapping.transform is None:
-                return [merge(base, {})]
+                return [merge(base, {}, limit)]
             result = self.transforms[transform_key(mapping.transform)](event)
-            return self._cap([merge(base, _override_fields(r)) for r in _as_list(result)])
+            return self._cap([merge(base, _override_fields(r), limit) for r in _as_list(result)])
         if preset_transform is not None:
             actions = []
             for r in _as_list(preset_transform(event)):
                 fields = _override_fields(r)
-                actions.append(merge({"kind": fields.get("kind", "agent")}, fields))
+                actions.append(merge({"kind": fields.get("kind", "agent")}, fields, limit))
             return self._cap(actions)
         return []
+
+    def map_within(
+        self, budget: TransformBudget | None, event: Event, preset_transform: Transform | None = None
+    ) -> list[ActionResult]:
+        """`map`, with a user's transform run under `budget` (blocking the calling thread)."""
+        if budget is not None and self.uses_transform(event):
+            return budget.call(self.map, event, preset_transform)
+        return self.map(event, preset_transform)
+
+    async def amap(
+        self, budget: TransformBudget | None, event: Event, preset_transform: Transform | None = None
+    ) -> list[ActionResult]:
+        """`map` for the event loop: a user's transform runs in a budgeted thread; templates inline."""
+        if budget is not None and self.uses_transform(event):
+            return await budget.acall(self.map, event, preset_transform)
+        return self.map(event, preset_transform)
 
     @staticmethod
     def _cap(actions: list[ActionResult]) -> list[ActionResult]:
@@ -187,13 +253,41 @@ def transform_key(ref: TransformRef) -> str:
     return f"{ref.module}:{ref.export or 'transform'}"
 
 
+def _import_file(ref: TransformRef, base_dir: Path) -> Any:
+    """Import a transform given as a `.py` path, which must stay inside the config's folder
+    (as OpenClaw keeps transform modules inside `transformsDir`: "must be within")."""
+    root = base_dir.resolve()
+    path = (root / ref.module).resolve()  # resolve() follows symlinks: a link out is refused too
+    if not path.is_relative_to(root):
+        raise ConfigError(f"transform module {ref.module!r} must be within {root}")
+    if not path.is_file():
+        raise ConfigError(f"transform module {ref.module!r}: no such file {path}")
+    name = "relay_transform_" + "_".join(path.relative_to(root).with_suffix("").parts)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
 def load_transform(ref: TransformRef, base_dir: Path) -> Transform:
-    """Import `module` (relative to the config file's folder) and return its export, failing fast."""
+    """Import `module` (a dotted name importable from the config file's folder, or a `.py` path
+    inside it) and return its export, failing fast."""
     if str(base_dir) not in sys.path:
         sys.path.insert(0, str(base_dir))
     try:
-        module = importlib.import_module(ref.module)
-    except Exception as exc:
+        if ref.module.endswith(".py"):
+            module = _import_file(ref, base_dir)
+        else:
+            module = importlib.import_module(ref.module)
+    except ConfigError:
+        raise
+    except BaseException as exc:  # SyntaxError, ImportError, an exception or sys.exit() at import
         raise ConfigError(f"transform module {ref.module!r} cannot be imported: {exc!r}") from exc
     names = [ref.export] if ref.export else ["transform", "default"]
     for name in names:

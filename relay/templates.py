@@ -33,6 +33,10 @@ class TemplateContext:
         self.path = path
 
 
+def _canonical_index(name: str) -> bool:
+    return name.isdigit() and str(int(name)) == name
+
+
 def get_by_path(value: Any, path: str) -> Any:
     """Walk `a.b[0].c` through dicts and lists; anything missing gives None."""
     if not path:
@@ -42,6 +46,12 @@ def get_by_path(value: Any, path: str) -> Any:
         if current is None:
             return None
         name, index = match.group(1), match.group(3)
+        if isinstance(current, list) and name is not None and (_canonical_index(name) or name == "length"):
+            # JavaScript reads `a.0` like `a[0]`, and `a.length` is the array's length.
+            index, name = (name, None) if name != "length" else (None, name)
+            if name == "length":
+                current = len(current)
+                continue
         if index is not None:
             if not isinstance(current, list):
                 return None
@@ -75,6 +85,8 @@ def to_text(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return str(int(value))  # JavaScript's String(1.0) is "1"
     if isinstance(value, int | float):
         return str(value)
     return orjson.dumps(value).decode()
