@@ -27,6 +27,10 @@ log = logging.getLogger("relay.delivery")
 
 Verdict = Literal["delivered", "retry", "dead"]
 
+# RQ fails a job once it has returned `Retry.max` Retries; the relay counts attempts itself
+# (deferrals for a session's turn, a paused circuit or the rate cap are not attempts).
+UNLIMITED = 2**31
+
 # The gateway's answers, per OPENCLAW_CONTRACT.md: these never succeed by being sent again.
 PERMANENT = frozenset({400, 405, 413, 422})
 # Wrong token or hooks disabled/wrong path: a configuration problem. The events are kept and
@@ -129,15 +133,16 @@ def send(ctx: Context, kind: str, idempotency_key: str, body: bytes) -> Answer:
                   run_id)  # fmt: skip
 
 
-def lock_ttl_ms(settings: Settings) -> int:
-    return (settings.delivery.heartbeat_grace_seconds + 5) * 1000
+def lock_ttl_ms(grace: int) -> int:
+    """The send lock outlives a job's heartbeat a little (see RelayWorker)."""
+    return (grace + 5) * 1000
 
 
 def _defer(redis: Redis, key: str, state: str, seconds: float) -> Retry:
     """Wait without spending an attempt: the action is not at fault (lane, circuit, rate cap)."""
     delay = max(1, math.ceil(seconds))
     redis.hset(key, mapping={"state": state, "next_attempt_at": repr(time.time() + delay)})
-    return Retry(max=context().settings.delivery.max_attempts, interval=delay)
+    return Retry(max=UNLIMITED, interval=delay)
 
 
 def _lane_head(redis: Redis, lane_key: str) -> str | None:
@@ -152,6 +157,19 @@ def _lane_head(redis: Redis, lane_key: str) -> str | None:
             redis.lrem(lane_key, 1, head_id)  # finished (or expired): let the next one go
             continue
         return head_id
+
+
+def _wait_for_turn(redis: Redis, lane_key: str, action_id: str, patience: float = 1.0) -> bool:
+    """True once this action heads its session lane; waits up to `patience` seconds in this thread
+    so that a session's next action follows the previous one at once, not a scheduler tick later."""
+    deadline = time.monotonic() + patience
+    while True:
+        head = _lane_head(redis, lane_key)
+        if head in (None, action_id):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def deliver(action_id: str) -> str | Retry:
@@ -177,7 +195,7 @@ def deliver(action_id: str) -> str | Retry:
         return str(state)
 
     lane_key = keys.lane(session_key) if session_key else None
-    if lane_key and _lane_head(redis, lane_key) not in (None, action_id):
+    if lane_key and not _wait_for_turn(redis, lane_key, action_id):
         return _defer(redis, key, "waiting", 1)  # an earlier action of this session goes first
     wait = health.may_send(redis, settings.gateway.timeout_seconds + 5)
     if wait:
@@ -192,7 +210,7 @@ def deliver(action_id: str) -> str | Retry:
     lock = keys.sending(action_id)
     # The lock lives as long as the job's heartbeat (renewed by the worker while the job runs), so
     # a re-run of a dead worker's job finds it expired.
-    if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings)):
+    if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)):
         return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
     try:
         return _attempt(ctx, redis, action_id, str(kind), body, idem or action_id, queued_at, lane_key)
@@ -267,4 +285,4 @@ def _attempt(
     redis.hset(key, mapping={"state": "retrying", "last_status": status_text, "last_error": answer.text,
                              "next_attempt_at": repr(time.time() + delay)})  # fmt: skip
     log.info("action will be retried in %ss", delay, extra={**fields, "error": answer.text[:200]})
-    return Retry(max=delivery.max_attempts, interval=delay)
+    return Retry(max=UNLIMITED, interval=delay)

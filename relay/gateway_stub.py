@@ -6,7 +6,8 @@ time a gateway takes to admit an agent run. It records every request it handled,
 to fail, so tests can see exactly what the relay sent:
 
     GET  /_stub/requests          what it received (runs, replays, wakes, refusals)
-    POST /_stub/control           {"fail": [503, 500], "retry_after": 1, "admit_delay": 1.5}
+    POST /_stub/control           {"fail": [503, 500], "retry_after": 1, "admit_delay": 1.5,
+                                   "hang": 2, "hang_seconds": 20}  (admit the next 2 runs, answer late)
     POST /_stub/reset             forget requests and idempotency keys (like a restart)
 """
 
@@ -38,6 +39,8 @@ class StubState:
     admit_delay: float = 0.0
     fail: deque[int] = field(default_factory=deque)
     retry_after: int | None = None
+    hang: int = 0  # the next `hang` agent runs are admitted but answered only after hang_seconds
+    hang_seconds: float = 20.0
     requests: list[dict[str, Any]] = field(default_factory=list)
     idempotency: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (body digest, runId)
     auth_failures: dict[str, deque[float]] = field(default_factory=dict)
@@ -126,8 +129,12 @@ def create_stub_app(state: StubState) -> Starlette:
         # The run is admitted (it exists) before the answer is sent, as on a real gateway.
         state.record({"path": "agent", "status": 200, "key": key, "runId": run_id, "replay": False,
                       "body": payload})  # fmt: skip
-        if state.admit_delay:
-            await asyncio.sleep(state.admit_delay)
+        delay = state.admit_delay
+        if state.hang > 0:
+            state.hang -= 1
+            delay = state.hang_seconds
+        if delay:
+            await asyncio.sleep(delay)
         return JSONResponse({"ok": True, "runId": run_id})
 
     async def requests(request: Request) -> Response:
@@ -139,6 +146,9 @@ def create_stub_app(state: StubState) -> Starlette:
             state.fail = deque(int(s) for s in data["fail"])
         if "retry_after" in data:
             state.retry_after = data["retry_after"]
+        if "hang" in data:
+            state.hang = int(data["hang"])
+            state.hang_seconds = float(data.get("hang_seconds", state.hang_seconds))
         if "admit_delay" in data:
             state.admit_delay = float(data["admit_delay"])
         return JSONResponse({"ok": True})

@@ -16,10 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
 from rq.job import Job
+from rq.registry import clean_registries
+from rq.scheduler import RQScheduler
 from rq.timeouts import TimerDeathPenalty
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 from . import delivery, keys
@@ -45,7 +48,7 @@ class RelayWorker(SimpleWorker):
         self._running: dict[str, tuple[Job, Execution]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self.lock_ttl_ms = (grace + 5) * 1000
+        self.lock_ttl_ms = delivery.lock_ttl_ms(grace)
 
     # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
     # heartbeat thread renews every `heartbeat_interval` seconds while a job runs.
@@ -103,9 +106,39 @@ class RelayWorker(SimpleWorker):
                 except Exception as exc:  # Redis away for a moment: try again next round
                     log.warning("heartbeat for job %s failed: %s", job.id, exc)
 
+    # RQ's own scheduler and registry cleaning hold their locks for 61 s and 899 s; a worker killed
+    # while holding one would stall retries or abandoned-job recovery that long. The relay runs
+    # both under short locks that every worker renews or takes over.
+    def clean_registries(self) -> None:
+        for queue in self.queues:
+            lock = f"{keys.PREFIX}maintenance:{queue.name}"
+            if self.connection.set(lock, self.name, nx=True, ex=30):
+                try:
+                    clean_registries(queue, self._exc_handlers)
+                    worker_registration.clean_worker_registry(queue)
+                    queue.intermediate_queue.cleanup(self, queue)
+                finally:
+                    self.connection.delete(lock)
+        self.last_cleaned_at = now()
+
+    def _schedule(self) -> None:
+        """Move due scheduled jobs (retries, deferrals) to the queue, one worker at a time."""
+        scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer)
+        scheduler.prepare_registries([q.name for q in self.queues])
+        lock = f"{keys.PREFIX}scheduler"
+        while not self._stopping.wait(0.5):
+            try:
+                if self.connection.set(lock, self.name, nx=True, px=3000) or (
+                    self.connection.get(lock) == self.name.encode() and self.connection.pexpire(lock, 3000)
+                ):
+                    scheduler.enqueue_scheduled_jobs()
+            except Exception as exc:  # Redis away for a moment: try again next round
+                log.warning("scheduling failed: %s", exc)
+
     def work(self, *args: Any, **kwargs: Any) -> bool:
         beat = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
         beat.start()
+        threading.Thread(target=self._schedule, name="scheduler", daemon=True).start()
         try:
             return super().work(*args, **kwargs)
         finally:
@@ -118,7 +151,7 @@ class RelayWorker(SimpleWorker):
 
 
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None) -> bool:
-    """Run one worker process: the router thread plus RelayWorker with RQ's scheduler."""
+    """Run one worker process: RelayWorker with its router, scheduler and heartbeat threads."""
     delivery.configure(settings)
     queue = Queue(settings.queue, connection=redis)
     worker = RelayWorker(
@@ -136,6 +169,6 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     else:
         thread.start()
     try:
-        return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+        return worker.work(burst=burst, logging_level="INFO")
     finally:
         router.stop()

@@ -123,7 +123,11 @@ class Proc:
         self._fh.close()
 
     def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+        """SIGKILL the whole process group, as when a host or container dies."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._fh.close()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
