@@ -155,7 +155,7 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="time budget of one user transform call; past it the event is parked"
     )
     transform_max_threads: int = Field(
-        default=8, ge=1, description="transform calls running at once, including stuck ones (see relay.budget)"
+        default=8, ge=1, description="threads stuck in transforms past their budget before all transforms are refused"
     )
     max_message_bytes: int = Field(
         default=200_000, ge=1024, le=250_000,
