@@ -126,9 +126,13 @@ class DeliveryConfig(BaseModel):
         default=60, ge=1, description="how long after its last heartbeat a dead worker's job is re-run"
     )
     in_flight: int = Field(default=16, ge=1, description="deliveries in flight per worker process")
-    rate_limit_per_second: float = Field(default=0, ge=0, description="cap toward the gateway, all workers; 0: none")
+    rate_limit_per_second: float = Field(
+        default=0, ge=0, description="cap toward the gateway, all workers; 0: none"
+    )
     rate_limit_burst: float = Field(default=10, ge=1)
-    dead_letter_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0, description="how long dead letters are kept")
+    dead_letter_ttl_seconds: int = Field(
+        default=30 * 24 * 3600, gt=0, description="how long dead letters are kept"
+    )
 
 
 class Settings(BaseSettings):
@@ -155,7 +159,9 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="time budget of one user transform call; past it the event is parked"
     )
     transform_max_threads: int = Field(
-        default=8, ge=1, description="threads stuck in transforms past their budget before all transforms are refused"
+        default=8,
+        ge=1,
+        description="threads stuck in transforms past their budget before all transforms are refused",
     )
     max_message_bytes: int = Field(
         default=200_000, ge=1024, le=250_000,

@@ -10,8 +10,8 @@ from rq import Queue
 
 from . import keys
 from .config import Settings
+from .jobs import enqueue_delivery
 from .queue import load_action
-from .router import enqueue_delivery
 
 
 def list_dead(redis: Redis, *, source: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
@@ -49,6 +49,7 @@ def replay(redis: Redis, settings: Settings, action_id: str, *, new_key: bool = 
         pipe.zrem(keys.DEAD, action_id)
         if session:
             pipe.rpush(keys.lane(session.decode()), action_id)
+            pipe.sadd(keys.LANES, keys.lane(session.decode()))
         enqueue_delivery(
             queue, pipe, settings, action_id, f"{action_id}-replay{replays}", f"replay {action_id}"
         )

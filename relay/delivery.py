@@ -20,8 +20,9 @@ import httpx
 from redis import Redis
 from rq import Retry, get_current_job
 
-from . import health, keys
+from . import health, keys, lanes
 from .config import Settings
+from .jobs import queue_turn
 
 log = logging.getLogger("relay.delivery")
 
@@ -145,33 +146,6 @@ def _defer(redis: Redis, key: str, state: str, seconds: float) -> Retry:
     return Retry(max=UNLIMITED, interval=delay)
 
 
-def _lane_head(redis: Redis, lane_key: str) -> str | None:
-    """The action at the head of a session lane, dropping heads that are already finished."""
-    while True:
-        head = redis.lindex(lane_key, 0)
-        if head is None:
-            return None
-        head_id = head.decode()
-        state = redis.hget(keys.action(head_id), "state")
-        if state is None or state in (b"delivered", b"dead"):
-            redis.lrem(lane_key, 1, head_id)  # finished (or expired): let the next one go
-            continue
-        return head_id
-
-
-def _wait_for_turn(redis: Redis, lane_key: str, action_id: str, patience: float = 1.0) -> bool:
-    """True once this action heads its session lane; waits up to `patience` seconds in this thread
-    so that a session's next action follows the previous one at once, not a scheduler tick later."""
-    deadline = time.monotonic() + patience
-    while True:
-        head = _lane_head(redis, lane_key)
-        if head in (None, action_id):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-
-
 def deliver(action_id: str) -> str | Retry:
     """RQ job: deliver one action. Returns its final state, or a `Retry` with the delay to wait."""
     ctx = context()
@@ -195,8 +169,9 @@ def deliver(action_id: str) -> str | Retry:
         return str(state)
 
     lane_key = keys.lane(session_key) if session_key else None
-    if lane_key and not _wait_for_turn(redis, lane_key, action_id):
-        return _defer(redis, key, "waiting", 1)  # an earlier action of this session goes first
+    if lane_key and not lanes.my_turn(redis, lane_key, action_id):
+        log.info("waiting for an earlier action of its session", extra=log_fields)
+        return "waiting"  # the action before it hands this one its turn when it is done
     wait = health.may_send(redis, settings.gateway.timeout_seconds + 5)
     if wait:
         return _defer(redis, key, "paused", wait)
@@ -218,6 +193,15 @@ def deliver(action_id: str) -> str | Retry:
         redis.delete(lock)
 
 
+def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action_id: str) -> None:
+    """Give the session's next action its turn: queue a job for it."""
+    if lane_key is None:
+        return
+    nxt = lanes.hand_off(redis, lane_key, action_id)
+    if nxt is not None:
+        queue_turn(redis, settings, nxt)
+
+
 def _attempt(
     ctx: Context, redis: Redis, action_id: str, kind: str, body: bytes, idempotency_key: str,
     queued_at: str | None, lane_key: str | None,
@@ -233,6 +217,8 @@ def _attempt(
     answer = send(ctx, kind, idempotency_key, body)
     latency = time.perf_counter() - started
     verdict = classify(answer)
+    if answer.status is not None and answer.status not in CONFIGURATION:
+        health.close(redis)  # the gateway answers: whatever the circuit said, it is up
     fields = {"action_id": action_id, "status": answer.status, "attempt": attempts,
               "latency_ms": round(latency * 1000, 1)}  # fmt: skip
     status_text = "" if answer.status is None else str(answer.status)
@@ -242,11 +228,9 @@ def _attempt(
             pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
                                     "last_status": status_text, "run_id": answer.run_id or ""})  # fmt: skip
             pipe.hincrby(keys.STATS, "delivered", 1)
-            pipe.delete(keys.CIRCUIT_LEVEL, keys.CIRCUIT_PROBE)  # the gateway answers: close the circuit
-            if lane_key:
-                pipe.lrem(lane_key, 1, action_id)
             pipe.execute()
         log.info("action delivered", extra=fields)
+        _next_in_lane(redis, settings, lane_key, action_id)
         return "delivered"
 
     delivery = settings.delivery
@@ -264,10 +248,9 @@ def _attempt(
             pipe.expire(key, delivery.dead_letter_ttl_seconds)
             pipe.zadd(keys.DEAD, {action_id: time.time()})
             pipe.hincrby(keys.STATS, "dead", 1)
-            if lane_key:
-                pipe.lrem(lane_key, 1, action_id)
             pipe.execute()
         log.warning("action dead-lettered: %s", reason, extra={**fields, "error": answer.text[:200]})
+        _next_in_lane(redis, settings, lane_key, action_id)
         return "dead"
 
     if gateway_fault:

@@ -76,7 +76,8 @@ def trip(redis: Redis, reason: str) -> float:
     return pause
 
 
-def reset(redis: Redis) -> None:
+def close(redis: Redis) -> None:
+    """The gateway answered: end the pause and the half-open probe."""
     redis.delete(keys.CIRCUIT, keys.CIRCUIT_LEVEL, keys.CIRCUIT_PROBE)
 
 

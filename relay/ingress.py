@@ -21,7 +21,7 @@ from .errors import ConfigError, NotFound, RelayError, TransformError
 from .event import Event
 from .mapping import Mapper, load_transform, transform_key
 from .preset import Preset
-from .queue import EventStore, encode_actions
+from .queue import EventStore, encode_actions, session_lanes
 
 log = logging.getLogger("relay.ingress")
 
@@ -119,7 +119,8 @@ class Ingress:
                 error = _describe(exc)
         recorded = await self.store.record(
             source=source.name, delivery_id=delivery_id, headers=dict(headers), body=body,
-            actions=encode_actions(source.name, delivery_id, actions), action_count=len(actions), error=error,
+            actions=encode_actions(source.name, delivery_id, actions), action_count=len(actions),
+            lanes=session_lanes(source.name, delivery_id, actions), error=error,
         )  # fmt: skip
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
         if recorded.duplicate:

@@ -14,6 +14,7 @@ CIRCUIT = PREFIX + "circuit"  # gateway circuit: the reason, alive while deliver
 CIRCUIT_LEVEL = PREFIX + "circuit:level"  # consecutive trips; cleared by a success
 CIRCUIT_PROBE = PREFIX + "circuit:probe"  # the one half-open probe in flight
 RATE = PREFIX + "rate"  # token bucket toward the gateway
+LANES = PREFIX + "lanes"  # set of session lanes that may hold actions
 
 
 def dedupe(source: str, delivery_id: str) -> str:

@@ -18,20 +18,29 @@ from redis.asyncio import Redis as AsyncRedis
 
 from . import keys
 from .actions import AgentAction, WakeAction, action_id
+from .lanes import lua_append
 
-# KEYS: dedupe, event, events index, inbox, parked
-# ARGV: event id, now, dedupe ttl, event ttl, route ("1" to queue for delivery), parked ("1"), field, value, ...
-_RECORD = """
+# KEYS: dedupe, event, events index, inbox, parked, then one session lane per lane entry
+# ARGV: event id, now, dedupe ttl, event ttl, route ("1" to queue for delivery), parked ("1"),
+#       n lanes, n action ids (one per lane key), then field, value, ...
+_RECORD = (
+    """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
+local lanes = tonumber(ARGV[7])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('HSET', KEYS[2], unpack(ARGV, 8 + lanes))
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[5] == '1' then redis.call('XADD', KEYS[4], '*', 'event', ARGV[1]) end
+if ARGV[5] == '1' then
+  redis.call('XADD', KEYS[4], '*', 'event', ARGV[1])
+"""
+    + lua_append("lanes", "KEYS[5 + i]", "ARGV[7 + i]", "ARGV[2]", "ARGV[4]")
+    + """end
 if ARGV[6] == '1' then redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1]) end
 return {1, ARGV[1]}
 """
+)
 
 
 def new_event_id() -> str:
@@ -46,6 +55,21 @@ def encode_actions(source: str, delivery_id: str, actions: list[AgentAction | Wa
             for i, a in enumerate(actions)
         ]
     )
+
+
+def session_lanes(
+    source: str, delivery_id: str, actions: list[AgentAction | WakeAction]
+) -> list[tuple[str, str]]:
+    """(lane key, action id) for every action with a sessionKey, in order.
+
+    Lanes are filled when the event is recorded, in the same script call, so a session's order
+    is the order in which the relay acknowledged its events, whatever happens after.
+    """
+    return [
+        (keys.lane(a.session_key), action_id(source, delivery_id, i))
+        for i, a in enumerate(actions)
+        if a.session_key
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +96,7 @@ class EventStore:
         body: bytes,
         actions: bytes,
         action_count: int,
+        lanes: list[tuple[str, str]] = (),  # type: ignore[assignment]
         error: str | None = None,
     ) -> Recorded:
         event_id = new_event_id()
@@ -84,9 +109,10 @@ class EventStore:
         if error:
             fields += ["error", error]
         result = await self._record(
-            keys=[keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX, keys.PARKED],
-            args=[event_id, now, self.dedupe_ttl, self.event_ttl,
-                  "1" if action_count and not error else "0", "1" if error else "0", *fields],
+            keys=[keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX, keys.PARKED,
+                  *(lane for lane, _ in lanes)],
+            args=[event_id, now, self.dedupe_ttl, self.event_ttl, "1" if action_count and not error else "0",
+                  "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields],
         )  # fmt: skip
         created, stored_id = result
         return Recorded(event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id,

@@ -23,12 +23,14 @@ from .config import Settings
 from .errors import RelayError, TransformError
 from .event import Event
 from .ingress import Source, build_budget, build_mapper, build_sources
+from .lanes import lua_append
 from .mapping import ActionResult, Mapper
-from .queue import encode_actions, load_event
+from .queue import encode_actions, load_event, session_lanes
 
-# KEYS: event, inbox, parked. ARGV: event id, expected state ('' = any), new state, actions,
-# action count, now, route ('1' = XADD to the inbox).
-_COMMIT = """
+# KEYS: event, inbox, parked, then session lanes. ARGV: event id, expected state ('' = any), new
+# state, actions, action count, now, route ('1' = XADD to the inbox), ttl, then one action id per lane.
+_COMMIT = (
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local state = redis.call('HGET', KEYS[1], 'state') or ''
 if ARGV[2] ~= '' and state ~= ARGV[2] then return 'state:' .. state end
@@ -40,9 +42,15 @@ if err then
   redis.call('HDEL', KEYS[1], 'error')
 end
 redis.call('ZREM', KEYS[3], ARGV[1])
-if ARGV[7] == '1' then redis.call('XADD', KEYS[2], '*', 'event', ARGV[1]) end
+if ARGV[7] == '1' then
+  redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
+"""
+    + lua_append("#KEYS - 3", "KEYS[3 + i]", "ARGV[8 + i]", "ARGV[6]", "ARGV[8]")
+    + """
+end
 return 'ok'
 """
+)
 
 # KEYS: event. ARGV: expected state, error, now. Keeps a still-failing event parked, with the new error.
 _FAILED = """
@@ -115,10 +123,12 @@ class Replayer:
             error = "".join(traceback.format_exception(exc)).strip()
         else:
             encoded = encode_actions(stored["source"], stored["delivery_id"], actions)
+            lanes = session_lanes(stored["source"], stored["delivery_id"], actions)
             state = "queued" if actions else "skipped"
-            result = self._commit(keys=[keys.event(event_id), keys.INBOX, keys.PARKED],
+            result = self._commit(keys=[keys.event(event_id), keys.INBOX, keys.PARKED, *(k for k, _ in lanes)],
                                   args=[event_id, expected, state, encoded, len(actions), now,
-                                        "1" if actions else "0"])  # fmt: skip
+                                        "1" if actions else "0", self.settings.event_ttl_seconds,
+                                        *(aid for _, aid in lanes)])  # fmt: skip
             return self._outcome(event_id, result, state, len(actions), reason or "")
         result = self._failed(keys=[keys.event(event_id)], args=[expected, error, now])
         return self._outcome(event_id, result, "parked", 0, error)

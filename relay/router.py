@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 import redis.exceptions
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue
 from rq.job import Job
 
-from . import keys
+from . import keys, lanes
 from .config import Settings
+from .jobs import enqueue_delivery, queue_turn
 
 log = logging.getLogger("relay.router")
 
@@ -37,19 +38,6 @@ def ensure_group(conn: Redis) -> None:
             raise
 
 
-def enqueue_delivery(
-    queue: Queue, pipe: Any, settings: Settings, action_id: str, job_id: str, description: str
-) -> None:
-    """Add the RQ job that delivers `action_id` to `pipe` (a pipeline in MULTI)."""
-    queue.enqueue_call(
-        "relay.delivery.deliver", args=(action_id,), job_id=job_id, pipeline=pipe,
-        # interval 0: a job whose worker died is re-queued at once, without waiting for the scheduler.
-        retry=Retry(max=settings.delivery.max_attempts, interval=0),
-        timeout=int(settings.gateway.timeout_seconds) + 30, result_ttl=600,
-        failure_ttl=settings.event_ttl_seconds, description=description,
-    )  # fmt: skip
-
-
 class Router:
     def __init__(self, redis: Redis, settings: Settings, consumer: str, claim_idle_ms: int = 30_000) -> None:
         self.redis = redis
@@ -60,6 +48,7 @@ class Router:
         self._stop = threading.Event()
         self._last_claim = 0.0
         self._last_trim = 0.0
+        self._last_sweep = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()
@@ -76,8 +65,12 @@ class Router:
                 self._stop.wait(1.0)
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):  # the stream vanished (e.g. Redis restarted empty)
-                    raise
-                self._stop.wait(0.2)
+                    log.exception("router step failed; retrying")
+                self._stop.wait(0.5)
+            except Exception:
+                # Never let the thread die: unrouted entries stay pending and are claimed again.
+                log.exception("router step failed; retrying")
+                self._stop.wait(1.0)
 
     def step(self, block_ms: int = 0) -> int:
         """Route one batch: entries abandoned by a dead router first, then new ones."""
@@ -99,7 +92,21 @@ class Router:
         if time.monotonic() - self._last_trim > 60:
             self._last_trim = time.monotonic()
             self.trim()
+        if time.monotonic() - self._last_sweep > 5:
+            self._last_sweep = time.monotonic()
+            self.sweep()
         return len(entries)
+
+    def sweep(self) -> None:
+        """Queue a job for any session lane head whose turn was handed off by a process that died."""
+        if not self.redis.set(f"{keys.PREFIX}sweeper", self.consumer, nx=True, ex=30):
+            return
+        try:
+            for aid in lanes.stalled_heads(self.redis):
+                log.warning("session lane head %s had no job; queued again", aid)
+                queue_turn(self.redis, self.settings, aid)
+        finally:
+            self.redis.delete(f"{keys.PREFIX}sweeper")
 
     def trim(self) -> None:
         """Keep the event log and the dead letters bounded by age (and the log by count)."""
@@ -141,8 +148,6 @@ class Router:
                 })  # fmt: skip
                 pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
                 if not already:
-                    if body.get("sessionKey"):
-                        pipe.rpush(keys.lane(body["sessionKey"]), aid)  # arrival order per session
                     enqueue_delivery(
                         self.queue, pipe, self.settings, aid, aid, f"deliver {action['kind']} {aid} of {eid}"
                     )

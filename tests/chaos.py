@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import signal
 import threading
 import time
@@ -165,17 +166,16 @@ class Chaos:
                         self.workers[i] = self.relay.start_worker()
 
     def gateway_faults(self) -> None:
-        stub = self.relay.stub
-        assert stub is not None
+        """Every second or so, make the gateway misbehave for its next few requests."""
         plan = [{"fail": [429, 429], "retry_after": 1}, {"fail": [500, 503, 500]}, {"fail": [400]},
                 {"hang": 1, "hang_seconds": 18}, {"fail": [503, 400, 503]}]  # fmt: skip
-        for step in plan:
-            if self.stop.wait(self.rng.uniform(0.5, 1.5)):
-                return
+        while not self.stop.wait(self.rng.uniform(0.5, 1.5)):
+            stub = self.relay.stub
             try:
-                stub.control(**step)
+                if stub is not None:
+                    stub.control(**self.rng.choice(plan))
             except httpx.HTTPError:
-                pass
+                pass  # the gateway is down right now
 
     def outage(self) -> None:
         """The gateway goes fully down for `down` seconds, then Redis restarts once."""
@@ -261,10 +261,8 @@ class Chaos:
 
 
 def _token(text: str) -> str:
-    for word in text.replace("\n", " ").split():
-        if word.startswith("chaos-"):
-            return word.strip(".,:;")[:12]
-    return text
+    match = re.search(r"chaos-\d{6}", text)
+    return match.group(0) if match else text
 
 
 def run_chaos(tmp: Path, events: int = 500, down: float = 5.0, sessions: int = 40, seed: int = 7,
