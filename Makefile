@@ -29,3 +29,11 @@ test-slow: install
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy relay presets
+
+# The relay and its baselines side by side (needs redis-server and wrk); see bench/README.md.
+.PHONY: bench bench-smoke
+bench: install
+	$(BIN)/python bench/run.py
+
+bench-smoke: install
+	$(BIN)/python bench/run.py --quick --out bench/results-quick.md
