@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -78,20 +77,19 @@ def backoff(attempt: int, base: float, cap: float, retry_after: float | None = N
 
 
 class Context:
-    """What a worker process's jobs share: settings, one HTTP client per thread (keep-alive)."""
+    """What a worker process's jobs share: settings and one HTTP client with keep-alive.
+
+    `httpx.Client` is thread-safe; one per process avoids building an SSL context (~60 ms of CPU)
+    per delivery thread, and its pool holds one connection per delivery in flight.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._local = threading.local()
-
-    @property
-    def http(self) -> httpx.Client:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            timeout = httpx.Timeout(self.settings.gateway.timeout_seconds, connect=5.0)
-            client = httpx.Client(timeout=timeout, limits=httpx.Limits(max_keepalive_connections=4))
-            self._local.client = client
-        return client
+        in_flight = settings.delivery.in_flight
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(settings.gateway.timeout_seconds, connect=5.0),
+            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
+        )
 
     def url(self, kind: str) -> str:
         gw = self.settings.gateway

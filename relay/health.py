@@ -64,6 +64,15 @@ def may_send(redis: Redis, probe_ttl: float) -> float:
     return 0.0
 
 
+def hold_deliveries(redis: Redis) -> bool:
+    """True while workers should take no new job: the circuit is open, or its probe is out."""
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.CIRCUIT)
+        pipe.exists(keys.CIRCUIT_PROBE)
+        open_, probing = pipe.execute()
+    return bool(open_ or probing)
+
+
 def trip(redis: Redis, reason: str) -> float:
     """Open the circuit (again) for an exponentially longer pause; returns the pause."""
     level = int(redis.incr(keys.CIRCUIT_LEVEL))

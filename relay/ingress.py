@@ -133,7 +133,7 @@ class Ingress:
             log.info("event recorded, no action", extra={**fields, "reason": skip_reason or "no mapping"})
             return Outcome(200, {"ok": True, "eventId": recorded.event_id, "actions": 0,
                                  "skipped": skip_reason or "no action"})  # fmt: skip
-        log.info("event recorded", extra={**fields, "actions": len(actions)})
+        log.debug("event recorded", extra={**fields, "actions": len(actions)})
         return Outcome(202, {"ok": True, "eventId": recorded.event_id, "actions": len(actions)})
 
 

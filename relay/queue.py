@@ -7,6 +7,7 @@ RQ jobs; the delivery job updates the action's record.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,27 +21,48 @@ from . import keys
 from .actions import AgentAction, WakeAction, action_id
 from .lanes import lua_append
 
-# KEYS: dedupe, event, events index, inbox, parked, then one session lane per lane entry
-# ARGV: event id, now, dedupe ttl, event ttl, route ("1" to queue for delivery), parked ("1"),
-#       n lanes, n action ids (one per lane key), then field, value, ...
-_RECORD = (
+# One call records a batch of events (group commit: the requests that arrive while the previous
+# call is in flight share the next). Per event, K: dedupe, event, events index, inbox, parked,
+# then one session lane per lane entry; A: event id, now, dedupe ttl, event ttl, route ("1" to
+# queue for delivery), parked ("1"), n lanes, n action ids (one per lane key), field, value, ...
+# ARGV: n events, then (number of keys, number of args) per event, then every event's args.
+_RECORD_MANY = (
     """
-local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
-local lanes = tonumber(ARGV[7])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('HSET', KEYS[2], unpack(ARGV, 8 + lanes))
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-if ARGV[5] == '1' then
-  redis.call('XADD', KEYS[4], '*', 'event', ARGV[1])
+local function record(K, A)
+  local existing = redis.call('GET', K[1])
+  if existing then return {0, existing} end
+  local lanes = tonumber(A[7])
+  redis.call('SET', K[1], A[1], 'EX', A[3])
+  redis.call('HSET', K[2], unpack(A, 8 + lanes))
+  redis.call('EXPIRE', K[2], A[4])
+  redis.call('ZADD', K[3], A[2], A[1])
+  if A[5] == '1' then
+    redis.call('XADD', K[4], '*', 'event', A[1])
 """
-    + lua_append("lanes", "KEYS[5 + i]", "ARGV[7 + i]", "ARGV[2]", "ARGV[4]")
-    + """end
-if ARGV[6] == '1' then redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1]) end
-return {1, ARGV[1]}
+    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]")
+    + """
+  end
+  if A[6] == '1' then redis.call('ZADD', K[5], A[2], A[1]) end
+  return {1, A[1]}
+end
+
+local n = tonumber(ARGV[1])
+local out = {}
+local kpos, apos = 1, 2 + 2 * n
+for i = 1, n do
+  local nk, na = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local K, A = {}, {}
+  for j = 1, nk do K[j] = KEYS[kpos + j - 1] end
+  for j = 1, na do A[j] = ARGV[apos + j - 1] end
+  kpos, apos = kpos + nk, apos + na
+  out[i] = record(K, A)
+end
+return out
 """
 )
+
+MAX_BATCH = 64
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 def new_event_id() -> str:
@@ -79,13 +101,20 @@ class Recorded:
 
 
 class EventStore:
-    """Writes events from the (async) ingress."""
+    """Writes events from the (async) ingress, with group commit.
+
+    A request's event goes to Redis at once when nothing else is being written; requests that
+    arrive while a write is in flight are written together by the next script call. Each request
+    still answers only after the call that carries its event has returned.
+    """
 
     def __init__(self, redis: AsyncRedis, *, dedupe_ttl: int, event_ttl: int) -> None:
         self.redis = redis
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
-        self._record = redis.register_script(_RECORD)
+        self._record_many = redis.register_script(_RECORD_MANY)
+        self._pending: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
+        self._flushing = False
 
     async def record(
         self,
@@ -108,15 +137,42 @@ class EventStore:
         ]  # fmt: skip
         if error:
             fields += ["error", error]
-        result = await self._record(
-            keys=[keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX, keys.PARKED,
-                  *(lane for lane, _ in lanes)],
-            args=[event_id, now, self.dedupe_ttl, self.event_ttl, "1" if action_count and not error else "0",
-                  "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields],
-        )  # fmt: skip
-        created, stored_id = result
+        event_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX,
+                      keys.PARKED, *(lane for lane, _ in lanes)]  # fmt: skip
+        args = [event_id, now, self.dedupe_ttl, self.event_ttl, "1" if action_count and not error else "0",
+                "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields]  # fmt: skip
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((event_keys, args, len(body) + len(actions), future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        created, stored_id = await future
         return Recorded(event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id,
                         duplicate=not created)  # fmt: skip
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, size = [], 0
+                while self._pending and len(batch) < MAX_BATCH and (not batch or size < MAX_BATCH_BYTES):
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    size += item[2]
+                all_keys = [k for event_keys, _, _, _ in batch for k in event_keys]
+                counts = [n for event_keys, args, _, _ in batch for n in (len(event_keys), len(args))]
+                all_args = [a for _, args, _, _ in batch for a in args]
+                try:
+                    results = await self._record_many(keys=all_keys, args=[len(batch), *counts, *all_args])
+                except Exception as exc:  # every request of the batch answers 503
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flushing = False
 
 
 def load_event(redis: Redis, event_id: str) -> dict[str, Any] | None:

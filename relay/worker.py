@@ -25,7 +25,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from . import delivery, keys
+from . import delivery, health, keys
 from .config import Settings
 from .router import Router
 
@@ -57,8 +57,9 @@ class RelayWorker(SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        # Wake up often enough to run maintenance (which re-queues abandoned jobs) on time.
-        return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+        # Short, so that a warm shutdown or maintenance (which re-queues abandoned jobs) never
+        # waits long for a blocking dequeue to return.
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval, 2))
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if state == WorkerStatus.IDLE and self._running:
@@ -68,6 +69,13 @@ class RelayWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         while not self._slots.acquire(timeout=1.0):
             if self._stop_requested:
+                return None
+        # While the gateway circuit is open (or its one probe is out), leave jobs in the queue, in
+        # order, rather than taking them only to put them back on the scheduler.
+        while health.hold_deliveries(self.connection):
+            self.heartbeat()
+            if self._stop_requested or self._stopping.wait(0.5):
+                self._slots.release()
                 return None
         result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         if result is None:

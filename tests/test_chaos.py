@@ -19,6 +19,7 @@ def assert_clean(report) -> None:  # type: ignore[no-untyped-def]
     assert report.worker_kills > 0
 
 
+@pytest.mark.timeout(600)
 def test_chaos_soak_short(tmp_path: Path) -> None:
     assert_clean(run_chaos(tmp_path, events=500, down=5.0, sessions=40))
 
