@@ -7,7 +7,7 @@ from collections.abc import Callable
 from relay.config import SourceConfig
 from relay.preset import Preset
 
-from . import alertmanager, generic, github, gitlab, gmail, openclaw, standard_webhooks, stripe
+from . import alertmanager, generic, github, gitlab, gmail, linear, openclaw, standard_webhooks, stripe
 
 REGISTRY: dict[str, Preset] = {
     p.name: p
@@ -18,6 +18,7 @@ REGISTRY: dict[str, Preset] = {
         gitlab.PRESET,
         gmail.PRESET,
         stripe.PRESET,
+        linear.PRESET,
         standard_webhooks.PRESET,
         openclaw.AGENT,
         openclaw.WAKE,
@@ -32,16 +33,20 @@ CHECKS: dict[str, Callable[[SourceConfig], tuple[str, str] | None]] = {
     "gitlab": gitlab.check_config,
     "gmail": gmail.check_config,
     "stripe": stripe.check_config,
+    "linear": linear.check_config,
     "standard-webhooks": standard_webhooks.check_config,
 }
 
 # Presets whose transform depends on a source option.
 CONFIGURE: dict[str, Callable[[Preset, SourceConfig], Preset]] = {
     "alertmanager": alertmanager.configure,
+    "generic": generic.configure,
 }
 
 
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
+    if cfg.content == "raw" and cfg.preset != "generic":
+        return "content", "only the generic preset takes raw bodies (content: raw)"
     check = CHECKS.get(cfg.preset)
     return check(cfg) if check else None
 

@@ -20,6 +20,7 @@ from relay.config import SourceConfig
 from relay.errors import BadRequest, Unauthorized
 from relay.event import Event
 from relay.preset import Headers, Preset, parse_json
+from relay.safety import Fencer
 from relay.verify import presented_token, verify_basic_auth, verify_token
 
 MAX_ALERTS = 30  # alerts listed one by one in a message; the rest are counted
@@ -85,12 +86,7 @@ def _labels(labels: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in labels.items())
 
 
-def _cut(text: Any, limit: int = MAX_TEXT) -> str:
-    text = text if isinstance(text, str) else ""
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
-def _alert_lines(alert: dict[str, Any]) -> list[str]:
+def _alert_lines(alert: dict[str, Any], f: Fencer) -> list[str]:
     labels: dict[str, Any] = alert["labels"] if isinstance(alert.get("labels"), dict) else {}
     notes: dict[str, Any] = alert["annotations"] if isinstance(alert.get("annotations"), dict) else {}
     head = f"- [{str(alert.get('status', '?')).upper()}]"
@@ -101,10 +97,10 @@ def _alert_lines(alert: dict[str, Any]) -> list[str]:
         head += f" on {labels['instance']}"
     summary = notes.get("summary") or notes.get("message")
     if summary:
-        head += f": {_cut(summary)}"
+        head += f": {f.inline(summary, 'annotations.summary', MAX_TEXT)}"
     lines = [head]
     if notes.get("description") and notes.get("description") != summary:
-        lines.append(f"  {_cut(notes['description'])}")
+        lines.append(f"  {f.inline(notes['description'], 'annotations.description', MAX_TEXT)}")
     when = f"  since {alert.get('startsAt', '?')}"
     ends = str(alert.get("endsAt", ""))
     if alert.get("status") == "resolved" and ends and not ends.startswith("0001-"):
@@ -126,18 +122,19 @@ def message(payload: dict[str, Any]) -> str:
     lines = [f"Alertmanager: {status.upper()} — {group} ({counts or 'no alerts'})"]
     if payload.get("receiver"):
         lines[0] += f", receiver {payload['receiver']}"
+    f = Fencer()  # annotations are rendered from labels, which the monitored targets may set
     common = payload.get("commonAnnotations")
     if isinstance(common, dict) and common.get("summary"):
-        lines.append(_cut(common["summary"]))
+        lines.append(f.inline(common["summary"], "commonAnnotations.summary", MAX_TEXT))
     lines.append("")
     for alert in alerts[:MAX_ALERTS]:
-        lines += _alert_lines(alert)
+        lines += _alert_lines(alert, f)
     hidden = max(0, len(alerts) - MAX_ALERTS) + int(payload.get("truncatedAlerts") or 0)
     if hidden:
         lines.append(f"… and {hidden} more alert(s) not listed")
     if payload.get("externalURL"):
         lines += ["", f"Alertmanager: {payload['externalURL']}"]
-    return "\n".join(lines).strip()
+    return f.finish("\n".join(lines).strip())
 
 
 def transform(event: Event, resolved: str = "agent") -> AgentAction | WakeAction | None:
@@ -155,6 +152,10 @@ def configure(preset: Preset, cfg: SourceConfig) -> Preset:
     return replace(preset, transform=functools.partial(transform, resolved=cfg.resolved))
 
 
+# Fields outsiders may write, fenced when a mapping's template renders them.
+UNTRUSTED = ("alerts[].annotations", "commonAnnotations")
+
 PRESET = Preset(
-    name="alertmanager", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip
-)
+    name="alertmanager", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
+    untrusted=UNTRUSTED,
+)  # fmt: skip

@@ -3,14 +3,18 @@ or that signs its body with an HMAC in a header of its choosing (`signature_head
 
 HMAC mode: the header holds `signature_prefix + hex(HMAC-<algorithm>(secret, raw body))`, e.g.
 `X-Signature: sha256=<hex>`; several secrets may be configured during a rotation.
+
+Bodies are JSON (415 for another content type) unless the source sets `content: raw`: then any
+UTF-8 body is accepted as `{"body": text, "contentType": type}` (see `relay.preset.parse_raw`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from relay.config import SourceConfig
-from relay.preset import Headers, Preset
+from relay.preset import Headers, Preset, parse_raw
 from relay.verify import body_digest, presented_token, verify_hmac_hex, verify_token
 
 
@@ -40,6 +44,11 @@ def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
         if value:
             return value[:200]
     return body_digest(body)
+
+
+def configure(preset: Preset, cfg: SourceConfig) -> Preset:
+    """`content: raw` swaps the JSON parser for the raw one."""
+    return dataclasses.replace(preset, parse=parse_raw) if cfg.content == "raw" else preset
 
 
 PRESET = Preset(name="generic", verify=verify, delivery_id=delivery_id)

@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
 from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import BadRequest, UnsupportedMediaType
 from relay.event import Event
-from relay.preset import Headers, Preset
+from relay.preset import Headers, Preset, load_json
+from relay.safety import RESULT_EVENTS, Fencer, first_line, sender_skip
 from relay.verify import verify_hmac_hex
 
 MAX_TEXT = 4000  # characters of any one sender-written text (bodies, comments) put in a message
@@ -57,10 +56,7 @@ def parse(headers: Headers, body: bytes) -> Any:
         body = fields["payload"][0].encode()
     elif ctype != "application/json":
         raise UnsupportedMediaType(f"content type {ctype!r} is not accepted; GitHub sends application/json")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
+    return load_json(body)
 
 
 def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
@@ -69,12 +65,12 @@ def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
         return "ping"
     if cfg.events is not None and event not in cfg.events:
         return f"event {event!r} is not in this source's events list"
-    return None
-
-
-def _cut(text: Any, limit: int = MAX_TEXT) -> str:
-    text = text if isinstance(text, str) else ""
-    return text if len(text) <= limit else text[:limit] + f"… [cut, {len(text) - limit} more characters]"
+    if event in RESULT_EVENTS or not isinstance(payload, dict):
+        return None
+    sender: dict[str, Any] = payload["sender"] if isinstance(payload.get("sender"), dict) else {}
+    login = str(sender.get("login") or "")
+    is_bot = sender.get("type") == "Bot" or login.lower().endswith("[bot]")
+    return sender_skip([login], is_bot, cfg.allow_bots, cfg.ignore_senders)
 
 
 def _user(obj: Any) -> str:
@@ -93,6 +89,7 @@ def transform(event: Event) -> AgentAction | None:
     sender = _user(p.get("sender"))
     session = f"hook:github:{repo}"
     lines: list[str]
+    f = Fencer()  # every sender-written text goes through it (relay.safety)
 
     if kind == "push":
         ref = str(p.get("ref", "")).removeprefix("refs/heads/")
@@ -100,32 +97,37 @@ def transform(event: Event) -> AgentAction | None:
         lines = [
             f"{_user(p.get('pusher') or p.get('sender'))} pushed {len(commits)} commit(s) to {repo}@{ref}"
         ]
-        lines += [f"- {str(c.get('id', ''))[:7]} {_cut(c.get('message', ''), 300).splitlines()[0] if c.get('message') else ''}"
-                  for c in commits[:20]]  # fmt: skip
+        lines += [f"- {str(c.get('id', ''))[:7]} {f.inline(first_line(c.get('message')), f'commits[{i}].message')}"
+                  for i, c in enumerate(commits[:20])]  # fmt: skip
         if p.get("compare"):
             lines.append(f"Compare: {p['compare']}")
     elif kind in ("pull_request", "pull_request_review", "pull_request_review_comment"):
         pr = p.get("pull_request") or {}
         session = f"hook:github:{repo}#{pr.get('number')}"
-        lines = [f"Pull request #{pr.get('number')} {action} by {sender} in {repo}: {pr.get('title', '')}",
+        lines = [f"Pull request #{pr.get('number')} {action} by {sender} in {repo}: "
+                 f"{f.inline(pr.get('title', ''), 'pull_request.title')}",
                  f"{pr.get('html_url', '')}"]  # fmt: skip
         review = p.get("review") or p.get("comment")
         if isinstance(review, dict) and review.get("body"):
-            lines += ["", _cut(review["body"])]
+            label = "review.body" if p.get("review") else "comment.body"
+            lines += ["", f.block(review["body"], label, MAX_TEXT)]
         elif action == "opened" and pr.get("body"):
-            lines += ["", _cut(pr["body"])]
+            lines += ["", f.block(pr["body"], "pull_request.body", MAX_TEXT)]
     elif kind in ("issues", "issue_comment"):
         issue = p.get("issue") or {}
         session = f"hook:github:{repo}#{issue.get('number')}"
         what = "Pull request" if issue.get("pull_request") else "Issue"
         if kind == "issue_comment":
-            lines = [f"{sender} commented on {what.lower()} #{issue.get('number')} in {repo}: {issue.get('title', '')}",
-                     (p.get("comment") or {}).get("html_url", ""), "", _cut((p.get("comment") or {}).get("body"))]  # fmt: skip
+            lines = [f"{sender} commented on {what.lower()} #{issue.get('number')} in {repo}: "
+                     f"{f.inline(issue.get('title', ''), 'issue.title')}",
+                     (p.get("comment") or {}).get("html_url", ""), "",
+                     f.block((p.get("comment") or {}).get("body"), "comment.body", MAX_TEXT)]  # fmt: skip
         else:
-            lines = [f"{what} #{issue.get('number')} {action} by {sender} in {repo}: {issue.get('title', '')}",
+            lines = [f"{what} #{issue.get('number')} {action} by {sender} in {repo}: "
+                     f"{f.inline(issue.get('title', ''), 'issue.title')}",
                      issue.get("html_url", "")]  # fmt: skip
             if action == "opened" and issue.get("body"):
-                lines += ["", _cut(issue["body"])]
+                lines += ["", f.block(issue["body"], "issue.body", MAX_TEXT)]
     elif kind in ("workflow_run", "check_run", "check_suite"):
         run = p.get(kind) or {}
         conclusion = run.get("conclusion")
@@ -136,14 +138,23 @@ def transform(event: Event) -> AgentAction | None:
                  run.get("html_url", "")]  # fmt: skip
     elif kind == "release":
         rel = p.get("release") or {}
-        lines = [f"Release {rel.get('tag_name', '')} {action} in {repo} by {sender}: {rel.get('name') or ''}",
-                 rel.get("html_url", ""), "", _cut(rel.get("body"))]  # fmt: skip
+        lines = [f"Release {rel.get('tag_name', '')} {action} in {repo} by {sender}: "
+                 f"{f.inline(rel.get('name') or '', 'release.name')}", rel.get("html_url", "")]  # fmt: skip
+        if rel.get("body"):
+            lines += ["", f.block(rel["body"], "release.body", MAX_TEXT)]
     else:
         lines = [f"GitHub {kind}{' ' + action if isinstance(action, str) else ''} in {repo} by {sender}"]
-    message = "\n".join(line for line in lines if line is not None).strip()
+    message = f.finish("\n".join(line for line in lines if line is not None).strip())
     return AgentAction(message=message, name="GitHub", session_key=session)
 
 
+# Fields outsiders write, fenced when a mapping's template renders them.
+UNTRUSTED = ("pull_request.title", "pull_request.body", "issue.title", "issue.body", "comment.body",
+             "review.body", "commits[].message", "head_commit.message", "release.name", "release.body",
+             "discussion.title", "discussion.body")  # fmt: skip
+
+
 PRESET = Preset(
-    name="github", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip
-)
+    name="github", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
+    untrusted=UNTRUSTED,
+)  # fmt: skip

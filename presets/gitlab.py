@@ -15,6 +15,7 @@ from relay.config import SourceConfig
 from relay.errors import Unauthorized
 from relay.event import Event
 from relay.preset import Headers, Preset
+from relay.safety import RESULT_EVENTS, Fencer, first_line, sender_skip
 from relay.verify import body_digest, verify_token
 
 MAX_TEXT = 4000
@@ -49,16 +50,31 @@ def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
     event = headers.get("x-gitlab-event", "")
     if cfg.events is not None and event not in cfg.events:
         return f"event {event!r} is not in this source's events list"
-    return None
+    if event in RESULT_EVENTS or not isinstance(payload, dict) or payload.get("object_kind") in RESULT_EVENTS:
+        return None
+    user: dict[str, Any] = payload["user"] if isinstance(payload.get("user"), dict) else {}
+    names = [str(user.get("username") or payload.get("user_username") or ""),
+             str(user.get("name") or payload.get("user_name") or ""), str(user.get("email") or "")]  # fmt: skip
+    return sender_skip(names, user.get("bot") is True or is_bot_username(names[0]), cfg.allow_bots,
+                       cfg.ignore_senders)  # fmt: skip
 
 
-def _cut(text: Any, limit: int = MAX_TEXT) -> str:
-    text = text if isinstance(text, str) else ""
-    return text if len(text) <= limit else text[:limit] + f"… [cut, {len(text) - limit} more characters]"
+# GitLab's bot users: project/group access tokens (`project_42_bot_<hex>`, `group_7_bot`) and the
+# internal ones (alert, support, visual review, ghost, security, automation, admin bots).
+_INTERNAL_BOTS = frozenset({"alert-bot", "support-bot", "visual-review-bot", "ghost", "gitlab-security-bot",
+                            "gitlab-automation-bot", "gitlab-admin-bot", "gitlab-llm-bot", "duo-developer"})  # fmt: skip
 
 
-def _first_line(text: Any) -> str:
-    return _cut(text, 300).splitlines()[0] if isinstance(text, str) and text.strip() else ""
+_TITLE = {"MergeRequest": "merge_request.title", "Issue": "issue.title", "Snippet": "snippet.title"}
+
+
+def is_bot_username(username: str) -> bool:
+    name = username.lower()
+    if name in _INTERNAL_BOTS or name.endswith("[bot]"):
+        return True
+    head, sep, rest = name.partition("_")
+    number, sep2, tail = rest.partition("_bot")
+    return head in ("project", "group") and bool(sep and sep2) and number.isdigit() and tail[:1] in ("", "_")
 
 
 def _user(p: dict[str, Any]) -> str:
@@ -85,7 +101,7 @@ def _d(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _push(p: dict[str, Any], project: str) -> list[str]:
+def _push(p: dict[str, Any], project: str, f: Fencer) -> list[str]:
     ref = str(p.get("ref", ""))
     user = _user(p)
     if ref.startswith("refs/tags/") or p.get("object_kind") == "tag_push":
@@ -99,8 +115,8 @@ def _push(p: dict[str, Any], project: str) -> list[str]:
     total = p.get("total_commits_count", len(commits))
     lines = [f"{user} pushed {total} commit(s) to {project}@{branch}"]
     lines += [
-        f"- {str(c.get('id', ''))[:8]} {_first_line(c.get('title') or c.get('message'))}"
-        for c in commits[:20]
+        f"- {str(c.get('id', ''))[:8]} {f.inline(first_line(c.get('title') or c.get('message')), f'commits[{i}].message')}"
+        for i, c in enumerate(commits[:20])
     ]
     if isinstance(total, int) and total > len(commits[:20]):
         lines.append(f"… and {total - len(commits[:20])} more")
@@ -121,28 +137,31 @@ def transform(event: Event) -> AgentAction | None:
     session = f"hook:gitlab:{project}"
     lines: list[str]
     object_kind = p.get("object_kind")
+    f = Fencer()  # every sender-written text goes through it (relay.safety)
 
     if object_kind in ("push", "tag_push"):
-        lines = _push(p, project)
+        lines = _push(p, project, f)
     elif object_kind == "merge_request":
         session = _session(project, "!", attrs.get("iid"))
         action = _DONE.get(str(attrs.get("action")), attrs.get("action") or attrs.get("state") or "updated")
         lines = [
-            f"Merge request{_ref('!', attrs.get('iid'))} {action}{_by(user)} in {project}: {attrs.get('title', '')}"
+            f"Merge request{_ref('!', attrs.get('iid'))} {action}{_by(user)} in {project}: "
+            f"{f.inline(attrs.get('title', ''), 'object_attributes.title')}"
         ]
         if attrs.get("source_branch") and attrs.get("target_branch"):
             lines.append(f"{attrs['source_branch']} → {attrs['target_branch']}")
         lines.append(str(attrs.get("url") or ""))
         if attrs.get("action") == "open" and attrs.get("description"):
-            lines += ["", _cut(attrs["description"])]
+            lines += ["", f.block(attrs["description"], "object_attributes.description", MAX_TEXT)]
     elif object_kind in ("issue", "work_item"):
         session = _session(project, "#", attrs.get("iid"))
         action = _DONE.get(str(attrs.get("action")), attrs.get("action") or attrs.get("state") or "updated")
         what = "Confidential issue" if attrs.get("confidential") else "Issue"
-        lines = [f"{what}{_ref('#', attrs.get('iid'))} {action}{_by(user)} in {project}: {attrs.get('title', '')}",
+        lines = [f"{what}{_ref('#', attrs.get('iid'))} {action}{_by(user)} in {project}: "
+                 f"{f.inline(attrs.get('title', ''), 'object_attributes.title')}",
                  str(attrs.get("url") or "")]  # fmt: skip
         if attrs.get("action") == "open" and attrs.get("description"):
-            lines += ["", _cut(attrs["description"])]
+            lines += ["", f.block(attrs["description"], "object_attributes.description", MAX_TEXT)]
     elif object_kind == "note":
         target = str(attrs.get("noteable_type") or "")
         title = ""
@@ -163,8 +182,8 @@ def transform(event: Event) -> AgentAction | None:
             )
         else:
             on = target.lower() or "something"
-        lines = [f"{user} commented on {on} in {project}" + (f": {title}" if title else ""),
-                 str(attrs.get("url") or ""), "", _cut(attrs.get("note"))]  # fmt: skip
+        lines = [f"{user} commented on {on} in {project}" + (f": {f.inline(title, _TITLE.get(target, 'title'))}" if title else ""),
+                 str(attrs.get("url") or ""), "", f.block(attrs.get("note"), "object_attributes.note", MAX_TEXT)]  # fmt: skip
     elif object_kind == "pipeline":
         if attrs.get("status") != "failed":
             return None  # only failures need an agent
@@ -172,7 +191,7 @@ def transform(event: Event) -> AgentAction | None:
         session = _session(project, "!", mr.get("iid"))
         failed = [b for b in p.get("builds") or [] if isinstance(b, dict) and b.get("status") == "failed"]
         lines = [f"Pipeline #{attrs.get('id')} failed in {project} on {attrs.get('ref', '')}"
-                 f" ({str(attrs.get('sha', ''))[:8]}: {_first_line(_d(p.get('commit')).get('message'))})"]  # fmt: skip
+                 f" ({str(attrs.get('sha', ''))[:8]}: {f.inline(first_line(_d(p.get('commit')).get('message')), 'commit.message')})"]  # fmt: skip
         lines += [f"- job {b.get('name')} (stage {b.get('stage')}) failed" + (" [allowed to fail]" if b.get("allow_failure") else "")
                   for b in failed[:20]]  # fmt: skip
         if proj.get("web_url") and attrs.get("id"):
@@ -190,8 +209,15 @@ def transform(event: Event) -> AgentAction | None:
         title = attrs.get("title") or p.get("name") or attrs.get("name") or p.get("environment") or ""
         lines = [f"GitLab {kind}{' ' + str(action) if action else ''} in {project}{_by(user)}"
                  + (f": {title}" if title else ""), str(attrs.get("url") or p.get("url") or "")]  # fmt: skip
-    text = "\n".join(lines).strip()
+    text = f.finish("\n".join(lines).strip())
     return AgentAction(message=text, name="GitLab", session_key=session)
 
 
-PRESET = Preset(name="gitlab", verify=verify, delivery_id=delivery_id, transform=transform, skip=skip)
+# Fields outsiders write, fenced when a mapping's template renders them.
+UNTRUSTED = ("object_attributes.title", "object_attributes.description", "object_attributes.note",
+             "merge_request.title", "merge_request.description", "issue.title", "issue.description",
+             "commits[].message", "commits[].title", "commit.message", "snippet.title")  # fmt: skip
+
+
+PRESET = Preset(name="gitlab", verify=verify, delivery_id=delivery_id, transform=transform, skip=skip,
+                untrusted=UNTRUSTED)  # fmt: skip

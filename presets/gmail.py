@@ -26,6 +26,7 @@ from relay.errors import BadRequest, Unauthorized
 from relay.event import Event
 from relay.mapping import MAX_ACTIONS_PER_EVENT
 from relay.preset import Headers, Preset, parse_json
+from relay.safety import Fencer
 from relay.verify import presented_token, token_matches
 
 from .jwks import CACHE, GOOGLE_CERTS
@@ -145,9 +146,14 @@ def _s(value: Any) -> str:
 
 
 def message_action(msg: dict[str, Any]) -> AgentAction:
-    """OpenClaw's `gmail` hook preset for one message, field for field."""
-    text = (f"New email from {_s(msg.get('from'))}\nSubject: {_s(msg.get('subject'))}\n"
-            f"{_s(msg.get('snippet'))}\n{_s(msg.get('body'))}")  # fmt: skip
+    """OpenClaw's `gmail` hook preset for one message, field for field, with the sender-written
+    fields fenced (relay.safety)."""
+    f = Fencer()
+    text = (f"New email from {f.inline(_s(msg.get('from')), 'from')}\n"
+            f"Subject: {f.inline(_s(msg.get('subject')), 'subject')}\n"
+            f"{f.block(_s(msg.get('snippet')), 'snippet', 1000) if msg.get('snippet') else ''}\n"
+            f"{f.block(_s(msg.get('body')), 'body') if msg.get('body') else ''}")  # fmt: skip
+    text = f.finish(text)
     session = f"hook:gmail:{_s(msg.get('id'))}" if msg.get("id") else None
     return AgentAction(message=text, name="Gmail", session_key=session, wake_mode="now")
 
@@ -173,9 +179,15 @@ def transform(event: Event) -> list[AgentAction]:
         # The relay caps actions per event: the last one lists what did not get its own.
         rest = messages[MAX_ACTIONS_PER_EVENT - 1 :]
         lines = [f"{len(rest)} more new emails:"]
-        lines += [f"- from {_s(m.get('from'))}: {_s(m.get('subject'))} ({_s(m.get('id'))})" for m in rest]
-        actions[-1] = AgentAction(message="\n".join(lines), name="Gmail", wake_mode="now")
+        f = Fencer()
+        lines += [f"- from {f.inline(_s(m.get('from')), 'from')}: {f.inline(_s(m.get('subject')), 'subject')}"
+                  f" ({_s(m.get('id'))})" for m in rest]  # fmt: skip
+        actions[-1] = AgentAction(message=f.finish("\n".join(lines)), name="Gmail", wake_mode="now")
     return actions
 
 
-PRESET = Preset(name="gmail", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform)
+# Fields outsiders write, fenced when a mapping's template renders them.
+UNTRUSTED = ("messages[].from", "messages[].subject", "messages[].snippet", "messages[].body")
+
+PRESET = Preset(name="gmail", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform,
+                untrusted=UNTRUSTED)  # fmt: skip

@@ -2,48 +2,69 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis import ConnectionPool as SyncConnectionPool
+from redis import Redis as SyncRedis
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import keys
 from .config import Settings
-from .errors import PayloadTooLarge, RelayError, Unavailable
+from .errors import HeadersTooLarge, PayloadTooLarge, RelayError, RequestTimeout, Unauthorized, Unavailable
+from .guard import AuthGuard
 from .ingress import Ingress
+from .metrics import RedisCollector
 from .queue import EventStore
 
 log = logging.getLogger("relay.app")
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
 def error_response(exc: RelayError) -> JSONResponse:
     return JSONResponse({"ok": False, "error": exc.message}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it passes `limit` bytes: nothing past it is read."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """Read the body, refusing (413) as soon as it passes `limit` bytes: nothing past it is read;
+    and (408) when it has not all arrived within `timeout` seconds (a sender that trickles)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body is larger than {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
     return b"".join(chunks)
 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
-    client = redis_client or aioredis.Redis.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+    client = redis_client or aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS)
     store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds)
     ingress = Ingress(settings, store)
+    guard = AuthGuard(client, max_failures=settings.auth_failures_max,
+                      window_seconds=settings.auth_failures_window_seconds)  # fmt: skip
+    # /metrics runs in Starlette's thread pool with a plain client; see relay.metrics.
+    sync_client = SyncRedis(connection_pool=SyncConnectionPool.from_url(settings.redis_url or DEFAULT_REDIS))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(sync_client, settings.queue))
 
     async def hook(request: Request) -> Response:
         try:
@@ -51,11 +72,19 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
                 return JSONResponse(
                     {"ok": False, "error": "method not allowed"}, 405, headers={"Allow": "POST"}
                 )
+            if len(request.headers.raw) > settings.max_headers:
+                raise HeadersTooLarge(f"more than {settings.max_headers} request headers")
             source = ingress.source(request.path_params["source"])
-            body = await read_body(request, source.config.max_body_bytes)
-            outcome = await ingress.handle(source, request.headers, request.query_params, body)
+            body = await read_body(request, source.config.max_body_bytes, settings.body_timeout_seconds)
+            address = request.client.host if request.client else "unknown"
+            try:
+                outcome = await ingress.handle(source, request.headers, request.query_params, body)
+            except Unauthorized as exc:
+                raise await guard.failed(address, source.name, exc) from None
+            await guard.succeeded(address, source.name)
             return JSONResponse(outcome.body, status_code=outcome.status)
         except RelayError as exc:
+            await count_refusal(request.path_params["source"], exc)
             return error_response(exc)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             log.error("redis unavailable: %s", exc)
@@ -64,21 +93,47 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    async def count_refusal(name: str, exc: RelayError) -> None:
+        # Unknown names are the sender's text: one label for all of them, never the name itself.
+        label = name if name in ingress.sources else "(unknown)"
+        try:
+            await client.hincrby(keys.STATS, f"refused|{exc.status_code}|{label}", 1)
+        except redis.exceptions.RedisError:
+            pass
+        log.info("refused: %s", exc.message, extra={"source": label, "status": exc.status_code})
+
     async def readyz(request: Request) -> Response:
+        """Ready when Redis answers. Workers are reported, and required only with ?workers=1:
+        the ingress keeps accepting (durably) while delivery is down, which is the point."""
         try:
             await client.ping()
+            workers = await client.scard(WORKERS_BY_QUEUE_KEY % settings.queue)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return JSONResponse({"ok": False, "error": "redis unreachable"}, status_code=503)
-        return JSONResponse({"ok": True})
+        if not workers and request.query_params.get("workers") == "1":
+            return JSONResponse({"ok": False, "error": "no delivery worker is running", "workers": 0}, 503)
+        return JSONResponse({"ok": True, "workers": workers})
+
+    def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await client.aclose()
+        sync_client.close()
 
     routes = [
         Route("/hooks/{source}", hook, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route: 404, wrong method: 405) in the relay's JSON shape."""
+    assert isinstance(exc, HTTPException)
+    message = "no such hook" if exc.status_code == 404 else str(exc.detail).lower()
+    return JSONResponse({"ok": False, "error": message}, status_code=exc.status_code, headers=exc.headers)

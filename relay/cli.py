@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -19,30 +18,10 @@ import orjson
 
 from .config import Settings, load_settings
 from .errors import ConfigError, RelayError
+from .logs import setup_logging
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_ContextFilter())
-
-
-class _ContextFilter(logging.Filter):
-    """Appends the ids passed in `extra=` (event_id, action_id, …) to each line as key=value."""
-
-    FIELDS = ("source", "delivery_id", "event_id", "action_id", "status", "attempt", "latency_ms", "actions",
-              "reason", "error")  # fmt: skip
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        parts = [f"{name}={getattr(record, name)}" for name in self.FIELDS if hasattr(record, name)]
-        record.context = (" " + " ".join(parts)) if parts else ""
-        return True
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -78,13 +57,27 @@ def _redis_errors() -> Iterator[None]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-c", type=click.Path(dir_okay=False), envvar="RELAY_CONFIG",
               help="Path of relay.yaml (default: ./relay.yaml, or $RELAY_CONFIG).")  # fmt: skip
-@click.option("--log-level", default="INFO", show_default=True, envvar="RELAY_LOG_LEVEL")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="RELAY_LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    envvar="RELAY_LOG_FORMAT",
+    help="auto: JSON lines unless stderr is a terminal.",
+)
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, log_level: str) -> None:
+def cli(ctx: click.Context, config: str | None, log_level: str, log_format: str) -> None:
     """openclaw-relay: a durable, verifying webhook relay in front of an OpenClaw gateway."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
-    setup_logging(log_level.upper())
+    setup_logging(log_level.upper(), json=None if log_format == "auto" else log_format == "json")
 
 
 @cli.command()
@@ -139,8 +132,12 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    from .http import protocol
+
+    # Request heads are limited like bodies: size, header count and time (relay.http).
+    http = protocol(max_headers=settings.max_headers, head_timeout=settings.body_timeout_seconds)
     uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="warning",
-                access_log=False, server_header=False)  # fmt: skip
+                access_log=False, server_header=False, http=http)  # fmt: skip
 
 
 @cli.command()
@@ -273,7 +270,7 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 continue
             actions = [{"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
                        for a in event["actions"]]  # fmt: skip
-            row = {k: event.get(k) for k in ("id", "source", "delivery_id", "state", "received_at")}
+            row = {k: event.get(k) for k in ("id", "source", "delivery_id", "state", "received_at", "reason")}
             row["actions"] = actions
             if as_json:
                 click.echo(orjson.dumps(row).decode())
@@ -282,6 +279,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 states = (
                     ", ".join(f"{a['kind']}:{a.get('state', 'queued')}" for a in actions) or event["state"]
                 )
+                if event["state"] in ("held", "skipped") and event.get("reason"):
+                    states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
                 click.echo(f"{when}  {row['id']}  {row['source']:<12} {row['delivery_id'][:40]:<40} {states}")
 
 
@@ -401,13 +400,24 @@ def check(ctx: click.Context, offline: bool) -> None:
     with _redis_errors():
         _redis(settings).ping()
     click.echo("redis ok")
+    # POST to the bare hooks path: the gateway checks the token first (401 when wrong) and then
+    # answers 404 for the empty hook name, so this proves the token without starting anything.
+    gateway = settings.gateway
+    probe = f"{gateway.url}/{gateway.hooks_path.strip('/')}/"
+    headers = {"Authorization": f"Bearer {gateway.token.get_secret_value()}"} if gateway.token else {}
     try:
-        # Any HTTP answer means the gateway is up; its hooks need a token we do not send here.
-        httpx.get(settings.gateway.url, timeout=5)
+        answer = httpx.post(probe, headers=headers, content=b"{}", timeout=5)
     except httpx.HTTPError as exc:
-        click.echo(f"error: cannot reach the gateway at {settings.gateway.url}: {exc}", err=True)
+        click.echo(f"error: cannot reach the gateway at {gateway.url}: {type(exc).__name__}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
-    click.echo(f"gateway reachable at {settings.gateway.url}")
+    if answer.status_code == 401:
+        what = "gateway.token is not set" if not gateway.token else "the gateway refuses gateway.token"
+        click.echo(f"error: {what} (401 at {probe}); it must equal the gateway's hooks.token", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    if answer.status_code == 429:
+        click.echo(f"error: the gateway is rate-limiting failed token attempts (429 at {probe})", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
+    click.echo(f"gateway ok at {gateway.url}: hook token accepted")
 
 
 @cli.command()
@@ -490,6 +500,152 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
         click.echo(f"note: {note}", err=True)
     if imported.token_env:
         click.echo(f"set {imported.token_env} to the value of hooks.token (it is not copied)", err=True)
+
+
+def _submit_options(fn: Any) -> Any:
+    """Options shared by `relay agent` and `relay wake`."""
+    for option in reversed([
+        click.option("--idempotency-key", help="Delivery id: the same key again queues nothing new "
+                     "(default: a fresh UUID)."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the action id."),
+        click.option("--wait", is_flag=True, help="Block until delivered (exit 0) or dead-lettered (exit 1)."),
+        click.option("--wait-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
+                     help="With --wait: give up (exit 1) after this many seconds; 0: no limit."),
+    ]):  # fmt: skip
+        fn = option(fn)
+    return fn
+
+
+def _submit(ctx: click.Context, action: Any, idempotency_key: str | None, as_json: bool, wait: bool,
+            wait_timeout: float, source: str = "cli") -> None:  # fmt: skip
+    from .cli_submit import report
+    from .client import RelayClient
+
+    settings = _settings(ctx)
+    redis = _redis(settings)
+    with _redis_errors():
+        client = RelayClient(settings, source=source, redis=redis)
+        try:
+            submitted = client.submit(action, idempotency_key=idempotency_key)
+        except ValueError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        sys.exit(report(client, submitted, as_json=as_json, wait=wait, wait_timeout=wait_timeout))
+
+
+def _build(build: Any) -> Any:
+    """The action, or exit 2 naming the invalid field."""
+    from pydantic import ValidationError
+
+    try:
+        return build()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        click.echo(f"error: {'.'.join(map(str, first['loc'])) or 'action'}: {first['msg']}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+@cli.command()
+@click.option("--message", "-m", help="The message the agent receives (required; or --message-file).")
+@click.option("--message-file", type=click.File("r"), help="Read the message from a file ('-': stdin).")
+@click.option("--agent", "agent_id", help="agentId: which configured agent runs the turn.")
+@click.option("--session-key", help="sessionKey (hook:...); turns of one session are delivered in order.")
+@click.option("--thinking", type=click.Choice(["off", "minimal", "low", "medium", "high"]))
+@click.option(
+    "--deliver/--no-deliver", default=None, help="Send the reply to a channel (gateway default: yes)."
+)
+@click.option("--channel", help="Reply channel: last, whatsapp, telegram, discord, slack, ...")
+@click.option("--to", "--reply-to", "to", help="Reply target on the channel.")
+@click.option("--model", help="Model override for this turn.")
+@click.option("--timeout", "timeout_seconds", type=click.IntRange(min=0), help="timeoutSeconds of the turn.")
+@click.option("--name", help="A name for the run (shown in the gateway's logs).")
+@click.option("--wake-mode", type=click.Choice(["now", "next-heartbeat"]))
+@_submit_options
+@click.pass_context
+def agent(ctx: click.Context, message: str | None, message_file: Any, idempotency_key: str | None,
+          as_json: bool, wait: bool, wait_timeout: float, **fields: Any) -> None:  # fmt: skip
+    """Queue an agent turn for the gateway, durably (`openclaw agent`'s flags; no ingress needed).
+
+    Prints the action id; with --wait, exits 0 once delivered and 1 if the gateway refuses it for
+    good (with its error). Exit codes: 0 queued/delivered, 1 dead or timed out, 2 config, 3 Redis.
+    """
+    from .client import agent_action
+
+    if (message is None) == (message_file is None):
+        click.echo("error: give --message or --message-file", err=True)
+        sys.exit(EXIT_CONFIG)
+    text = message if message is not None else message_file.read()
+    action = _build(lambda: agent_action(text, **fields))
+    _submit(ctx, action, idempotency_key, as_json, wait, wait_timeout)
+
+
+@cli.command()
+@click.option("--text", "-t", required=True, help="The system event text.")
+@click.option("--mode", type=click.Choice(["now", "next-heartbeat"]), default="now", show_default=True)
+@_submit_options
+@click.pass_context
+def wake(ctx: click.Context, text: str, mode: str, idempotency_key: str | None, as_json: bool, wait: bool,
+         wait_timeout: float) -> None:  # fmt: skip
+    """Queue a wake (a system event for the main session), durably; sent once, never twice."""
+    from .actions import WakeAction
+
+    action = _build(lambda: WakeAction.model_validate({"text": text, "mode": mode}))
+    _submit(ctx, action, idempotency_key, as_json, wait, wait_timeout)
+
+
+@cli.group()
+def schedules() -> None:
+    """The `schedules:` of relay.yaml (fired by the workers, once per tick)."""
+
+
+@schedules.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def schedules_list(ctx: click.Context, as_json: bool) -> None:
+    """List schedules: spec, next tick, last tick fired (times in UTC)."""
+    from .scheduler import describe
+
+    settings = _settings(ctx)
+    redis = _redis(settings)
+    with _redis_errors():
+        rows = describe(redis, settings)
+    if not rows and not as_json:
+        click.echo("no schedules in the configuration", err=True)
+    for row in rows:
+        if as_json:
+            click.echo(orjson.dumps(row).decode())
+            continue
+        last = row["last_tick"] or "never"
+        if row["last_outcome"] == "skipped":
+            last += " (missed, skipped)"
+        nxt = row["next"] if row["enabled"] else "disabled"
+        click.echo(f"{row['name']:<20} {row['spec']:<36} next {nxt or '-':<22} last {last}")
+
+
+@schedules.command("run")
+@click.argument("name")
+@_submit_options
+@click.pass_context
+def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as_json: bool, wait: bool,
+                  wait_timeout: float) -> None:  # fmt: skip
+    """Fire schedule NAME now (its regular ticks are unchanged); prints the action id."""
+    from .cli_submit import report
+    from .client import RelayClient
+    from .schedules import build_action, source_name
+
+    settings = _settings(ctx)
+    if name not in settings.schedules:
+        have = ", ".join(sorted(settings.schedules)) or "none"
+        click.echo(f"error: no schedule {name!r} in the configuration (have: {have})", err=True)
+        sys.exit(EXIT_CONFIG)
+    action = build_action(name, settings.schedules[name], settings.max_message_bytes)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    key = idempotency_key or f"{name}@run:{stamp}:{os.urandom(4).hex()}"  # like the ticks', but unique
+    redis = _redis(settings)
+    with _redis_errors():
+        client = RelayClient(settings, source=source_name(name), redis=redis)
+        submitted = client.submit(action, idempotency_key=key)
+        sys.exit(report(client, submitted, as_json=as_json, wait=wait, wait_timeout=wait_timeout))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import ConfigError
 from .mapping import MappingConfig
+from .schedules import ScheduleConfig, ScheduleName
 
 DEFAULT_CONFIG = "relay.yaml"
 
@@ -92,10 +93,25 @@ class SourceConfig(BaseModel):
     secret: SecretList = Field(default_factory=list, description="HMAC secrets; two during a rotation")
     token: SecretList = Field(default_factory=list, description="bearer / x-openclaw-token values")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    content: Literal["json", "raw"] = Field(
+        default="json",
+        description='generic: "raw" accepts any UTF-8 body as {"body": text, "contentType": ...}',
+    )
     events: list[str] | None = Field(
         default=None, description="allow-list of event types (github, gitlab; stripe accepts patterns)"
     )
     allow_sha1: bool = False
+    # Agent safety (docs/agent-safety.md): feedback-loop guard and agentId allow-list.
+    allow_bots: bool | list[str] = Field(
+        default=False, description="github/gitlab/linear: take events sent by bots (true, or these bot names)"
+    )
+    ignore_senders: list[str] = Field(
+        default_factory=list,
+        description="github/gitlab/linear: senders whose events are skipped (the agent's own)",
+    )
+    allowed_agent_ids: list[str] | None = Field(
+        default=None, description="agentIds this source's actions may name ('*' any); default: any"
+    )
     # HTTP basic auth (alertmanager), besides or instead of `token`.
     username: str | None = None
     password: Secret | None = None
@@ -153,8 +169,19 @@ class Settings(BaseSettings):
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
+    schedules: dict[ScheduleName, ScheduleConfig] = Field(
+        default_factory=dict, description="agent turns and wakes on a cron, interval or one-off time"
+    )
     event_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
     dedupe_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="a request body not fully received in this time is refused (408)"
+    )
+    max_headers: int = Field(default=100, ge=10, description="requests with more headers are refused (431)")
+    auth_failures_max: int = Field(
+        default=20, ge=1, description="failed authentications per client address or source before 429"
+    )
+    auth_failures_window_seconds: int = Field(default=60, ge=1, description="the window of auth_failures_max")
     transform_timeout_seconds: float = Field(
         default=2.0, gt=0, description="time budget of one user transform call; past it the event is parked"
     )

@@ -19,13 +19,17 @@ import httpx
 from redis import Redis
 from rq import Retry, get_current_job
 
-from . import health, keys, lanes
+from . import health, keys, lanes, metrics
 from .config import Settings
 from .jobs import queue_turn
 
 log = logging.getLogger("relay.delivery")
 
 Verdict = Literal["delivered", "retry", "dead"]
+
+# What a delivery job reads of its action's record.
+RECORD_FIELDS = ("state", "kind", "body", "event_id", "queued_at", "session_key", "idempotency_key", "source",
+                 "delivery_id")  # fmt: skip
 
 # RQ fails a job once it has returned `Retry.max` Retries; the relay counts attempts itself
 # (deferrals for a session's turn, a paused circuit or the rate cap are not attempts).
@@ -151,14 +155,13 @@ def deliver(action_id: str) -> str | Retry:
     job = get_current_job()
     redis: Redis = job.connection if job is not None else Redis.from_url(settings.redis_url or "")
     key = keys.action(action_id)
-    fields = redis.hmget(
-        key, "state", "kind", "body", "event_id", "queued_at", "session_key", "idempotency_key"
-    )
-    state, kind, event_id, queued_at, session_key, idem = (
-        None if v is None else v.decode() for i, v in enumerate(fields) if i != 2
-    )
-    body = fields[2]
-    log_fields = {"action_id": action_id, "event_id": event_id}
+    raw = dict(zip(RECORD_FIELDS, redis.hmget(key, *RECORD_FIELDS), strict=True))
+    record = {name: value.decode() for name, value in raw.items() if value is not None and name != "body"}
+    state, kind, body = record.get("state"), record.get("kind"), raw["body"]
+    log_fields = {
+        "action_id": action_id,
+        **{k: record[k] for k in ("event_id", "source", "delivery_id") if k in record},
+    }
     if kind is None or body is None:
         log.error("action record missing; nothing to deliver", extra=log_fields)
         return "missing"
@@ -166,7 +169,7 @@ def deliver(action_id: str) -> str | Retry:
         log.info("action already %s; not sent again", state, extra=log_fields)
         return str(state)
 
-    lane_key = keys.lane(session_key) if session_key else None
+    lane_key = keys.lane(record["session_key"]) if record.get("session_key") else None
     if lane_key and not lanes.my_turn(redis, lane_key, action_id):
         log.info("waiting for an earlier action of its session", extra=log_fields)
         return "waiting"  # the action before it hands this one its turn when it is done
@@ -186,7 +189,8 @@ def deliver(action_id: str) -> str | Retry:
     if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)):
         return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
     try:
-        return _attempt(ctx, redis, action_id, str(kind), body, idem or action_id, queued_at, lane_key)
+        return _attempt(ctx, redis, action_id, str(kind), body, record.get("idempotency_key") or action_id,
+                        record.get("queued_at"), lane_key, log_fields)  # fmt: skip
     finally:
         redis.delete(lock)
 
@@ -202,7 +206,7 @@ def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action
 
 def _attempt(
     ctx: Context, redis: Redis, action_id: str, kind: str, body: bytes, idempotency_key: str,
-    queued_at: str | None, lane_key: str | None,
+    queued_at: str | None, lane_key: str | None, log_fields: dict[str, str],
 ) -> str | Retry:  # fmt: skip
     settings = ctx.settings
     key = keys.action(action_id)
@@ -217,15 +221,16 @@ def _attempt(
     verdict = classify(answer)
     if answer.status is not None and answer.status not in CONFIGURATION:
         health.close(redis)  # the gateway answers: whatever the circuit said, it is up
-    fields = {"action_id": action_id, "status": answer.status, "attempt": attempts,
-              "latency_ms": round(latency * 1000, 1)}  # fmt: skip
+    fields = {**log_fields, "status": answer.status, "attempt": attempts, "latency_ms": round(latency * 1000, 1),
+              "outcome": verdict}  # fmt: skip
     status_text = "" if answer.status is None else str(answer.status)
 
     if verdict == "delivered":
         with redis.pipeline() as pipe:
             pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
                                     "last_status": status_text, "run_id": answer.run_id or ""})  # fmt: skip
-            pipe.hincrby(keys.STATS, "delivered", 1)
+            metrics.count_action(pipe, "delivered", kind)
+            metrics.observe_latency(pipe, latency)
             pipe.execute()
         log.info("action delivered", extra=fields)
         _next_in_lane(redis, settings, lane_key, action_id)
@@ -245,7 +250,7 @@ def _attempt(
                                     "dead_reason": reason, "dead_at": repr(time.time())})  # fmt: skip
             pipe.expire(key, delivery.dead_letter_ttl_seconds)
             pipe.zadd(keys.DEAD, {action_id: time.time()})
-            pipe.hincrby(keys.STATS, "dead", 1)
+            metrics.count_action(pipe, "dead", kind)
             pipe.execute()
         log.warning("action dead-lettered: %s", reason, extra={**fields, "error": answer.text[:200]})
         _next_in_lane(redis, settings, lane_key, action_id)
@@ -263,7 +268,10 @@ def _attempt(
         return _defer(redis, key, "paused", pause)
 
     delay = backoff(attempts, delivery.backoff_base_seconds, delivery.backoff_max_seconds, answer.retry_after)
-    redis.hset(key, mapping={"state": "retrying", "last_status": status_text, "last_error": answer.text,
-                             "next_attempt_at": repr(time.time() + delay)})  # fmt: skip
+    with redis.pipeline() as pipe:
+        pipe.hset(key, mapping={"state": "retrying", "last_status": status_text, "last_error": answer.text,
+                                "next_attempt_at": repr(time.time() + delay)})  # fmt: skip
+        metrics.count_action(pipe, "retried", kind)
+        pipe.execute()
     log.info("action will be retried in %ss", delay, extra={**fields, "error": answer.text[:200]})
     return Retry(max=UNLIMITED, interval=delay)

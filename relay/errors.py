@@ -28,6 +28,10 @@ class NotFound(RelayError):
     status_code = 404
 
 
+class RequestTimeout(RelayError):
+    status_code = 408
+
+
 class PayloadTooLarge(RelayError):
     status_code = 413
 
@@ -38,6 +42,10 @@ class UnsupportedMediaType(RelayError):
 
 class TooManyRequests(RelayError):
     status_code = 429
+
+
+class HeadersTooLarge(RelayError):
+    status_code = 431
 
 
 class Unavailable(RelayError):

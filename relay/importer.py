@@ -147,6 +147,10 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
         for key in sorted(set(mapping) - _KNOWN_KEYS):
             notes.append(f"hooks.mappings[{i}].{key} is not supported by the relay; dropped")
             mapping.pop(key)
+        if mapping.get("allowUnsafeExternalContent") is True:
+            notes.append(f"hooks.mappings[{i}].allowUnsafeExternalContent: true is dropped: the relay never "
+                         "sends it, so sender text stays wrapped by the gateway")  # fmt: skip
+            mapping.pop("allowUnsafeExternalContent")
         raw_match = mapping.get("match")
         match: dict[str, Any] = raw_match if isinstance(raw_match, dict) else {}
         match_path = str(match.get("path") or "").strip().strip("/")

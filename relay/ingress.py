@@ -15,6 +15,7 @@ from typing import Any
 import presets
 from presets import openclaw
 
+from . import cooldown
 from .budget import TransformBudget
 from .config import Settings, SourceConfig
 from .errors import ConfigError, NotFound, RelayError, TransformError
@@ -22,6 +23,7 @@ from .event import Event
 from .mapping import Mapper, load_transform, transform_key
 from .preset import Preset
 from .queue import EventStore, encode_actions, session_lanes
+from .verify import redact_headers
 
 log = logging.getLogger("relay.ingress")
 
@@ -75,7 +77,10 @@ def build_mapper(settings: Settings) -> Mapper:
                 )
             except ConfigError as exc:
                 raise ConfigError(f"mappings.{i}.transform: {exc}") from None
-    return Mapper(settings.mappings, transforms, max_message_bytes=settings.max_message_bytes)
+    return Mapper(settings.mappings, transforms, max_message_bytes=settings.max_message_bytes,
+                  untrusted={n: presets.REGISTRY[c.preset].untrusted for n, c in settings.sources.items()
+                             if c.preset in presets.REGISTRY},
+                  allowed_agents={n: c.allowed_agent_ids for n, c in settings.sources.items()})  # fmt: skip
 
 
 def build_budget(settings: Settings) -> TransformBudget:
@@ -105,7 +110,8 @@ class Ingress:
         preset.verify(headers, body, source.config)
         payload = preset.parse(headers, body)
         delivery_id = preset.delivery_id(headers, payload, body)
-        event = Event(source=source.name, payload=payload, headers=dict(headers), query=dict(query),
+        kept = redact_headers(headers)  # credentials are checked above and kept nowhere
+        event = Event(source=source.name, payload=payload, headers=kept, query=dict(query),
                       path=source.name, delivery_id=delivery_id)  # fmt: skip
         skip_reason = preset.skip(headers, payload, source.config)
         error = None
@@ -117,12 +123,24 @@ class Ingress:
                 raise
             except Exception as exc:  # a user's transform failed: park the event, keep serving
                 error = _describe(exc)
+        gate = None  # a mapping's cooldown (relay.cooldown): drop this event, or hold it
+        if actions and error is None and self.mapper.has_cooldown:
+            gate = await cooldown.admit(
+                self.store.redis, self.mapper.cooldown(event), source.name, delivery_id
+            )
+            if gate is not None and gate.drop:
+                skip_reason, actions = gate.reason, []
+        routed = [] if gate is not None and gate.hold else actions
         recorded = await self.store.record(
-            source=source.name, delivery_id=delivery_id, headers=dict(headers), body=body,
-            actions=encode_actions(source.name, delivery_id, actions), action_count=len(actions),
-            lanes=session_lanes(source.name, delivery_id, actions), error=error,
+            source=source.name, delivery_id=delivery_id, headers=kept, body=body,
+            actions=encode_actions(source.name, delivery_id, actions), action_count=len(routed),
+            lanes=session_lanes(source.name, delivery_id, routed), error=error,
         )  # fmt: skip
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
+        if gate is not None and gate.hold:
+            await cooldown.offer(self.store.redis, gate, recorded.event_id, self.settings.event_ttl_seconds)
+        elif skip_reason and not recorded.duplicate:
+            await cooldown.note_skip(self.store.redis, recorded.event_id, skip_reason)
         if recorded.duplicate:
             log.info("duplicate delivery ignored", extra=fields)
             return Outcome(200, {"ok": True, "duplicate": True, "eventId": recorded.event_id})

@@ -37,3 +37,13 @@ def lane(session_key: str) -> str:
 def sending(action_id: str) -> str:
     """Held while one job sends an action, so two copies of a job never send it at once."""
     return f"{PREFIX}sending:{action_id}"
+
+
+def auth_failures(kind: str, value: str) -> str:
+    """Failed authentications of one client address (`kind` "addr") or source ("source") in the window."""
+    return f"{PREFIX}authfail:{kind}:{value}"
+
+
+def schedule(name: str) -> str:
+    """A schedule's state: the last tick fired or skipped (`last_tick`), when first seen (`since`)."""
+    return f"{PREFIX}schedule:{name}"

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from .actions import AgentAction, WakeAction, WakeMode
 from .budget import TransformBudget
 from .errors import ConfigError, TransformError
 from .event import Event
+from .safety import Fencer, is_untrusted, path_pattern
 from .templates import TemplateContext, render, render_optional
+
+log = logging.getLogger("relay.mapping")
 
 ActionResult = AgentAction | WakeAction
 Transform = Callable[[Event], Any]
@@ -30,6 +35,17 @@ MAX_ACTIONS_PER_EVENT = 20
 # The gateway refuses bodies over 256 KiB (413); longer messages are cut below that, with a marker.
 DEFAULT_MAX_MESSAGE_BYTES = 200_000
 _AGENT_FIELDS = frozenset(f.alias or n for n, f in AgentAction.model_fields.items()) - {"kind"}
+# C0/C1 control characters except tab and newline, and the bidirectional overrides that can make
+# text read differently than it is: removed from every text the relay delivers.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# The relay never asks the gateway to drop its safety wrapping of external content.
+UNSAFE = "allowUnsafeExternalContent"
+
+
+def strip_control(text: str) -> str:
+    """`text` without control characters other than `\\n` and `\\t` (`\\r\\n` becomes `\\n`) and
+    without bidirectional overrides."""
+    return _CONTROL.sub("", text)
 
 
 class MatchConfig(BaseModel):
@@ -42,6 +58,27 @@ class TransformRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     module: str
     export: str | None = None
+
+
+def parse_duration(value: Any) -> Any:
+    """`30s`, `2m`, `1h`, `500ms` or a number of seconds."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        for suffix, scale in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+            if text.endswith(suffix) and text[: -len(suffix)].strip().replace(".", "", 1).isdigit():
+                return float(text[: -len(suffix)]) * scale
+        return text
+    return value
+
+
+class CooldownConfig(BaseModel):
+    """At most one agent turn per rendered `key` per `window`: `drop` keeps the window's first
+    event, `last` delivers its latest when the window closes (`relay.cooldown`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1)
+    window: Annotated[float, BeforeValidator(parse_duration)] = Field(gt=0, le=7 * 24 * 3600)
+    mode: Literal["drop", "last"] = "drop"
 
 
 class MappingConfig(BaseModel):
@@ -66,6 +103,29 @@ class MappingConfig(BaseModel):
     thinking: str | None = None
     timeout_seconds: int | None = Field(default=None, alias="timeoutSeconds")
     transform: TransformRef | None = None
+    # Relay extensions (not in OpenClaw's hooks.mappings), see docs/agent-safety.md:
+    fence: bool | list[str] = Field(
+        default=True,
+        description="fence untrusted fields rendered by messageTemplate/textTemplate: true = the "
+        "preset's declared fields, a list = those and these expressions, false = none",
+    )
+    cooldown: CooldownConfig | None = None
+
+    def fenced_fields(self, declared: Sequence[str]) -> tuple[str, ...]:
+        if self.fence is False:
+            return ()
+        extra = self.fence if isinstance(self.fence, list) else []
+        return (*declared, *extra)
+
+    @field_validator("allow_unsafe_external_content")
+    @classmethod
+    def _never_unsafe(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError(
+                "the relay never sends allowUnsafeExternalContent: true; sender text stays wrapped "
+                "by the gateway (docs/security.md)"
+            )
+        return value
 
 
 def _normalize_path(raw: str | None) -> str | None:
@@ -92,14 +152,35 @@ def _context(event: Event) -> TemplateContext:
     return TemplateContext(event.payload, event.headers, event.query, event.path)
 
 
-def base_fields(mapping: MappingConfig, event: Event) -> dict[str, Any]:
-    """The action the mapping's own fields and templates describe, as gateway field names."""
+def _render_fenced(template: str | None, ctx: TemplateContext, untrusted: Sequence[str]) -> str:
+    """`render`, with the values of untrusted fields fenced and the fencer's footer appended."""
+    if not untrusted or not template:
+        return render(template, ctx)
+    fencer = Fencer()
+
+    def fence(expr: str, value: Any) -> str | None:
+        if value is None or value == "" or not is_untrusted(expr, untrusted):
+            return None
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        return fencer.auto(text, path_pattern(expr))
+
+    return fencer.finish(render(template, ctx, fence))
+
+
+def base_fields(mapping: MappingConfig, event: Event, untrusted: Sequence[str] = ()) -> dict[str, Any]:
+    """The action the mapping's own fields and templates describe, as gateway field names.
+
+    Values of untrusted fields (the preset's declared ones and the mapping's `fence` list) are
+    fenced where `messageTemplate` / `textTemplate` render them (`relay.safety`).
+    """
     ctx = _context(event)
+    fenced = mapping.fenced_fields(untrusted)
     if mapping.action == "wake":
-        return {"kind": "wake", "text": render(mapping.text_template, ctx), "mode": mapping.wake_mode}
+        text = _render_fenced(mapping.text_template, ctx, fenced)
+        return {"kind": "wake", "text": text, "mode": mapping.wake_mode}
     fields = {
         "kind": "agent",
-        "message": render(mapping.message_template, ctx),
+        "message": _render_fenced(mapping.message_template, ctx, fenced),
         "name": render_optional(mapping.name, ctx),
         "agentId": mapping.agent_id,
         "wakeMode": mapping.wake_mode,
@@ -133,6 +214,9 @@ def merge(
     """OpenClaw's `mergeAction`: the override's kind wins; fields of the other kind are dropped;
     a None in the override keeps the base value; then `validateAction`: an agent action needs a
     non-blank message and a wake a non-blank text."""
+    if UNSAFE in override:
+        override = {k: v for k, v in override.items() if k != UNSAFE}
+        log.warning("a transform set %s; dropped: the relay never sends it", UNSAFE)
     kind = override.get("kind") or base.get("kind") or "agent"
     keep = frozenset({"text", "mode"}) if kind == "wake" else _AGENT_FIELDS
     merged = {k: v for k, v in base.items() if k in keep and base.get("kind") == kind}
@@ -143,6 +227,9 @@ def merge(
         # OpenClaw only lets a transform switch the mode to "next-heartbeat"; anything else keeps
         # the mapping's mode (`override.mode === "next-heartbeat" ? ... : base.mode ?? "now"`).
         merged[mode_key] = base.get(mode_key, "now") if base.get("kind") == kind else "now"
+    for key, value in merged.items():
+        if isinstance(value, str):
+            merged[key] = strip_control(value)
     text_key = "text" if kind == "wake" else "message"
     text = merged.get(text_key)
     if not isinstance(text, str) or not text.strip():
@@ -195,10 +282,17 @@ class Mapper:
         transforms: dict[str, Transform],
         *,
         max_message_bytes: int | None = DEFAULT_MAX_MESSAGE_BYTES,
+        untrusted: Mapping[str, Sequence[str]] | None = None,
+        allowed_agents: Mapping[str, Sequence[str] | None] | None = None,
     ) -> None:
         self.mappings = list(mappings)
         self.transforms = transforms
         self.max_message_bytes = max_message_bytes
+        # Per source name: the preset's untrusted fields, and the agentIds its actions may name.
+        self.untrusted = dict(untrusted or {})
+        self.allowed_agents = {k: v for k, v in (allowed_agents or {}).items() if v is not None}
+        self.has_cooldown = any(m.cooldown is not None for m in self.mappings)
+        check_static_agent_ids(self.mappings, self.allowed_agents)
 
     def match(self, event: Event) -> MappingConfig | None:
         return next((m for m in self.mappings if matches(m, event)), None)
@@ -210,10 +304,13 @@ class Mapper:
 
     def map(self, event: Event, preset_transform: Transform | None = None) -> list[ActionResult]:
         """The actions for `event`; an empty list skips it. Raises TransformError."""
+        return self._allowed(event, self._map(event, preset_transform))
+
+    def _map(self, event: Event, preset_transform: Transform | None) -> list[ActionResult]:
         limit = self.max_message_bytes
         mapping = self.match(event)
         if mapping is not None:
-            base = base_fields(mapping, event)
+            base = base_fields(mapping, event, self.untrusted.get(event.source, ()))
             if mapping.transform is None:
                 return [merge(base, {}, limit)]
             result = self.transforms[transform_key(mapping.transform)](event)
@@ -225,6 +322,30 @@ class Mapper:
                 actions.append(merge({"kind": fields.get("kind", "agent")}, fields, limit))
             return self._cap(actions)
         return []
+
+    def _allowed(self, event: Event, actions: list[ActionResult]) -> list[ActionResult]:
+        """Refuse (TransformError: the event is parked) an agentId outside the source's allow-list."""
+        allowed = self.allowed_agents.get(event.source)
+        if allowed is None:
+            return actions
+        for action in actions:
+            agent_id = getattr(action, "agent_id", None)
+            if agent_id is not None and not agent_allowed(agent_id, allowed):
+                raise TransformError(
+                    f"agentId {agent_id!r} is not allowed for source {event.source!r} "
+                    f"(allowed_agent_ids: {', '.join(allowed) or 'none'})"
+                )
+        return actions
+
+    def cooldown(self, event: Event) -> tuple[str, CooldownConfig] | None:
+        """The rendered cooldown key and settings of the mapping that decides `event`, if it has one."""
+        if not self.has_cooldown:
+            return None
+        mapping = self.match(event)
+        if mapping is None or mapping.cooldown is None:
+            return None
+        key = render(mapping.cooldown.key, _context(event)).strip()
+        return (f"{event.source}:{key}", mapping.cooldown) if key else None
 
     def map_within(
         self, budget: TransformBudget | None, event: Event, preset_transform: Transform | None = None
@@ -247,6 +368,28 @@ class Mapper:
         if len(actions) > MAX_ACTIONS_PER_EVENT:
             raise TransformError(f"{len(actions)} actions for one event; at most {MAX_ACTIONS_PER_EVENT}")
         return actions
+
+
+def agent_allowed(agent_id: str, allowed: Sequence[str]) -> bool:
+    """Like the gateway's hooks.allowedAgentIds: `*` allows any; ids compare case-insensitively."""
+    want = agent_id.strip().lower()
+    return any(a == "*" or a.strip().lower() == want for a in allowed)
+
+
+def check_static_agent_ids(
+    mappings: Sequence[MappingConfig], allowed_agents: Mapping[str, Sequence[str]]
+) -> None:
+    """Refuse at start-up a mapping whose own `agentId` a source it can match does not allow."""
+    for i, mapping in enumerate(mappings):
+        if mapping.agent_id is None:
+            continue
+        path = _normalize_path(mapping.match.path)
+        for source, allowed in allowed_agents.items():
+            if (path is None or path == source) and not agent_allowed(mapping.agent_id, allowed):
+                raise ConfigError(
+                    f"mappings.{i}.agentId: {mapping.agent_id!r} is not in "
+                    f"sources.{source}.allowed_agent_ids ({', '.join(allowed) or 'empty'})"
+                )
 
 
 def transform_key(ref: TransformRef) -> str:

@@ -19,15 +19,65 @@ from .verify import body_digest
 Headers = Mapping[str, str]
 
 
+# JSON nested deeper than this is refused (400): no real webhook comes near it, and orjson can
+# write back only 254 levels, so a deeper payload could not be rendered into a message.
+MAX_JSON_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests more than `limit` containers deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def load_json(body: bytes) -> Any:
+    """`orjson.loads` with every failure (syntax, invalid UTF-8, a BOM, too deep) a clear 400."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc).split(":")[0]
+        if "UTF-8" in reason or "BOM" in reason:
+            raise BadRequest(f"body is not valid JSON: {reason}") from None
+        if "depth" in reason or "recursion" in reason:
+            raise BadRequest(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise BadRequest("body is not valid JSON") from None
+    # Only a body with more than `MAX_JSON_DEPTH` brackets can nest that deep; skip the walk otherwise.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and too_deep(value):
+        raise BadRequest(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
 def parse_json(headers: Headers, body: bytes) -> Any:
     """Parse a JSON body; like the gateway, a missing Content-Type is read as JSON."""
     ctype = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise UnsupportedMediaType(f"content type {ctype!r} is not accepted here; send application/json")
+    return load_json(body)
+
+
+def parse_raw(headers: Headers, body: bytes) -> Any:
+    """A body taken as it is (a generic source with `content: raw`): `{"body": text, "contentType": ...}`.
+
+    Any content type is accepted; the body must be UTF-8 text (400 otherwise), since it becomes
+    part of an agent message. Templates reach it as `{{payload.body}}`.
+    """
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise BadRequest("body is not valid JSON") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid UTF-8 text") from None
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    return {"body": text, "contentType": ctype}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +90,6 @@ class Preset:
     # Checks on the parsed event that need the source config (e.g. an event allow-list): return a
     # reason to skip the event, or None.
     skip: Callable[[Headers, Any, SourceConfig], str | None] = lambda headers, payload, cfg: None
+    # Payload fields written by outsiders (`pull_request.body`, `commits[].message`): fenced when a
+    # mapping's template renders them (relay.safety); the default transform fences them itself.
+    untrusted: tuple[str, ...] = ()

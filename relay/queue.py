@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,16 @@ from .lanes import lua_append
 _RECORD_MANY = (
     """
 local function record(K, A)
-  local existing = redis.call('GET', K[1])
-  if existing then return {0, existing} end
   local lanes = tonumber(A[7])
+  local source = A[9 + lanes]  -- the first field is "source"
+  local existing = redis.call('GET', K[1])
+  if existing then
+    redis.call('HINCRBY', '""" + keys.STATS + """', 'event|duplicate|' .. source, 1)
+    return {0, existing}
+  end
+  local outcome = 'event|accepted|'
+  if A[6] == '1' then outcome = 'event|parked|' elseif A[5] ~= '1' then outcome = 'event|skipped|' end
+  redis.call('HINCRBY', '""" + keys.STATS + """', outcome .. source, 1)
   redis.call('SET', K[1], A[1], 'EX', A[3])
   redis.call('HSET', K[2], unpack(A, 8 + lanes))
   redis.call('EXPIRE', K[2], A[4])
@@ -100,6 +108,48 @@ class Recorded:
     duplicate: bool
 
 
+def _record_args(
+    *, source: str, delivery_id: str, headers: dict[str, str], body: bytes, actions: bytes,
+    action_count: int, lanes: Sequence[tuple[str, str]], error: str | None, dedupe_ttl: int, event_ttl: int,
+) -> tuple[list[Any], list[Any]]:  # fmt: skip
+    """The keys and args of one event for `_RECORD_MANY`."""
+    event_id = new_event_id()
+    now = time.time()
+    state = "parked" if error else ("queued" if action_count else "skipped")
+    fields: list[Any] = [
+        "source", source, "delivery_id", delivery_id, "received_at", repr(now), "state", state,
+        "headers", orjson.dumps(headers), "body", body, "actions", actions, "action_count", action_count,
+    ]  # fmt: skip
+    if error:
+        fields += ["error", error]
+    event_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX,
+                  keys.PARKED, *(lane for lane, _ in lanes)]  # fmt: skip
+    args = [event_id, now, dedupe_ttl, event_ttl, "1" if action_count and not error else "0",
+            "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields]  # fmt: skip
+    return event_keys, args
+
+
+def _recorded(result: Any) -> Recorded:
+    created, stored_id = result
+    return Recorded(event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id,
+                    duplicate=not created)  # fmt: skip
+
+
+def record_event(
+    redis: Redis, *, source: str, delivery_id: str, headers: dict[str, str], body: bytes, actions: bytes,
+    action_count: int, lanes: Sequence[tuple[str, str]] = (), dedupe_ttl: int, event_ttl: int,
+) -> Recorded:  # fmt: skip
+    """`EventStore.record` for synchronous callers (the CLI, `relay.client`, the scheduler): the same
+    script, one event per call, so an event recorded here is indistinguishable from the ingress's."""
+    event_keys, args = _record_args(
+        source=source, delivery_id=delivery_id, headers=headers, body=body, actions=actions,
+        action_count=action_count, lanes=lanes, error=None, dedupe_ttl=dedupe_ttl, event_ttl=event_ttl,
+    )  # fmt: skip
+    script = redis.register_script(_RECORD_MANY)
+    (result,) = script(keys=event_keys, args=[1, len(event_keys), len(args), *args])
+    return _recorded(result)
+
+
 class EventStore:
     """Writes events from the (async) ingress, with group commit.
 
@@ -128,27 +178,17 @@ class EventStore:
         lanes: list[tuple[str, str]] = (),  # type: ignore[assignment]
         error: str | None = None,
     ) -> Recorded:
-        event_id = new_event_id()
-        now = time.time()
-        state = "parked" if error else ("queued" if action_count else "skipped")
-        fields: list[Any] = [
-            "source", source, "delivery_id", delivery_id, "received_at", repr(now), "state", state,
-            "headers", orjson.dumps(headers), "body", body, "actions", actions, "action_count", action_count,
-        ]  # fmt: skip
-        if error:
-            fields += ["error", error]
-        event_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX,
-                      keys.PARKED, *(lane for lane, _ in lanes)]  # fmt: skip
-        args = [event_id, now, self.dedupe_ttl, self.event_ttl, "1" if action_count and not error else "0",
-                "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields]  # fmt: skip
+        event_keys, args = _record_args(
+            source=source, delivery_id=delivery_id, headers=headers, body=body, actions=actions,
+            action_count=action_count, lanes=lanes, error=error, dedupe_ttl=self.dedupe_ttl,
+            event_ttl=self.event_ttl,
+        )  # fmt: skip
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((event_keys, args, len(body) + len(actions), future))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
-        created, stored_id = await future
-        return Recorded(event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id,
-                        duplicate=not created)  # fmt: skip
+        return _recorded(await future)
 
     async def _flush(self) -> None:
         try:
@@ -181,7 +221,7 @@ def load_event(redis: Redis, event_id: str) -> dict[str, Any] | None:
         return None
     data = {k.decode(): v for k, v in raw.items()}
     out: dict[str, Any] = {"id": event_id}
-    for name in ("source", "delivery_id", "state", "error"):
+    for name in ("source", "delivery_id", "state", "error", "reason"):
         if name in data:
             out[name] = data[name].decode()
     out["received_at"] = float(data.get("received_at", b"0"))

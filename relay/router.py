@@ -21,7 +21,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from . import keys, lanes
+from . import cooldown, keys, lanes, metrics
 from .config import Settings
 from .jobs import enqueue_delivery, queue_turn
 
@@ -49,6 +49,7 @@ class Router:
         self._last_claim = 0.0
         self._last_trim = 0.0
         self._last_sweep = time.monotonic()
+        self._last_cooldown = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -92,6 +93,9 @@ class Router:
         if time.monotonic() - self._last_trim > 60:
             self._last_trim = time.monotonic()
             self.trim()
+        if time.monotonic() - self._last_cooldown > 0.25:  # windows of `cooldown: {mode: last}` that closed
+            self._last_cooldown = time.monotonic()
+            cooldown.flush_due(self.redis, self.settings.event_ttl_seconds)
         if time.monotonic() - self._last_sweep > 5:
             self._last_sweep = time.monotonic()
             self.sweep()
@@ -122,15 +126,16 @@ class Router:
         event_ids = [fields[b"event"].decode() for _id, fields in entries]
         with self.redis.pipeline(transaction=False) as pipe:
             for eid in event_ids:
-                pipe.hmget(keys.event(eid), "actions", "source", "received_at")
+                pipe.hmget(keys.event(eid), "actions", "source", "received_at", "delivery_id")
             records = pipe.execute()
         planned: list[tuple[str, dict[str, Any]]] = []
-        for eid, (actions_raw, source, received_at) in zip(event_ids, records, strict=True):
+        for eid, (actions_raw, source, received_at, delivery_id) in zip(event_ids, records, strict=True):
             if actions_raw is None:  # expired or trimmed before routing: nothing left to send
                 log.error("inbox entry for missing event %s dropped", eid)
                 continue
             for action in orjson.loads(actions_raw):
-                planned.append((eid, {**action, "source": source, "received_at": received_at}))
+                planned.append((eid, {**action, "source": source, "received_at": received_at,
+                                      "delivery_id": delivery_id}))  # fmt: skip
         with self.redis.pipeline(transaction=False) as pipe:
             for _eid, action in planned:
                 pipe.exists(Job.key_for(action["id"]))
@@ -145,9 +150,11 @@ class Router:
                     "event_id": eid, "kind": action["kind"], "body": orjson.dumps(body),
                     "source": action["source"] or b"", "session_key": body.get("sessionKey") or "",
                     "received_at": action["received_at"] or b"", "queued_at": repr(time.time()),
+                    "delivery_id": action["delivery_id"] or b"",
                 })  # fmt: skip
                 pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
                 if not already:
+                    metrics.count_action(pipe, "enqueued", action["kind"])
                     enqueue_delivery(
                         self.queue, pipe, self.settings, aid, aid, f"deliver {action['kind']} {aid} of {eid}"
                     )

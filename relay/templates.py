@@ -9,7 +9,7 @@ strings as themselves, numbers and booleans as text, anything else as JSON.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,10 +92,23 @@ def to_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def render(template: str | None, ctx: TemplateContext) -> str:
+# Renders one expression's value itself when it must be fenced (relay.safety), else None.
+Fence = Callable[[str, Any], str | None]
+
+
+def render(template: str | None, ctx: TemplateContext, fence: Fence | None = None) -> str:
     if not template:
         return ""
-    return _EXPR.sub(lambda m: to_text(resolve(m.group(1).strip(), ctx)), template)
+    if fence is None:
+        return _EXPR.sub(lambda m: to_text(resolve(m.group(1).strip(), ctx)), template)
+
+    def one(m: re.Match[str]) -> str:
+        expr = m.group(1).strip()
+        value = resolve(expr, ctx)
+        fenced = fence(expr, value)
+        return to_text(value) if fenced is None else fenced
+
+    return _EXPR.sub(one, template)
 
 
 def render_optional(template: str | None, ctx: TemplateContext) -> str | None:

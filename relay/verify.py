@@ -73,6 +73,17 @@ def verify_token(presented: str | None, secrets: Iterable[bytes], *, what: str =
         raise Unauthorized(f"invalid {what}")
 
 
+# Headers that carry credentials: checked, then never kept (events in Redis, templates, `relay events`).
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-openclaw-token",
+                                "x-gitlab-token"})  # fmt: skip
+REDACTED = "[redacted]"
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """`headers` as a dict with the value of every credential header replaced by a marker."""
+    return {k: REDACTED if k.lower() in CREDENTIAL_HEADERS else v for k, v in headers.items()}
+
+
 def body_digest(body: bytes) -> str:
     """A delivery id for senders that send none: the same bytes are the same delivery."""
     return "sha256:" + hashlib.sha256(body).hexdigest()

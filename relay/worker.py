@@ -28,6 +28,7 @@ from rq.worker import WorkerStatus
 from . import delivery, health, keys
 from .config import Settings
 from .router import Router
+from .scheduler import Scheduler
 
 log = logging.getLogger("relay.worker")
 
@@ -171,12 +172,15 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     )  # fmt: skip
     router = Router(redis, settings, consumer=worker.name)
     thread = threading.Thread(target=router.run, name="router", daemon=True)
+    schedules = Scheduler(redis, settings)  # `schedules:` of relay.yaml, once per tick across workers
     if burst:
         while router.step():
             pass
     else:
         thread.start()
+        schedules.start()
     try:
-        return worker.work(burst=burst, logging_level="INFO")
+        return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level))
     finally:
         router.stop()
+        schedules.stop()

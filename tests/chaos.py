@@ -82,6 +82,8 @@ class Chaos:
         self.sent: list[Sent] = []
         self.report = Report()
         self.stop = threading.Event()
+        self.gateway_down = threading.Event()
+        self.gateway_back = threading.Event()
         self.lock = threading.Lock()
         self.workers: list[Proc] = []
         self.last_states: dict[bytes | None, int] = {}
@@ -155,6 +157,7 @@ class Chaos:
     # --- faults ------------------------------------------------------------------------------
     def monkey(self) -> None:
         """Kill a random worker now and then; restart any that is gone (a supervisor would)."""
+        self.gateway_down.wait()
         while not self.stop.wait(self.rng.uniform(1.5, 3.0)):
             with self.lock:
                 victim = self.rng.choice(self.workers)
@@ -171,23 +174,35 @@ class Chaos:
                 {"hang": 1, "hang_seconds": 18}, {"fail": [503, 400, 503]}]  # fmt: skip
         while not self.stop.wait(self.rng.uniform(0.5, 1.5)):
             stub = self.relay.stub
+            step = self.rng.choice(plan)
+            if "hang" in step and not self.gateway_back.is_set():
+                continue  # see `outage`
             try:
                 if stub is not None:
-                    stub.control(**self.rng.choice(plan))
+                    stub.control(**step)
             except httpx.HTTPError:
                 pass  # the gateway is down right now
 
     def outage(self) -> None:
-        """The gateway goes fully down for `down` seconds, then Redis restarts once."""
+        """The gateway goes fully down for `down` seconds, then Redis restarts once.
+
+        A restarted gateway forgets its idempotency keys (as OpenClaw's does), so a request whose
+        answer the relay never got (a worker killed mid-request, a timeout) and that is resent
+        after the restart can start a second run: that is the one window no relay can close. The
+        soak keeps those faults (worker kills, late answers) after the restart, where the
+        gateway's dedupe covers them; see README "Delivery guarantees".
+        """
         if self.stop.wait(2.0):
             return
         stub_proc = self.relay.stub.proc if self.relay.stub else None
         if stub_proc is not None:
             stub_proc.stop()  # graceful: answers already admitted are sent
             self.relay.procs.remove(stub_proc)
+        self.gateway_down.set()
         if self.stop.wait(self.down):
             return
         self.start_stub()
+        self.gateway_back.set()
         if self.stop.wait(2.0):
             return
         self.redis.stop()  # SIGTERM: Redis writes its AOF and exits

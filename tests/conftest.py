@@ -197,9 +197,11 @@ class Relay:
         wait_until(lambda: _http_ok(f"{self.stub.url}/readyz"), timeout=15)
         return self.stub
 
-    def start_ingress(self) -> Proc:
-        proc = self._start(["serve", "--port", str(self.port)], "ingress")
-        wait_until(lambda: _http_ok(f"{self.url}/healthz"), timeout=15)
+    def start_ingress(self, port: int | None = None) -> Proc:
+        """Start an ingress process (on another port for a second one; all share the config)."""
+        port = port or self.port
+        proc = self._start(["serve", "--port", str(port)], f"ingress-{port}")
+        wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=15)
         return proc
 
     def start_worker(self, name: str | None = None) -> Proc:

@@ -12,6 +12,7 @@ from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, Unauthorized
 from relay.event import Event
 from relay.ingress import build_sources
+from relay.safety import GUIDE
 
 from .presets_support import FIXTURES, run, source, verify
 
@@ -37,12 +38,16 @@ def test_firing_group_is_one_readable_action() -> None:
     lines = action.message.splitlines()
     assert lines[0] == ("Alertmanager: FIRING — alertname=InstanceDown, job=node (2 firing), "
                         "receiver relay-webhook")  # fmt: skip
-    assert "- [FIRING] critical InstanceDown on web-1:9100: Instance web-1:9100 down" in lines
-    assert "- [FIRING] critical InstanceDown on web-2:9100: Instance web-2:9100 down" in lines
-    assert "  web-1:9100 of job node has been down for more than 5 minutes." in lines
+    # Annotations are fenced (relay.safety): labels they are rendered from may come from targets.
+    assert ("- [FIRING] critical InstanceDown on web-1:9100: "
+            "<<<UNTRUSTED annotations.summary: Instance web-1:9100 down>>>") in lines  # fmt: skip
+    assert ("- [FIRING] critical InstanceDown on web-2:9100: "
+            "<<<UNTRUSTED annotations.summary: Instance web-2:9100 down>>>") in lines  # fmt: skip
+    assert ("  <<<UNTRUSTED annotations.description: web-1:9100 of job node has been down for more "
+            "than 5 minutes.>>>") in lines  # fmt: skip
     assert "  since 2026-11-26T00:25:42Z" in lines
     assert "  http://prometheus.example.com:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1" in lines
-    assert lines[-1] == "Alertmanager: http://alertmanager.example.com:9093"
+    assert lines[-3:] == ["Alertmanager: http://alertmanager.example.com:9093", "", GUIDE]
     assert action.name == "Alertmanager"
     assert action.session_key.startswith("hook:alertmanager:")
 

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from relay.errors import Unauthorized
+from relay.safety import GUIDE
 
 from .presets_support import FIXTURES, run, source, verify
 
@@ -52,17 +53,20 @@ def test_push() -> None:
     text, session = message("push")
     assert text.splitlines() == [
         "jsmith pushed 4 commit(s) to mike/diaspora@master",
-        "- b6568db1 Merge branch 'some-feature' into 'master'",
-        "- da156088 fixed readme",
+        "- b6568db1 <<<UNTRUSTED commits[0].message: Merge branch 'some-feature' into 'master'>>>",
+        "- da156088 <<<UNTRUSTED commits[1].message: fixed readme>>>",
         "… and 2 more",
         "Compare: http://example.com/mike/diaspora/-/compare/95790bf8...da156088",
+        "",
+        GUIDE,
     ]
     assert session == "hook:gitlab:mike/diaspora"
 
 
 def test_merge_request_session_per_iid() -> None:
     text, session = message("merge_request")
-    assert text.splitlines()[:3] == ["Merge request !1 opened by user1 in gitlabhq/gitlab-test: MS-Viewport",
+    assert text.splitlines()[:3] == ["Merge request !1 opened by user1 in gitlabhq/gitlab-test: "
+                                     "<<<UNTRUSTED object_attributes.title: MS-Viewport>>>",
                                      "ms-viewport → master", "http://example.com/diaspora/merge_requests/1"]  # fmt: skip
     assert session == "hook:gitlab:gitlabhq/gitlab-test!1"
 
@@ -70,8 +74,8 @@ def test_merge_request_session_per_iid() -> None:
 def test_issue() -> None:
     text, session = message("issue")
     assert (
-        text.splitlines()[0]
-        == "Issue #23 opened by root in gitlabhq/gitlab-test: New API: create/update/delete file"
+        text.splitlines()[0] == "Issue #23 opened by root in gitlabhq/gitlab-test: "
+        "<<<UNTRUSTED object_attributes.title: New API: create/update/delete file>>>"
     )
     assert "Create new API for manipulations with repository" in text
     assert session == "hook:gitlab:gitlabhq/gitlab-test#23"
@@ -80,11 +84,13 @@ def test_issue() -> None:
 def test_notes_land_in_the_session_of_what_they_comment() -> None:
     text, session = message("note_merge_request")
     assert text.splitlines()[0] == ("root commented on merge request !1 in gitlab-org/gitlab-test: "
-                                    "Tempora et eos debitis quae laborum et.")  # fmt: skip
-    assert text.splitlines()[-1] == "This MR needs work."
+                                    "<<<UNTRUSTED merge_request.title: Tempora et eos debitis quae laborum et.>>>")  # fmt: skip
+    assert text.splitlines()[-4:] == ["This MR needs work.", "UNTRUSTED object_attributes.note>>>", "", GUIDE]
     assert session == "hook:gitlab:gitlab-org/gitlab-test!1"
     text, session = message("note_issue")
-    assert text.startswith("user1 commented on issue #17 in gitlab-org/gitlab-test: test_issue")
+    assert text.startswith(
+        "user1 commented on issue #17 in gitlab-org/gitlab-test: <<<UNTRUSTED issue.title: test_issue>>>"
+    )
     assert session == "hook:gitlab:gitlab-org/gitlab-test#17"
     text, _ = message("note_commit")
     assert text.startswith("user1 commented on commit cfe32cf6 in gitlabhq/gitlab-test")
@@ -97,9 +103,12 @@ def test_pipeline_only_failures() -> None:
     payload["builds"][1]["status"] = "failed"
     text, session = message("pipeline", orjson.dumps(payload))
     lines = text.splitlines()
-    assert lines[0] == "Pipeline #31 failed in gitlab-org/gitlab-test on master (bcbb5ec3: test)"
+    assert (
+        lines[0]
+        == "Pipeline #31 failed in gitlab-org/gitlab-test on master (bcbb5ec3: <<<UNTRUSTED commit.message: test>>>)"
+    )
     assert lines[1] == "- job test-image (stage test) failed"
-    assert lines[-1] == "http://192.168.64.1:3005/gitlab-org/gitlab-test/-/pipelines/31"
+    assert lines[-3:] == ["http://192.168.64.1:3005/gitlab-org/gitlab-test/-/pipelines/31", "", GUIDE]
     assert session == "hook:gitlab:gitlab-org/gitlab-test!1"  # the pipeline of merge request !1
 
 

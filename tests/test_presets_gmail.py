@@ -23,6 +23,7 @@ from presets.jwks import CACHE, JwksCache
 from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, ConfigError, Unauthorized, Unavailable
 from relay.ingress import build_sources
+from relay.safety import GUIDE
 
 from .presets_support import FIXTURES, run, source, verify
 
@@ -249,11 +250,15 @@ def test_gog_payload_is_one_action_per_message_like_openclaw() -> None:
     result = run(shared, push_headers("hook-token"), body)
     first, second = result.actions
     # OpenClaw's preset: "New email from {{messages[0].from}}\nSubject: ...\n{{snippet}}\n{{body}}".
-    assert first.message == ("New email from Ada <ada@example.com>\nSubject: Lunch?\nAre you free at noon\n"
-                             "Are you free at noon tomorrow?")  # fmt: skip
+    # The relay fences every sender-written field (relay.safety) and says how to read the fences.
+    assert first.message == ("New email from <<<UNTRUSTED from: Ada <ada@example.com> >>>\n"
+                             "Subject: <<<UNTRUSTED subject: Lunch?>>>\n"
+                             "<<<UNTRUSTED snippet\nAre you free at noon\nUNTRUSTED snippet>>>\n"
+                             "<<<UNTRUSTED body\nAre you free at noon tomorrow?\nUNTRUSTED body>>>\n\n" + GUIDE)  # fmt: skip
     assert first.session_key == "hook:gmail:18c1f0a2b3c4d5e6"
     assert first.name == "Gmail" and first.wake_mode == "now"
-    assert second.message == "New email from Bob <bob@example.com>\nSubject: Re: Lunch?\n\n"
+    assert second.message == ("New email from <<<UNTRUSTED from: Bob <bob@example.com> >>>\n"
+                              "Subject: <<<UNTRUSTED subject: Re: Lunch?>>>\n\n" + GUIDE)  # fmt: skip
     assert second.session_key == "hook:gmail:18c1f0a2b3c4d5e7"
     assert result.delivery_id == "gmail:18c1f0a2b3c4d5e6,18c1f0a2b3c4d5e7"
     # Redelivered (same messages, other order): same delivery id.
@@ -263,7 +268,9 @@ def test_gog_payload_is_one_action_per_message_like_openclaw() -> None:
 
 def test_gog_docs_shape_fixture() -> None:
     [action] = run(source("gmail", token="hook-token"), push_headers("hook-token"), GOG).actions
-    assert action.message == "New email from ...\nSubject: ...\n...\n..."
+    assert action.message == ("New email from <<<UNTRUSTED from: ...>>>\nSubject: <<<UNTRUSTED subject: ...>>>\n"
+                              "<<<UNTRUSTED snippet\n...\nUNTRUSTED snippet>>>\n<<<UNTRUSTED body\n...\nUNTRUSTED body>>>"
+                              "\n\n" + GUIDE)  # fmt: skip
     assert action.session_key == "hook:gmail:..."
 
 
@@ -272,7 +279,10 @@ def test_gog_many_messages_stay_within_the_action_cap() -> None:
     actions = run(source("gmail", token="t"), push_headers("t"), orjson.dumps(many)).actions
     assert len(actions) == 20
     assert actions[-1].message.startswith("6 more new emails:")
-    assert "- from x@example.com: s24 (m24)" in actions[-1].message
+    assert (
+        "- from <<<UNTRUSTED from: x@example.com>>>: <<<UNTRUSTED subject: s24>>> (m24)"
+        in actions[-1].message
+    )
 
 
 def test_tampered_or_unknown_bodies(jwks_file: Path) -> None:
