@@ -8,7 +8,16 @@ export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
 export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
 export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
-.PHONY: run test test-slow lint install
+.PHONY: run test test-slow lint install system-deps
+
+# Tools the tests run as real processes: redis-server (the tests start their own) and wrk (the
+# benchmark). Installed with apt-get when missing (needs root, as on the CI machines).
+SYSTEM_TOOLS := redis-server wrk
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 $(BIN)/relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +30,10 @@ install: $(BIN)/relay
 run: install
 	$(BIN)/relay up
 
-test: install
+test: install system-deps
 	$(BIN)/pytest -m "not slow"
 
-test-slow: install
+test-slow: install system-deps
 	$(BIN)/pytest -m slow
 
 lint: install
