@@ -101,7 +101,7 @@ class SourceConfig(BaseModel):
         default=None, description="allow-list of event types (github, gitlab; stripe accepts patterns)"
     )
     allow_sha1: bool = False
-    # Agent safety (docs/agent-safety.md): feedback-loop guard and agentId allow-list.
+    # Agent safety (README, "Running an AI agent on webhooks safely"): feedback-loop guard and agentId allow-list.
     allow_bots: bool | list[str] = Field(
         default=False, description="github/gitlab/linear: take events sent by bots (true, or these bot names)"
     )
@@ -151,6 +151,24 @@ class DeliveryConfig(BaseModel):
     )
 
 
+class ConsoleConfig(BaseModel):
+    """The delivery console (`/console`, docs/console.md): off unless enabled, behind its own token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    token: Secret | None = None
+    allow_remote: bool = Field(default=False, description="serve it to non-loopback clients too")
+    rq_dashboard_url: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
@@ -167,6 +185,7 @@ class Settings(BaseSettings):
     )
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
     schedules: dict[ScheduleName, ScheduleConfig] = Field(

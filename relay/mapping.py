@@ -103,7 +103,7 @@ class MappingConfig(BaseModel):
     thinking: str | None = None
     timeout_seconds: int | None = Field(default=None, alias="timeoutSeconds")
     transform: TransformRef | None = None
-    # Relay extensions (not in OpenClaw's hooks.mappings), see docs/agent-safety.md:
+    # Relay extensions (not in OpenClaw's hooks.mappings), see README, "Running an AI agent on webhooks safely":
     fence: bool | list[str] = Field(
         default=True,
         description="fence untrusted fields rendered by messageTemplate/textTemplate: true = the "
