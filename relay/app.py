@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from . import keys
 from .config import Settings
@@ -123,12 +123,15 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
         await client.aclose()
         sync_client.close()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/hooks/{source}", hook, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
     ]
+    from .console import console_routes  # the delivery console (docs/console.md); [] unless enabled
+
+    routes += console_routes(settings)
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
 
 

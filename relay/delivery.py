@@ -158,7 +158,7 @@ def deliver(action_id: str) -> str | Retry:
     raw = dict(zip(RECORD_FIELDS, redis.hmget(key, *RECORD_FIELDS), strict=True))
     record = {name: value.decode() for name, value in raw.items() if value is not None and name != "body"}
     state, kind, body = record.get("state"), record.get("kind"), raw["body"]
-    log_fields = {
+    log_fields: dict[str, str] = {
         "action_id": action_id,
         **{k: record[k] for k in ("event_id", "source", "delivery_id") if k in record},
     }
@@ -228,7 +228,8 @@ def _attempt(
     if verdict == "delivered":
         with redis.pipeline() as pipe:
             pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
-                                    "last_status": status_text, "run_id": answer.run_id or ""})  # fmt: skip
+                                    "last_status": status_text, "run_id": answer.run_id or "",
+                                    "latency_ms": fields["latency_ms"], "answer": answer.text[:500]})  # fmt: skip
             metrics.count_action(pipe, "delivered", kind)
             metrics.observe_latency(pipe, latency)
             pipe.execute()
@@ -247,7 +248,8 @@ def _attempt(
         reason = "permanent error" if verdict == "dead" else "gave up after retries"
         with redis.pipeline() as pipe:
             pipe.hset(key, mapping={"state": "dead", "last_status": status_text, "last_error": answer.text,
-                                    "dead_reason": reason, "dead_at": repr(time.time())})  # fmt: skip
+                                    "dead_reason": reason, "dead_at": repr(time.time()),
+                                    "latency_ms": fields["latency_ms"]})  # fmt: skip
             pipe.expire(key, delivery.dead_letter_ttl_seconds)
             pipe.zadd(keys.DEAD, {action_id: time.time()})
             metrics.count_action(pipe, "dead", kind)
@@ -270,7 +272,7 @@ def _attempt(
     delay = backoff(attempts, delivery.backoff_base_seconds, delivery.backoff_max_seconds, answer.retry_after)
     with redis.pipeline() as pipe:
         pipe.hset(key, mapping={"state": "retrying", "last_status": status_text, "last_error": answer.text,
-                                "next_attempt_at": repr(time.time() + delay)})  # fmt: skip
+                                "next_attempt_at": repr(time.time() + delay), "latency_ms": fields["latency_ms"]})  # fmt: skip
         metrics.count_action(pipe, "retried", kind)
         pipe.execute()
     log.info("action will be retried in %ss", delay, extra={**fields, "error": answer.text[:200]})

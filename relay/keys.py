@@ -47,3 +47,16 @@ def auth_failures(kind: str, value: str) -> str:
 def schedule(name: str) -> str:
     """A schedule's state: the last tick fired or skipped (`last_tick`), when first seen (`since`)."""
     return f"{PREFIX}schedule:{name}"
+
+
+def events_by_source(source: str) -> str:
+    """zset: the event log's index of one source (event id -> received_at), for the console's filter."""
+    return f"{PREFIX}events:source:{source}"
+
+
+MINUTE_TTL = 2 * 3600  # per-minute counters are kept two hours
+
+
+def minute(bucket: int) -> str:
+    """hash of counters (received, delivered, dead) for one minute (`int(time / 60)`): the console's chart."""
+    return f"{PREFIX}minute:{bucket}"

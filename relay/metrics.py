@@ -11,6 +11,7 @@ Field names: `event|<outcome>|<source>`, `refused|<status>|<source>`, `action|<o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,10 @@ def observe_latency(pipe: Any, seconds: float) -> None:
 
 def count_action(pipe: Any, outcome: str, kind: str) -> None:
     pipe.hincrby(keys.STATS, f"action|{outcome}|{kind}", 1)
+    if outcome in ("delivered", "dead"):  # the console's per-minute chart
+        bucket = keys.minute(int(time.time() // 60))
+        pipe.hincrby(bucket, outcome, 1)
+        pipe.expire(bucket, keys.MINUTE_TTL)
 
 
 class RedisCollector(Collector):

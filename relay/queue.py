@@ -22,6 +22,17 @@ from . import keys
 from .actions import AgentAction, WakeAction, action_id
 from .lanes import lua_append
 
+# The console's per-source index of the event log (trimmed by age here) and its per-minute
+# chart counters (relay.console), written with each recorded event.
+_CONSOLE_INDEXES = f"""
+  local by_source = '{keys.events_by_source("")}' .. source
+  redis.call('ZADD', by_source, A[2], A[1])
+  redis.call('ZREMRANGEBYSCORE', by_source, '-inf', tonumber(A[2]) - tonumber(A[4]))
+  local minute = '{keys.minute(0)[:-1]}' .. math.floor(tonumber(A[2]) / 60)
+  redis.call('HINCRBY', minute, 'received', 1)
+  redis.call('EXPIRE', minute, {keys.MINUTE_TTL})
+"""
+
 # One call records a batch of events (group commit: the requests that arrive while the previous
 # call is in flight share the next). Per event, K: dedupe, event, events index, inbox, parked,
 # then one session lane per lane entry; A: event id, now, dedupe ttl, event ttl, route ("1" to
@@ -44,7 +55,9 @@ local function record(K, A)
   redis.call('HSET', K[2], unpack(A, 8 + lanes))
   redis.call('EXPIRE', K[2], A[4])
   redis.call('ZADD', K[3], A[2], A[1])
-  if A[5] == '1' then
+"""
+    + _CONSOLE_INDEXES
+    + """  if A[5] == '1' then
     redis.call('XADD', K[4], '*', 'event', A[1])
 """
     + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]")
@@ -193,7 +206,8 @@ class EventStore:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch, size = [], 0
+                batch: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
+                size = 0
                 while self._pending and len(batch) < MAX_BATCH and (not batch or size < MAX_BATCH_BYTES):
                     item = self._pending.pop(0)
                     batch.append(item)

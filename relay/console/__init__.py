@@ -1,0 +1,254 @@
+"""The delivery console: server-rendered pages under /console, mounted in the ingress app.
+
+`console_routes(settings)` returns the routes (none when `console.enabled` is false). Every page
+is gated (relay.console.auth): loopback clients only unless `console.allow_remote`, then the
+console token's session cookie, then a CSRF token on every POST. Redis reads (relay.console.data)
+and template rendering run in Starlette's thread pool with a plain Redis client, like /metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import jinja2
+from redis import ConnectionPool, Redis
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..config import Settings
+from ..errors import ConfigError
+from . import data, render
+from .auth import COOKIE, SECURITY_HEADERS, SESSION_SECONDS, Gate, Session, is_loopback
+
+HERE = Path(__file__).parent
+STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
+MAX_FORM = 256 * 1024
+MAX_REPLAY_ALL = 5000  # one "replay all of a source" request replays at most this many
+
+Handler = Callable[[Request, Session | None, dict[str, list[str]]], Awaitable[Response]]
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    env.globals.update(age=render.age, clock=render.clock)
+    return env
+
+
+class Console:
+    def __init__(self, settings: Settings) -> None:
+        config = settings.console
+        if config.token is None:
+            raise ConfigError("console.enabled needs console.token (a secret of 16 characters or more)")
+        self.settings = settings
+        self.gate = Gate(config.token.get_secret_value())
+        self.redis = Redis(
+            connection_pool=ConnectionPool.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
+        )
+        self.templates = _environment()
+        self._replayer: Any = None
+        self._replay_lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def html(
+        self, name: str, status: int = 200, session: Session | None = None, **context: Any
+    ) -> HTMLResponse:
+        context.setdefault("csrf", session.csrf if session else "")
+        context.setdefault("rq_dashboard_url", self.settings.console.rq_dashboard_url)
+        return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status)
+
+    def guarded(self, handler: Handler, *, login: bool = True) -> Callable[[Request], Awaitable[Response]]:
+        """Loopback (unless allow_remote), then the session (unless `login` is False), then CSRF on POST."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self.settings.console.allow_remote and not is_loopback(request):
+                return JSONResponse({"ok": False, "error": "no such hook"}, status_code=404)  # as if absent
+            form: dict[str, list[str]] = {}
+            if request.method == "POST":
+                body = await request.body()
+                if len(body) > MAX_FORM:
+                    return self._secured(Response("form too large", status_code=413))
+                form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+            session = self.gate.session(request)
+            if login and session is None:
+                response: Response = self.html("login.html", 401, error="")
+            elif login and request.method == "POST" and not self.gate.csrf_ok(session, _one(form, "csrf")):  # type: ignore[arg-type]
+                response = self.html("error.html", 403, session, message="Missing or wrong CSRF token: reload the "
+                                     "page and try again.")  # fmt: skip
+            else:
+                response = await handler(request, session, form)
+            return self._secured(response)
+
+        return endpoint
+
+    @staticmethod
+    def _secured(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    # -- pages -----------------------------------------------------------------------------------
+
+    async def login(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        if request.method == "GET":
+            if session is not None:
+                return RedirectResponse("/console", 303)
+            return self.html("login.html", error="")
+        if not self.gate.token_ok(_one(form, "token")):
+            return self.html("login.html", 401, error="Wrong token.")
+        response = RedirectResponse("/console", 303)
+        response.set_cookie(COOKIE, self.gate.new_cookie(), max_age=SESSION_SECONDS, path="/console",
+                            httponly=True, samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+        return response
+
+    async def logout(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        response = RedirectResponse("/console/login", 303)
+        response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
+        return response
+
+    async def events(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        q = request.query_params
+        source, state = q.get("source", ""), q.get("state", "")
+        state = state if state in data.STATES else ""
+
+        def build() -> dict[str, Any]:
+            page = data.events_page(self.redis, source=source, state=state, cursor=q.get("cursor"))
+            return {"page": page, "system": data.system(self.redis, self.settings.queue),
+                    "chart": render.chart(data.per_minute(self.redis))}  # fmt: skip
+
+        context = await self.run(build)
+        older = _link("/console", source=source, state=state, cursor=context["page"].next_cursor)
+        return self.html("events.html", session=session, source=source, state=state, states=data.STATES,
+                         sources=sorted(self.settings.sources), older=older if context["page"].next_cursor else "",
+                         newest=bool(q.get("cursor")), **context)  # fmt: skip
+
+    async def chart(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        chart = await self.run(lambda: render.chart(data.per_minute(self.redis)))
+        return self.html("chart.html", session=session, chart=chart)
+
+    async def event(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        event = await self.run(data.event_detail, self.redis, request.path_params["event_id"])
+        if event is None:
+            return self.html(
+                "error.html", 404, session, message="No such event (expired, trimmed or never recorded)."
+            )
+        body, is_json = render.pretty_body(event["body"], event["body_size"])
+        return self.html("event.html", session=session, event=event, headers=render.redact(event["headers"]),
+                         body=body, is_json=is_json, pretty=render.pretty_json, done=request.query_params.get("done", ""))  # fmt: skip
+
+    async def dead(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        q = request.query_params
+        source = q.get("source", "")
+        page = await self.run(data.dead_letters, self.redis, source=source, cursor=q.get("cursor"))
+        older = _link("/console/dead", source=source, cursor=page.next_cursor) if page.next_cursor else ""
+        return self.html("dead.html", session=session, page=page, source=source, sources=sorted(self.settings.sources),
+                         older=older, newest=bool(q.get("cursor")), done=q.get("done", ""))  # fmt: skip
+
+    async def dead_replay(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        from ..deadletters import replay
+
+        source, new_key = _one(form, "source"), _one(form, "new_key") == "1"
+
+        def work() -> tuple[int, int]:
+            ids = (
+                data.dead_ids_of_source(self.redis, source, MAX_REPLAY_ALL)
+                if _one(form, "all")
+                else form.get("ids", [])
+            )
+            done = sum(1 for aid in ids if replay(self.redis, self.settings, aid, new_key=new_key))
+            return done, len(ids)
+
+        done, asked = await self.run(work)
+        back = _one(form, "back")
+        target = back if back.startswith("/console/events/") else "/console/dead"
+        return RedirectResponse(_link(target, done=f"Replayed {done} of {asked} dead letter(s)."), 303)
+
+    async def parked(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        q = request.query_params
+        source = q.get("source", "")
+        page = await self.run(data.parked_events, self.redis, source=source, cursor=q.get("cursor"))
+        older = _link("/console/parked", source=source, cursor=page.next_cursor) if page.next_cursor else ""
+        return self.html("parked.html", session=session, page=page, source=source, sources=sorted(self.settings.sources),
+                         older=older, newest=bool(q.get("cursor")), done=q.get("done", ""))  # fmt: skip
+
+    async def parked_replay(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        from ..replay import Replayer, parked_ids
+
+        source = _one(form, "source")
+
+        def work() -> str:
+            with self._replay_lock:  # the Replayer's transform budget is not shared between threads
+                if self._replayer is None:
+                    self._replayer = Replayer(self.redis, self.settings)
+                ids = (
+                    parked_ids(self.redis, source, MAX_REPLAY_ALL)
+                    if _one(form, "all")
+                    else form.get("ids", [])
+                )
+                outcomes = [self._replayer.replay(eid) for eid in ids]
+            ok = sum(1 for o in outcomes if o.ok)
+            failed = [o for o in outcomes if not o.ok]
+            note = f" {len(failed)} failed again or were refused." if failed else ""
+            return f"Replayed {ok} of {len(outcomes)} parked event(s).{note}"
+
+        message = await self.run(work)
+        back = _one(form, "back")
+        target = back if back.startswith("/console/events/") else "/console/parked"
+        return RedirectResponse(_link(target, done=message), 303)
+
+    async def system(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        status = await self.run(data.system, self.redis, self.settings.queue)
+        return self.html("system.html", session=session, system=status)
+
+    async def static(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC:
+            return Response("not found", status_code=404)
+        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+                        headers={"Cache-Control": "max-age=300"})  # fmt: skip
+
+    def routes(self) -> list[BaseRoute]:
+        g = self.guarded
+        return [
+            Route("/console", g(self.events)),
+            Route("/console/", g(self.events)),
+            Route("/console/login", g(self.login, login=False), methods=["GET", "POST"]),
+            Route("/console/logout", g(self.logout), methods=["POST"]),
+            Route("/console/chart", g(self.chart)),
+            Route("/console/events/{event_id}", g(self.event)),
+            Route("/console/dead", g(self.dead)),
+            Route("/console/dead/replay", g(self.dead_replay), methods=["POST"]),
+            Route("/console/parked", g(self.parked)),
+            Route("/console/parked/replay", g(self.parked_replay), methods=["POST"]),
+            Route("/console/system", g(self.system)),
+            Route("/console/static/{name}", g(self.static, login=False)),
+        ]
+
+
+def _one(form: dict[str, list[str]], name: str) -> str:
+    values = form.get(name) or [""]
+    return values[0]
+
+
+def _link(path: str, **params: str | None) -> str:
+    query = urlencode({k: v for k, v in params.items() if v})
+    return f"{path}?{query}" if query else path
+
+
+def console_routes(settings: Settings) -> list[BaseRoute]:
+    """The console's routes for the ingress app; none unless `console.enabled`."""
+    if not settings.console.enabled:
+        return []
+    return Console(settings).routes()
