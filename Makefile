@@ -10,9 +10,10 @@ export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
 .PHONY: run test test-slow lint install system-deps
 
-# Tools the tests run as real processes: redis-server (the tests start their own) and wrk (the
-# benchmark). Installed with apt-get when missing (needs root, as on the CI machines).
-SYSTEM_TOOLS := redis-server wrk
+# Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
+# benchmark) and chromium (the console's browser test). Installed with apt-get when missing
+# (needs root, as on the CI machines).
+SYSTEM_TOOLS := redis-server wrk chromium
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
