@@ -79,11 +79,24 @@ def _user(obj: Any) -> str:
     return str(obj.get("login") or obj.get("name") or "someone")
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """The payload is the sender's: a field that should be an object may be anything."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
 def transform(event: Event) -> AgentAction | None:
     p = event.payload if isinstance(event.payload, dict) else {}
     kind = event.headers.get("x-github-event", "event")
-    repo = (
-        (p.get("repository") or {}).get("full_name") or (p.get("organization") or {}).get("login") or "github"
+    repo = _text(
+        _obj(p.get("repository")).get("full_name") or _obj(p.get("organization")).get("login") or "github"
     )
     action = p.get("action")
     sender = _user(p.get("sender"))
@@ -93,7 +106,7 @@ def transform(event: Event) -> AgentAction | None:
 
     if kind == "push":
         ref = str(p.get("ref", "")).removeprefix("refs/heads/")
-        commits = p.get("commits") or []
+        commits = [c for c in _list(p.get("commits")) if isinstance(c, dict)]
         lines = [
             f"{_user(p.get('pusher') or p.get('sender'))} pushed {len(commits)} commit(s) to {repo}@{ref}"
         ]
@@ -102,7 +115,7 @@ def transform(event: Event) -> AgentAction | None:
         if p.get("compare"):
             lines.append(f"Compare: {p['compare']}")
     elif kind in ("pull_request", "pull_request_review", "pull_request_review_comment"):
-        pr = p.get("pull_request") or {}
+        pr = _obj(p.get("pull_request"))
         session = f"hook:github:{repo}#{pr.get('number')}"
         lines = [f"Pull request #{pr.get('number')} {action} by {sender} in {repo}: "
                  f"{f.inline(pr.get('title', ''), 'pull_request.title')}",
@@ -114,14 +127,14 @@ def transform(event: Event) -> AgentAction | None:
         elif action == "opened" and pr.get("body"):
             lines += ["", f.block(pr["body"], "pull_request.body", MAX_TEXT)]
     elif kind in ("issues", "issue_comment"):
-        issue = p.get("issue") or {}
+        issue = _obj(p.get("issue"))
         session = f"hook:github:{repo}#{issue.get('number')}"
         what = "Pull request" if issue.get("pull_request") else "Issue"
         if kind == "issue_comment":
             lines = [f"{sender} commented on {what.lower()} #{issue.get('number')} in {repo}: "
                      f"{f.inline(issue.get('title', ''), 'issue.title')}",
-                     (p.get("comment") or {}).get("html_url", ""), "",
-                     f.block((p.get("comment") or {}).get("body"), "comment.body", MAX_TEXT)]  # fmt: skip
+                     _obj(p.get("comment")).get("html_url", ""), "",
+                     f.block(_obj(p.get("comment")).get("body"), "comment.body", MAX_TEXT)]  # fmt: skip
         else:
             lines = [f"{what} #{issue.get('number')} {action} by {sender} in {repo}: "
                      f"{f.inline(issue.get('title', ''), 'issue.title')}",
@@ -129,22 +142,22 @@ def transform(event: Event) -> AgentAction | None:
             if action == "opened" and issue.get("body"):
                 lines += ["", f.block(issue["body"], "issue.body", MAX_TEXT)]
     elif kind in ("workflow_run", "check_run", "check_suite"):
-        run = p.get(kind) or {}
+        run = _obj(p.get(kind))
         conclusion = run.get("conclusion")
         if action != "completed" or conclusion in ("success", "skipped", "neutral", None):
             return None  # only failures need an agent
-        name = run.get("name") or (run.get("app") or {}).get("name") or kind
+        name = run.get("name") or _obj(run.get("app")).get("name") or kind
         lines = [f"{kind.replace('_', ' ')} {name!r} {conclusion} in {repo} on {run.get('head_branch', '')}",
                  run.get("html_url", "")]  # fmt: skip
     elif kind == "release":
-        rel = p.get("release") or {}
+        rel = _obj(p.get("release"))
         lines = [f"Release {rel.get('tag_name', '')} {action} in {repo} by {sender}: "
                  f"{f.inline(rel.get('name') or '', 'release.name')}", rel.get("html_url", "")]  # fmt: skip
         if rel.get("body"):
             lines += ["", f.block(rel["body"], "release.body", MAX_TEXT)]
     else:
         lines = [f"GitHub {kind}{' ' + action if isinstance(action, str) else ''} in {repo} by {sender}"]
-    message = f.finish("\n".join(line for line in lines if line is not None).strip())
+    message = f.finish("\n".join(_text(line) for line in lines if line is not None).strip())
     return AgentAction(message=message, name="GitHub", session_key=session)
 
 

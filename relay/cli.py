@@ -279,7 +279,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 states = (
                     ", ".join(f"{a['kind']}:{a.get('state', 'queued')}" for a in actions) or event["state"]
                 )
-                if event["state"] in ("held", "skipped") and event.get("reason"):
+                noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
+                if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
                 click.echo(f"{when}  {row['id']}  {row['source']:<12} {row['delivery_id'][:40]:<40} {states}")
 

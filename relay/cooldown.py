@@ -28,14 +28,14 @@ from typing import Any
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from . import keys
-from .lanes import lua_append
+from . import held, keys
 from .mapping import CooldownConfig
 
 log = logging.getLogger("relay.cooldown")
 
-DUE = keys.PREFIX + "cooldown:due"  # zset: candidates key -> when its window closes (ms)
-MAX_KEY = 300
+DUE = held.DUE  # zset: candidates key -> when its window closes (ms), shared with relay.batching
+MAX_KEY = held.MAX_KEY
+LAST_PREFIX = keys.PREFIX + "cooldown:last:"
 
 # KEYS: drop key. ARGV: holder (source + delivery id), window ms. 1: passes, 0: dropped.
 _ADMIT_DROP = """
@@ -46,18 +46,6 @@ if not holder then
 end
 if holder == ARGV[1] then return 1 end
 return 0
-"""
-
-# KEYS: event, candidates, due. ARGV: event id, now ms, window ms, ttl s, reason.
-_OFFER = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'skipped' and state ~= 'held' then return 0 end
-if state == 'skipped' and redis.call('HEXISTS', KEYS[1], 'reason') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'held', 'reason', ARGV[5])
-redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('ZADD', KEYS[3], 'NX', tonumber(ARGV[2]) + tonumber(ARGV[3]), KEYS[2])
-return 1
 """
 
 # KEYS: due, inbox. ARGV: candidates key, now ms, now s, ttl s.
@@ -80,21 +68,14 @@ end
 redis.call('DEL', ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 if not chosen then return false end
-local ek = '{keys.PREFIX}event:' .. chosen
-local actions = cjson.decode(redis.call('HGET', ek, 'actions') or '[]')
-local lk, la = {{}}, {{}}
-for _, a in ipairs(actions) do
-  local sk = type(a.body) == 'table' and a.body.sessionKey or nil
-  if type(sk) == 'string' and sk ~= '' then
-    lk[#lk + 1] = '{keys.PREFIX}lane:' .. sk
-    la[#la + 1] = a.id
-  end
-end
-redis.call('HSET', ek, 'state', 'queued', 'action_count', #actions, 'reason',
-           'cooldown: the latest event of its window, queued when the window closed')
-redis.call('XADD', KEYS[2], '*', 'event', chosen)
 """
-    + lua_append("#lk", "lk[i]", "la[i]", "ARGV[3]", "ARGV[4]")
+    + held.lua_queue(
+        "chosen",
+        "'cooldown: the latest event of its window, queued when the window closed'",
+        "KEYS[2]",
+        "ARGV[3]",
+        "ARGV[4]",
+    )
     + """
 return chosen
 """
@@ -135,11 +116,8 @@ async def admit(
 
 async def offer(redis: AsyncRedis, gate: Gate, event_id: str, ttl: int) -> bool:
     """Hold a recorded event as its key's latest candidate (idempotent: a retry offers it again)."""
-    window_ms = max(1, int(gate.config.window * 1000))
     reason = f"cooldown {gate.key}: held; the latest event of the window is queued when it closes"
-    done = await redis.eval(_OFFER, 3, keys.event(event_id), _key("last", gate.key), DUE, event_id,
-                            int(time.time() * 1000), window_ms, ttl, reason)  # fmt: skip
-    return bool(done)
+    return await held.offer(redis, event_id, _key("last", gate.key), gate.config.window, ttl, reason)
 
 
 async def note_skip(redis: AsyncRedis, event_id: str, reason: str) -> None:
@@ -153,15 +131,23 @@ async def note_skip(redis: AsyncRedis, event_id: str, reason: str) -> None:
         await pipe.execute()
 
 
+def flush_one(redis: Redis, raw: bytes, now: float, ttl: int) -> str | None:
+    """Queue the chosen event of one closed window (`relay.held.flush_due` calls it)."""
+    chosen: Any = redis.eval(_FLUSH, 2, DUE, keys.INBOX, raw, int(now * 1000), repr(now), ttl)
+    if not chosen:
+        return None
+    eid = chosen.decode() if isinstance(chosen, bytes) else str(chosen)
+    log.info("cooldown window closed; event %s queued", eid)
+    return eid
+
+
 def flush_due(redis: Redis, ttl: int, now: float | None = None, limit: int = 100) -> list[str]:
-    """Queue the chosen event of every window that has closed; returns their event ids."""
+    """Queue the chosen event of every cooldown window that has closed; returns their event ids."""
     current = time.time() if now is None else now
-    due: list[bytes] = redis.zrangebyscore(DUE, "-inf", int(current * 1000), start=0, num=limit)  # type: ignore[assignment]
-    flushed: list[str] = []
-    for raw in due:
-        chosen: Any = redis.eval(_FLUSH, 2, DUE, keys.INBOX, raw, int(current * 1000), repr(current), ttl)
-        if chosen:
-            eid = chosen.decode() if isinstance(chosen, bytes) else str(chosen)
-            log.info("cooldown window closed; event %s queued", eid)
-            flushed.append(eid)
+    flushed = []
+    for raw, _score in held.due(redis, current, limit):
+        if raw.startswith(LAST_PREFIX.encode()):
+            eid = flush_one(redis, raw, current, ttl)
+            if eid:
+                flushed.append(eid)
     return flushed

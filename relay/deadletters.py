@@ -47,6 +47,7 @@ def replay(redis: Redis, settings: Settings, action_id: str, *, new_key: bool = 
             pipe.hset(key, "idempotency_key", f"{action_id}-r{replays}")
         pipe.expire(key, settings.event_ttl_seconds)
         pipe.zrem(keys.DEAD, action_id)
+        pipe.zadd(keys.PENDING, {action_id: time.time() + 60})
         if session:
             pipe.rpush(keys.lane(session.decode()), action_id)
             pipe.sadd(keys.LANES, keys.lane(session.decode()))

@@ -231,6 +231,7 @@ def _attempt(
                                     "last_status": status_text, "run_id": answer.run_id or "",
                                     "latency_ms": fields["latency_ms"], "answer": answer.text[:500]})  # fmt: skip
             metrics.count_action(pipe, "delivered", kind)
+            pipe.zrem(keys.PENDING, action_id)
             metrics.observe_latency(pipe, latency)
             pipe.execute()
         log.info("action delivered", extra=fields)
@@ -253,6 +254,7 @@ def _attempt(
             pipe.expire(key, delivery.dead_letter_ttl_seconds)
             pipe.zadd(keys.DEAD, {action_id: time.time()})
             metrics.count_action(pipe, "dead", kind)
+            pipe.zrem(keys.PENDING, action_id)
             pipe.execute()
         log.warning("action dead-lettered: %s", reason, extra={**fields, "error": answer.text[:200]})
         _next_in_lane(redis, settings, lane_key, action_id)

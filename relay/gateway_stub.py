@@ -8,6 +8,7 @@ to fail, so tests can see exactly what the relay sent:
     GET  /_stub/requests          what it received (runs, replays, wakes, refusals)
     POST /_stub/control           {"fail": [503, 500], "retry_after": 1, "admit_delay": 1.5,
                                    "hang": 2, "hang_seconds": 20}  (admit the next 2 runs, answer late)
+                                  {"refuse_all": true}  (503 to every hook request, as while shutting down)
     POST /_stub/reset             forget requests and idempotency keys (like a restart)
 """
 
@@ -39,6 +40,7 @@ class StubState:
     admit_delay: float = 0.0
     fail: deque[int] = field(default_factory=deque)
     retry_after: int | None = None
+    refuse_all: bool = False  # answer 503 to every hook request (a gateway shutting down)
     hang: int = 0  # the next `hang` agent runs are admitted but answered only after hang_seconds
     hang_seconds: float = 20.0
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -100,6 +102,8 @@ def create_stub_app(state: StubState) -> Starlette:
 
         key = (request.headers.get("idempotency-key") or request.headers.get("x-openclaw-idempotency-key")
                or payload.get("idempotencyKey"))  # fmt: skip
+        if state.refuse_all:
+            return JSONResponse({"ok": False, "error": "shutting down"}, 503)
         if state.fail:
             status = state.fail.popleft()
             state.record({"path": sub, "status": status, "injected": True, "key": key, "body": payload})
@@ -146,6 +150,8 @@ def create_stub_app(state: StubState) -> Starlette:
             state.fail = deque(int(s) for s in data["fail"])
         if "retry_after" in data:
             state.retry_after = data["retry_after"]
+        if "refuse_all" in data:
+            state.refuse_all = bool(data["refuse_all"])
         if "hang" in data:
             state.hang = int(data["hang"])
             state.hang_seconds = float(data.get("hang_seconds", state.hang_seconds))

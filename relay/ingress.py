@@ -15,7 +15,7 @@ from typing import Any
 import presets
 from presets import openclaw
 
-from . import cooldown
+from . import batching, cooldown, delayed
 from .budget import TransformBudget
 from .config import Settings, SourceConfig
 from .errors import ConfigError, NotFound, RelayError, TransformError
@@ -123,22 +123,30 @@ class Ingress:
                 raise
             except Exception as exc:  # a user's transform failed: park the event, keep serving
                 error = _describe(exc)
-        gate = None  # a mapping's cooldown (relay.cooldown): drop this event, or hold it
+        gate: cooldown.Gate | batching.BatchGate | None = None  # relay.cooldown: drop or hold it
         if actions and error is None and self.mapper.has_cooldown:
             gate = await cooldown.admit(
                 self.store.redis, self.mapper.cooldown(event), source.name, delivery_id
             )
             if gate is not None and gate.drop:
                 skip_reason, actions = gate.reason, []
-        routed = [] if gate is not None and gate.hold else actions
+        if actions and error is None and gate is None and self.mapper.has_batch:
+            gate = batching.gate(self.mapper.batch(event))  # relay.batching: hold it for its batch
+        delay = self.mapper.delay(event) if error is None and self.mapper.has_delay else None
+        later = delay is not None and delay[0] > 0 and bool(actions) and gate is None  # relay.delayed
+        routed = [] if (gate is not None and gate.hold) or later else actions
         recorded = await self.store.record(
             source=source.name, delivery_id=delivery_id, headers=kept, body=body,
             actions=encode_actions(source.name, delivery_id, actions), action_count=len(routed),
             lanes=session_lanes(source.name, delivery_id, routed), error=error,
         )  # fmt: skip
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
+        if delay is not None:
+            await delayed.after_record(self.store.redis, recorded.event_id, delay, later,
+                                       self.settings.event_ttl_seconds)  # fmt: skip
         if gate is not None and gate.hold:
-            await cooldown.offer(self.store.redis, gate, recorded.event_id, self.settings.event_ttl_seconds)
+            offer = batching.offer if isinstance(gate, batching.BatchGate) else cooldown.offer
+            await offer(self.store.redis, gate, recorded.event_id, self.settings.event_ttl_seconds)  # type: ignore[arg-type]
         elif skip_reason and not recorded.duplicate:
             await cooldown.note_skip(self.store.redis, recorded.event_id, skip_reason)
         if recorded.duplicate:

@@ -14,6 +14,7 @@ CIRCUIT = PREFIX + "circuit"  # gateway circuit: the reason, alive while deliver
 CIRCUIT_LEVEL = PREFIX + "circuit:level"  # consecutive trips; cleared by a success
 CIRCUIT_PROBE = PREFIX + "circuit:probe"  # the one half-open probe in flight
 RATE = PREFIX + "rate"  # token bucket toward the gateway
+PENDING = PREFIX + "pending"  # zset: routed action id -> when the reconciler next looks at it
 LANES = PREFIX + "lanes"  # set of session lanes that may hold actions
 
 

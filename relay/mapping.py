@@ -17,14 +17,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .actions import AgentAction, WakeAction, WakeMode
 from .budget import TransformBudget
 from .errors import ConfigError, TransformError
 from .event import Event
 from .safety import Fencer, is_untrusted, path_pattern
-from .templates import TemplateContext, render, render_optional
+from .templates import TemplateContext, get_by_path, render, render_optional
 
 log = logging.getLogger("relay.mapping")
 
@@ -52,6 +60,8 @@ class MatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str | None = None
     source: str | None = None
+    # Relay extension: payload fields that must equal these values (`{"status": "resolved"}`).
+    payload: dict[str, Any] | None = None
 
 
 class TransformRef(BaseModel):
@@ -79,6 +89,36 @@ class CooldownConfig(BaseModel):
     key: str = Field(min_length=1)
     window: Annotated[float, BeforeValidator(parse_duration)] = Field(gt=0, le=7 * 24 * 3600)
     mode: Literal["drop", "last"] = "drop"
+
+
+class BatchConfig(BaseModel):
+    """Gather the events of a rendered `key` for `window` and send one action listing them all
+    (`relay.batching`); `max` events flush the batch early."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1)
+    window: Annotated[float, BeforeValidator(parse_duration)] = Field(gt=0, le=24 * 3600)
+    max: int = Field(default=50, ge=1, le=1000)
+
+
+def _delay_shorthand(value: Any) -> Any:
+    return {"after": value} if isinstance(value, str | int | float) else value
+
+
+class DelayConfig(BaseModel):
+    """Send the actions `after` a delay (`relay.delayed`), unless an event whose mapping has
+    `cancel` with the same rendered `key` comes first. `delay: 10m` is short for `{after: 10m}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    after: Annotated[float, BeforeValidator(parse_duration)] = Field(gt=0, le=7 * 24 * 3600)
+    key: str | None = None
+
+
+class CancelConfig(BaseModel):
+    """Cancel the delayed actions of this rendered `key` (`relay.delayed`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(min_length=1)
 
 
 class MappingConfig(BaseModel):
@@ -110,6 +150,9 @@ class MappingConfig(BaseModel):
         "preset's declared fields, a list = those and these expressions, false = none",
     )
     cooldown: CooldownConfig | None = None
+    batch: BatchConfig | None = None
+    delay: Annotated[DelayConfig | None, BeforeValidator(_delay_shorthand)] = None
+    cancel: CancelConfig | None = None
 
     def fenced_fields(self, declared: Sequence[str]) -> tuple[str, ...]:
         if self.fence is False:
@@ -126,6 +169,12 @@ class MappingConfig(BaseModel):
                 "by the gateway (docs/security.md)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_gate(self) -> MappingConfig:
+        if sum(x is not None for x in (self.cooldown, self.batch, self.delay)) > 1:
+            raise ValueError("a mapping has at most one of `cooldown`, `batch` and `delay`")
+        return self
 
 
 def _normalize_path(raw: str | None) -> str | None:
@@ -144,6 +193,9 @@ def matches(mapping: MappingConfig, event: Event) -> bool:
     if want_source:
         source = event.payload.get("source") if isinstance(event.payload, dict) else None
         if not isinstance(source, str) or source != want_source:
+            return False
+    for path, want in (mapping.match.payload or {}).items():
+        if get_by_path(event.payload, path) != want:
             return False
     return True
 
@@ -292,6 +344,8 @@ class Mapper:
         self.untrusted = dict(untrusted or {})
         self.allowed_agents = {k: v for k, v in (allowed_agents or {}).items() if v is not None}
         self.has_cooldown = any(m.cooldown is not None for m in self.mappings)
+        self.has_batch = any(m.batch is not None for m in self.mappings)
+        self.has_delay = any(m.delay is not None or m.cancel is not None for m in self.mappings)
         check_static_agent_ids(self.mappings, self.allowed_agents)
 
     def match(self, event: Event) -> MappingConfig | None:
@@ -346,6 +400,34 @@ class Mapper:
             return None
         key = render(mapping.cooldown.key, _context(event)).strip()
         return (f"{event.source}:{key}", mapping.cooldown) if key else None
+
+    def batch(self, event: Event) -> tuple[str, BatchConfig] | None:
+        """The rendered batch key and settings of the mapping that decides `event`, if it has one."""
+        if not self.has_batch:
+            return None
+        mapping = self.match(event)
+        if mapping is None or mapping.batch is None:
+            return None
+        key = render(mapping.batch.key, _context(event)).strip()
+        return (f"{event.source}:{key}", mapping.batch) if key else None
+
+    def delay(self, event: Event) -> tuple[float, str | None, str | None] | None:
+        """(delay in s or 0, the rendered delay key, the rendered cancel key) of the mapping that
+        decides `event`, when it has `delay` or `cancel`."""
+        if not self.has_delay:
+            return None
+        mapping = self.match(event)
+        if mapping is None or (mapping.delay is None and mapping.cancel is None):
+            return None
+        ctx = _context(event)
+
+        def key(template: str | None) -> str | None:
+            text = render(template, ctx).strip() if template else ""
+            return f"{event.source}:{text}" if text else None
+
+        after = mapping.delay.after if mapping.delay is not None else 0.0
+        return (after, key(mapping.delay.key if mapping.delay else None),
+                key(mapping.cancel.key if mapping.cancel else None))  # fmt: skip
 
     def map_within(
         self, budget: TransformBudget | None, event: Event, preset_transform: Transform | None = None

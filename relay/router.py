@@ -21,9 +21,10 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from . import cooldown, keys, lanes, metrics
+from . import held, keys, lanes, metrics
 from .config import Settings
 from .jobs import enqueue_delivery, queue_turn
+from .reconcile import reconcile
 
 log = logging.getLogger("relay.router")
 
@@ -95,20 +96,22 @@ class Router:
             self.trim()
         if time.monotonic() - self._last_cooldown > 0.25:  # windows of `cooldown: {mode: last}` that closed
             self._last_cooldown = time.monotonic()
-            cooldown.flush_due(self.redis, self.settings.event_ttl_seconds)
+            held.flush_due(self.redis, self.settings)  # and the batches of `batch:` (relay.held)
         if time.monotonic() - self._last_sweep > 5:
             self._last_sweep = time.monotonic()
             self.sweep()
         return len(entries)
 
     def sweep(self) -> None:
-        """Queue a job for any session lane head whose turn was handed off by a process that died."""
+        """Queue a job for any session lane head whose turn was handed off by a process that died,
+        and for any action whose job vanished (relay.reconcile)."""
         if not self.redis.set(f"{keys.PREFIX}sweeper", self.consumer, nx=True, ex=30):
             return
         try:
             for aid in lanes.stalled_heads(self.redis):
                 log.warning("session lane head %s had no job; queued again", aid)
                 queue_turn(self.redis, self.settings, aid)
+            reconcile(self.redis, self.settings)
         finally:
             self.redis.delete(f"{keys.PREFIX}sweeper")
 
@@ -154,6 +157,7 @@ class Router:
                 })  # fmt: skip
                 pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
                 if not already:
+                    pipe.zadd(keys.PENDING, {aid: time.time() + 60})
                     metrics.count_action(pipe, "enqueued", action["kind"])
                     enqueue_delivery(
                         self.queue, pipe, self.settings, aid, aid, f"deliver {action['kind']} {aid} of {eid}"

@@ -128,7 +128,7 @@ class RelayWorker(SimpleWorker):
                     queue.intermediate_queue.cleanup(self, queue)
                 finally:
                     self.connection.delete(lock)
-        self.last_cleaned_at = now()
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # RQ annotates it as None only
 
     def _schedule(self) -> None:
         """Move due scheduled jobs (retries, deferrals) to the queue, one worker at a time."""

@@ -196,7 +196,10 @@ class Chaos:
             return
         stub_proc = self.relay.stub.proc if self.relay.stub else None
         if stub_proc is not None:
-            stub_proc.stop()  # graceful: answers already admitted are sent
+            # Shut down as a gateway does: refuse new requests, let the admitted ones answer, stop.
+            self.relay.stub.control(refuse_all=True)
+            time.sleep(1.0)
+            stub_proc.stop()
             self.relay.procs.remove(stub_proc)
         self.gateway_down.set()
         if self.stop.wait(self.down):

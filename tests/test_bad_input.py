@@ -277,6 +277,8 @@ CASES: list[Case] = [
          gh(b"other=1", ctype="application/x-www-form-urlencoded")),
     Case("github-redelivery", "github", "the same X-GitHub-Delivery twice (dedupe_ttl_seconds)", 200,
          "", gh(PUSH, delivery=REPLAYED_DELIVERY), prelude=(gh(PUSH, delivery=REPLAYED_DELIVERY),)),
+    Case("github-hostile-shape", "github", 'signed JSON shaped unlike GitHub\'s ({"repository": true}): '
+         "recorded (parked if the transform fails), never a 500", 202, "", gh(b'{"repository": true}')),
     # Authentication lockout
     Case("auth-lockout", "any", f"a failed signature after {LOCKOUT_AFTER} failures in the window", 429,
          "too many failed authentications", BAD_GITHUB, prelude=(BAD_GITHUB,) * LOCKOUT_AFTER),

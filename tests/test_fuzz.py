@@ -200,6 +200,9 @@ shaped = st.recursive(
     ),
     max_leaves=40,
 )
+# Presets whose default transform may raise on well-formed but unexpected payloads; the ingress would
+# park such an event (202, recorded, replayable). None today: every preset reads payloads defensively.
+PARKS_ON_HOSTILE_PAYLOADS: set[str] = set()
 PRESET_CONFIGS = {name: SourceConfig.model_validate(cfg) for name, cfg in SOURCES.items()}
 PRESET_CONFIGS["agent"] = PRESET_CONFIGS["wake"] = SourceConfig(preset="generic", token=[TOKEN])
 
@@ -233,13 +236,18 @@ def test_presets_parse_verify_delivery_id_and_transform_raise_only_relay_errors(
         actions = Mapper([], {}).map(event, preset.transform)
     except (RelayError, TransformError):
         return
+    except Exception:
+        if source in PARKS_ON_HOSTILE_PAYLOADS:
+            return
+        raise
     for action in actions:
         text = action.text if action.kind == "wake" else action.message  # type: ignore[union-attr]
         assert "\x00" not in text and "\r" not in text
         assert "allowUnsafeExternalContent" not in orjson.dumps(action.body()).decode()
 
 
-@given(st.sampled_from(sorted(k for k in PRESET_CONFIGS if k not in ("agent", "wake"))), shaped)
+@pytest.mark.parametrize("source", sorted(k for k in PRESET_CONFIGS if k not in ("agent", "wake")))
+@given(payload=shaped)
 def test_preset_transforms_take_hostile_payloads(source: str, payload: Any) -> None:
     """The default transforms on payloads that parse but are not what the sender documents."""
     cfg = PRESET_CONFIGS[source]
@@ -254,3 +262,6 @@ def test_preset_transforms_take_hostile_payloads(source: str, payload: Any) -> N
         Mapper([], {}).map(event, preset.transform)
     except (RelayError, TransformError):
         pass
+    except Exception:
+        if source not in PARKS_ON_HOSTILE_PAYLOADS:
+            raise
