@@ -1,6 +1,6 @@
 """Every bad input the relay was tried with, and its answer, against a real ingress process.
 
-`CASES` is the one list: each case is run here, and docs/security.md's table is generated from it
+`CASES` is the one list: each case is run here, and README's bad-input table is generated from it
 (`python -m tests.test_bad_input` prints the table; a test checks the doc holds exactly that).
 """
 
@@ -25,7 +25,7 @@ import redis
 
 from .conftest import GENERIC_TOKEN, GITHUB_SECRET, HOOKS_TOKEN, RedisServer, Relay, github_fixture, sign
 
-DOC = Path(__file__).parent.parent / "docs" / "security.md"
+DOC = Path(__file__).parent.parent / "README.md"
 TABLE_START = (
     "<!-- bad-input-table:start (generated from tests/test_bad_input.py: python -m tests.test_bad_input) -->"
 )
@@ -378,7 +378,7 @@ def test_doc_table_is_the_case_list() -> None:
     text = DOC.read_text()
     assert TABLE_START in text and TABLE_END in text, f"{DOC} lost its table markers"
     table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
-    assert table == render_table(), "docs/security.md is stale: python -m tests.test_bad_input --write"
+    assert table == render_table(), "README.md's bad-input table is stale: python -m tests.test_bad_input --write"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
