@@ -8,7 +8,7 @@ export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
 export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
 export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
-.PHONY: run test test-slow lint install system-deps
+.PHONY: run test test-slow lint install system-deps slow-system-deps
 
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
 # benchmark) and chromium (the console's browser test). Installed with apt-get when missing
@@ -16,6 +16,15 @@ export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 SYSTEM_TOOLS := redis-server wrk chromium
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The slow tests also run the real Prometheus Alertmanager (tests/test_alertmanager_live.py).
+# Debian's package prometheus-alertmanager installs the binary under the same name (plus amtool).
+SLOW_SYSTEM_TOOLS := prometheus-alertmanager
+slow-system-deps:
+	@missing=""; for t in $(SLOW_SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -34,7 +43,7 @@ run: install
 test: install system-deps
 	$(BIN)/pytest -m "not slow"
 
-test-slow: install system-deps
+test-slow: install system-deps slow-system-deps
 	$(BIN)/pytest -m slow
 
 lint: install

@@ -50,7 +50,11 @@ def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
     event = headers.get("x-gitlab-event", "")
     if cfg.events is not None and event not in cfg.events:
         return f"event {event!r} is not in this source's events list"
-    if event in RESULT_EVENTS or not isinstance(payload, dict) or str(payload.get("object_kind")) in RESULT_EVENTS:
+    if (
+        event in RESULT_EVENTS
+        or not isinstance(payload, dict)
+        or str(payload.get("object_kind")) in RESULT_EVENTS
+    ):
         return None
     user: dict[str, Any] = payload["user"] if isinstance(payload.get("user"), dict) else {}
     names = [str(user.get("username") or payload.get("user_username") or ""),

@@ -1,4 +1,5 @@
-"""The two things the relay delivers: pydantic models of the gateway's /hooks/agent and /hooks/wake bodies."""
+"""What the relay delivers: pydantic models of the gateway's /hooks/agent and /hooks/wake bodies, and of
+its other doors (README, "The gateway's other doors"): the WebSocket RPC `send` params and the `POST /tools/invoke` body."""
 
 from __future__ import annotations
 
@@ -48,8 +49,35 @@ class WakeAction(_Action):
         return None
 
 
-Action = Annotated[AgentAction | WakeAction, Field(discriminator="kind")]
-action_adapter: TypeAdapter[AgentAction | WakeAction] = TypeAdapter(Action)
+class SendAction(_Action):
+    """Gateway WebSocket RPC `send`: post `message` to `to` on a channel, without an agent turn.
+
+    `body()` is the RPC params without `idempotencyKey`: the delivery job adds the action's key.
+    """
+
+    kind: Literal["send"] = "send"
+    to: str = Field(min_length=1)
+    message: str = Field(min_length=1)
+    channel: str | None = None
+    account_id: str | None = Field(default=None, alias="accountId")
+    agent_id: str | None = Field(default=None, alias="agentId")
+    thread_id: str | None = Field(default=None, alias="threadId")
+    session_key: str | None = Field(default=None, alias="sessionKey")
+
+
+class ToolAction(_Action):
+    """`POST /tools/invoke`: run one gateway tool with `args`, without an agent turn."""
+
+    kind: Literal["tool"] = "tool"
+    tool: str = Field(min_length=1)
+    action: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+    session_key: str | None = Field(default=None, alias="sessionKey")
+
+
+AnyAction = AgentAction | WakeAction | SendAction | ToolAction
+Action = Annotated[AnyAction, Field(discriminator="kind")]
+action_adapter: TypeAdapter[AnyAction] = TypeAdapter(Action)
 
 
 def action_id(source: str, delivery_id: str, index: int) -> str:

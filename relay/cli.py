@@ -244,7 +244,8 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
     if not actions:
         click.echo("no actions")
     for action in actions:
-        click.echo(f"POST {settings.gateway.hooks_path.rstrip('/')}/{action.kind}")
+        door = {"send": "RPC send (WebSocket)", "tool": "POST /tools/invoke"}.get(action.kind)
+        click.echo(door or f"POST {settings.gateway.hooks_path.rstrip('/')}/{action.kind}")
         click.echo(orjson.dumps(action.body(), option=orjson.OPT_INDENT_2).decode())
 
 
@@ -282,7 +283,9 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
-                click.echo(f"{when}  {row['id']}  {row['source']:<12} {row['delivery_id'][:40]:<40} {states}")
+                click.echo(
+                    f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
+                )
 
 
 @cli.group()

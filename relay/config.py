@@ -20,6 +20,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -71,6 +72,9 @@ class GatewayConfig(BaseModel):
 
     url: str = "http://127.0.0.1:18789"
     token: Secret | None = None
+    # gateway.auth.token, for the `send` (WebSocket RPC) and `tool` (/tools/invoke) actions
+    # (README, "The gateway's other doors"); unset: `token` is used.
+    auth_token: Secret | None = None
     hooks_path: str = "/hooks"
     timeout_seconds: float = Field(
         default=30.0, gt=15.0, description="must exceed the gateway's 15 s admission limit"
@@ -89,6 +93,7 @@ class SourceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    gateway: str | None = Field(default=None, description="a name from `gateways:`; default: `gateway:`")
     preset: str = "generic"
     secret: SecretList = Field(default_factory=list, description="HMAC secrets; two during a rotation")
     token: SecretList = Field(default_factory=list, description="bearer / x-openclaw-token values")
@@ -184,6 +189,10 @@ class Settings(BaseSettings):
         default_factory=list, description="token for /hooks/agent and /hooks/wake; default: the gateway token"
     )
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    gateways: dict[str, GatewayConfig] = Field(
+        default_factory=dict,
+        description="more gateways by name, chosen per source or mapping with `gateway:`",
+    )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
@@ -227,6 +236,23 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first, then the values read from relay.yaml (passed as init kwargs).
         return env_settings, init_settings
+
+    @model_validator(mode="after")
+    def _known_gateways(self) -> Settings:
+        for where, name in [*((f"sources.{s}.gateway", c.gateway) for s, c in self.sources.items()),
+                            *((f"mappings.{i}.gateway", m.gateway) for i, m in enumerate(self.mappings))]:  # fmt: skip
+            if name is not None and name not in self.gateways:
+                known = ", ".join(sorted(self.gateways)) or "none"
+                raise ValueError(f"{where}: no gateway {name!r} in `gateways:` (have: {known})")
+        return self
+
+    def gateway_config(self, name: str | None) -> GatewayConfig:
+        """The gateway an action goes to: a named one from `gateways:`, or the default `gateway:`."""
+        return self.gateways[name] if name else self.gateway
+
+    def gateway_names(self) -> list[str | None]:
+        """Every gateway, None standing for the default one."""
+        return [None, *self.gateways]
 
     @property
     def base_dir(self) -> Path:

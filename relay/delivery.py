@@ -29,7 +29,7 @@ Verdict = Literal["delivered", "retry", "dead"]
 
 # What a delivery job reads of its action's record.
 RECORD_FIELDS = ("state", "kind", "body", "event_id", "queued_at", "session_key", "idempotency_key", "source",
-                 "delivery_id")  # fmt: skip
+                 "delivery_id", "gateway")  # fmt: skip
 
 # RQ fails a job once it has returned `Retry.max` Retries; the relay counts attempts itself
 # (deferrals for a session's turn, a paused circuit or the rate cap are not attempts).
@@ -95,14 +95,15 @@ class Context:
             limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
         )
 
-    def url(self, kind: str) -> str:
-        gw = self.settings.gateway
+    def url(self, kind: str, gateway: str | None = None) -> str:
+        gw = self.settings.gateway_config(gateway)
         return f"{gw.url}/{gw.hooks_path.strip('/')}/{kind}"
 
-    def headers(self, idempotency_key: str) -> dict[str, str]:
+    def headers(self, idempotency_key: str, gateway: str | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
-        if self.settings.gateway.token:
-            headers["Authorization"] = f"Bearer {self.settings.gateway.token.get_secret_value()}"
+        token = self.settings.gateway_config(gateway).token
+        if token:
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         return headers
 
 
@@ -121,9 +122,15 @@ def context() -> Context:
     return _context
 
 
-def send(ctx: Context, kind: str, idempotency_key: str, body: bytes) -> Answer:
+def send(ctx: Context, kind: str, idempotency_key: str, body: bytes, gateway: str | None = None) -> Answer:
+    if kind in ("send", "tool"):  # the gateway's other doors: WebSocket RPC and /tools/invoke
+        from . import doors
+
+        return doors.send(ctx, kind, idempotency_key, body, ctx.settings.gateway_config(gateway))
+    timeout = httpx.Timeout(ctx.settings.gateway_config(gateway).timeout_seconds, connect=5.0)
     try:
-        response = ctx.http.post(ctx.url(kind), content=body, headers=ctx.headers(idempotency_key))
+        response = ctx.http.post(ctx.url(kind, gateway), content=body, headers=ctx.headers(idempotency_key, gateway),
+                                 timeout=timeout)  # fmt: skip
     except httpx.HTTPError as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
     run_id = None
@@ -173,7 +180,8 @@ def deliver(action_id: str) -> str | Retry:
     if lane_key and not lanes.my_turn(redis, lane_key, action_id):
         log.info("waiting for an earlier action of its session", extra=log_fields)
         return "waiting"  # the action before it hands this one its turn when it is done
-    wait = health.may_send(redis, settings.gateway.timeout_seconds + 5)
+    gateway = record.get("gateway") or None
+    wait = health.may_send(redis, settings.gateway_config(gateway).timeout_seconds + 5, gateway)
     if wait:
         return _defer(redis, key, "paused", wait)
     if settings.delivery.rate_limit_per_second:
@@ -189,8 +197,7 @@ def deliver(action_id: str) -> str | Retry:
     if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)):
         return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
     try:
-        return _attempt(ctx, redis, action_id, str(kind), body, record.get("idempotency_key") or action_id,
-                        record.get("queued_at"), lane_key, log_fields)  # fmt: skip
+        return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
     finally:
         redis.delete(lock)
 
@@ -205,10 +212,17 @@ def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action
 
 
 def _attempt(
-    ctx: Context, redis: Redis, action_id: str, kind: str, body: bytes, idempotency_key: str,
-    queued_at: str | None, lane_key: str | None, log_fields: dict[str, str],
-) -> str | Retry:  # fmt: skip
+    ctx: Context,
+    redis: Redis,
+    action_id: str,
+    record: dict[str, str],
+    body: bytes,
+    lane_key: str | None,
+    log_fields: dict[str, str],
+) -> str | Retry:
+    """One send of a record read by `deliver`, and what its answer means for the action."""
     settings = ctx.settings
+    kind, gateway, queued_at = record["kind"], record.get("gateway") or None, record.get("queued_at")
     key = keys.action(action_id)
     now = time.time()
     attempts = int(redis.hincrby(key, "attempts", 1))
@@ -216,11 +230,11 @@ def _attempt(
     redis.hset(key, mapping={"state": "delivering", "last_attempt_at": repr(now)})
 
     started = time.perf_counter()
-    answer = send(ctx, kind, idempotency_key, body)
+    answer = send(ctx, kind, record.get("idempotency_key") or action_id, body, gateway)
     latency = time.perf_counter() - started
     verdict = classify(answer)
     if answer.status is not None and answer.status not in CONFIGURATION:
-        health.close(redis)  # the gateway answers: whatever the circuit said, it is up
+        health.close(redis, gateway)  # the gateway answers: whatever the circuit said, it is up
     fields = {**log_fields, "status": answer.status, "attempt": attempts, "latency_ms": round(latency * 1000, 1),
               "outcome": verdict}  # fmt: skip
     status_text = "" if answer.status is None else str(answer.status)
@@ -263,7 +277,7 @@ def _attempt(
     if gateway_fault:
         # Down, unreachable or misconfigured: pause every worker instead of burning retries.
         redis.hincrby(key, "attempts", -1)
-        pause = health.trip(redis, f"{status_text or 'no answer'}: {answer.text[:200]}")
+        pause = health.trip(redis, f"{status_text or 'no answer'}: {answer.text[:200]}", gateway)
         log.warning(
             "gateway unavailable; delivery paused for %.0fs",
             pause,

@@ -9,7 +9,14 @@ to fail, so tests can see exactly what the relay sent:
     POST /_stub/control           {"fail": [503, 500], "retry_after": 1, "admit_delay": 1.5,
                                    "hang": 2, "hang_seconds": 20}  (admit the next 2 runs, answer late)
                                   {"refuse_all": true}  (503 to every hook request, as while shutting down)
+                                  {"ws_drop": 1}  (handle the next `send` RPC, then close without answering)
     POST /_stub/reset             forget requests and idempotency keys (like a restart)
+
+It also has the gateway's other doors (README, "The gateway's other doors"): the WebSocket RPC at `/` (the `connect`
+handshake checks the gateway token; `send` requests are recorded with path "send" and deduped by
+idempotencyKey), and `POST /tools/invoke` (recorded with path "tools/invoke"). Injected `fail`
+statuses apply to them too: a `send` answers 400 as INVALID_REQUEST and anything else as
+UNAVAILABLE, without caching it.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 BODY_LIMIT = 256 * 1024
 AUTH_FAILURE_LIMIT = 20
@@ -47,6 +55,13 @@ class StubState:
     idempotency: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (body digest, runId)
     auth_failures: dict[str, deque[float]] = field(default_factory=dict)
     record_path: str | None = None
+    auth_token: str | None = None  # gateway.auth.token (WebSocket RPC, /tools/invoke); None: `token`
+    ws_drop: int = 0  # the next `ws_drop` send RPCs are handled, then the socket closes unanswered
+    send_dedupe: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotencyKey -> payload
+
+    @property
+    def gateway_token(self) -> str:
+        return self.auth_token or self.token
 
     def record(self, entry: dict[str, Any]) -> None:
         entry["at"] = time.time()
@@ -61,6 +76,35 @@ def _presented(request: Request) -> str | None:
     if auth.lower().startswith("bearer ") and auth[7:].strip():
         return auth[7:].strip()
     return request.headers.get("x-openclaw-token") or None
+
+
+PROTOCOL_VERSION = 3
+# SendParamsSchema (additionalProperties: false): `to` and `idempotencyKey` required.
+SEND_FIELDS = frozenset({"to", "message", "mediaUrl", "mediaUrls", "gifPlayback", "channel", "accountId", "agentId",
+                         "threadId", "sessionKey", "idempotencyKey"})  # fmt: skip
+
+
+def _rpc_error(req_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "res", "id": req_id, "ok": False, "error": {"code": code, "message": message, **extra}}
+
+
+def _send_params_problem(params: Any) -> str | None:
+    if not isinstance(params, dict):
+        return "params must be an object"
+    unknown = sorted(set(params) - SEND_FIELDS)
+    if unknown:
+        return f"unexpected property {unknown[0]!r}"
+    for name in ("to", "idempotencyKey"):
+        if not isinstance(params.get(name), str) or not params[name]:
+            return f"{name} is required"
+    message = params.get("message")
+    if (
+        not (isinstance(message, str) and message.strip())
+        and not params.get("mediaUrl")
+        and not params.get("mediaUrls")
+    ):
+        return "text or media is required"
+    return None
 
 
 def create_stub_app(state: StubState) -> Starlette:
@@ -141,6 +185,131 @@ def create_stub_app(state: StubState) -> Starlette:
             await asyncio.sleep(delay)
         return JSONResponse({"ok": True, "runId": run_id})
 
+    async def tools_invoke(request: Request) -> Response:
+        """The gateway's `handleToolsInvokeHttpRequest`: bearer token, `{tool, action?, args?,
+        sessionKey?}`, answer `{"ok": true, "result": ...}`."""
+        if request.method != "POST":
+            return PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "POST"})
+        auth = request.headers.get("authorization", "")
+        presented = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        if not presented or not hmac.compare_digest(presented.encode(), state.gateway_token.encode()):
+            state.record({"path": "tools/invoke", "status": 401, "refused": "token"})
+            return JSONResponse({"error": {"message": "Unauthorized", "type": "unauthorized"}}, 401)
+        key = request.headers.get("idempotency-key")
+        try:
+            payload = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return JSONResponse({"error": {"message": "invalid JSON", "type": "invalid_request_error"}}, 400)
+        if not isinstance(payload, dict):
+            payload = {}
+        raw_tool = payload.get("tool")
+        tool = raw_tool.strip() if isinstance(raw_tool, str) else ""
+        if not tool:
+            return JSONResponse(
+                {"error": {"message": "tools.invoke requires body.tool", "type": "invalid_request_error"}},
+                400,
+            )
+        if state.fail:
+            status = state.fail.popleft()
+            state.record(
+                {"path": "tools/invoke", "status": status, "injected": True, "key": key, "body": payload}
+            )
+            return JSONResponse({"ok": False, "error": {"type": "tool_error", "message": f"injected failure {status}"}},
+                                status)  # fmt: skip
+        args = payload.get("args") if isinstance(payload.get("args"), dict) else {}
+        state.record({"path": "tools/invoke", "status": 200, "key": key, "body": payload})
+        result = {
+            "content": [{"type": "text", "text": f"stub ran {tool}"}],
+            "details": {"tool": tool, "args": args},
+        }
+        return JSONResponse({"ok": True, "result": result})
+
+    async def rpc(ws: WebSocket) -> None:
+        await ws.accept()
+        conn_id = str(uuid.uuid4())
+        await ws.send_json({"type": "event", "event": "connect.challenge",
+                            "payload": {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)}})  # fmt: skip
+        try:
+            if not await _rpc_handshake(ws, conn_id):
+                return
+            while True:
+                frame = await ws.receive_json()
+                if not isinstance(frame, dict) or frame.get("type") != "req":
+                    continue
+                req_id = str(frame.get("id"))
+                if frame.get("method") != "send":
+                    await ws.send_json(
+                        _rpc_error(req_id, "INVALID_REQUEST", f"unknown method: {frame.get('method')}")
+                    )
+                    continue
+                answer = _rpc_send(req_id, frame.get("params"))
+                if answer is None:
+                    await ws.close(1011)  # handled, then "lost": the client sees no answer
+                    return
+                await ws.send_json(answer)
+        except WebSocketDisconnect:
+            return
+
+    async def _rpc_handshake(ws: WebSocket, conn_id: str) -> bool:
+        frame = await ws.receive_json()
+        if not isinstance(frame, dict) or frame.get("type") != "req" or frame.get("method") != "connect":
+            await ws.close(1008, "invalid handshake: first request must be connect")
+            return False
+        req_id = str(frame.get("id"))
+        raw_params = frame.get("params")
+        params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+        if params.get("minProtocol", 0) > PROTOCOL_VERSION or params.get("maxProtocol", 0) < PROTOCOL_VERSION:
+            await ws.send_json(_rpc_error(req_id, "INVALID_REQUEST", "protocol mismatch"))
+            await ws.close(1002, "protocol mismatch")
+            return False
+        raw_auth = params.get("auth")
+        auth: dict[str, Any] = raw_auth if isinstance(raw_auth, dict) else {}
+        token = auth["token"] if isinstance(auth.get("token"), str) else ""
+        if not token or not hmac.compare_digest(token.encode(), state.gateway_token.encode()):
+            reason = "token_mismatch" if token else "token_missing"
+            message = f"unauthorized: gateway token {reason.split('_')[1]} (provide gateway auth token)"
+            state.record({"path": "connect", "status": 401, "refused": "token"})
+            await ws.send_json(_rpc_error(req_id, "INVALID_REQUEST", message,
+                                          details={"code": f"AUTH_{reason.upper()}", "authReason": reason}))  # fmt: skip
+            await ws.close(1008, message[:120])
+            return False
+        await ws.send_json({"type": "res", "id": req_id, "ok": True, "payload": {
+            "type": "hello-ok", "protocol": PROTOCOL_VERSION, "server": {"version": "stub", "connId": conn_id},
+            "features": {"methods": ["send"], "events": ["tick"]}, "snapshot": {},
+            "policy": {"maxPayload": 25 * 1024 * 1024, "maxBufferedBytes": 50 * 1024 * 1024,
+                       "tickIntervalMs": 30_000}}})  # fmt: skip
+        return True
+
+    def _rpc_send(req_id: str, params: Any) -> dict[str, Any] | None:
+        """Like the gateway's `send` handler; None: drop the connection instead of answering."""
+        problem = _send_params_problem(params)
+        if problem:
+            return _rpc_error(req_id, "INVALID_REQUEST", f"invalid send params: {problem}")
+        key = params["idempotencyKey"]
+        if key in state.send_dedupe:  # `context.dedupe.get("send:" + idem)`: the cached answer
+            payload = state.send_dedupe[key]
+            state.record(
+                {"path": "send", "status": 200, "key": key, "runId": key, "replay": True, "body": params}
+            )
+            return {"type": "res", "id": req_id, "ok": True, "payload": payload}
+        if state.refuse_all:
+            return _rpc_error(req_id, "UNAVAILABLE", "shutting down", retryable=True)
+        if state.fail:
+            status = state.fail.popleft()
+            state.record({"path": "send", "status": status, "injected": True, "key": key, "body": params})
+            if status == 400:
+                return _rpc_error(req_id, "INVALID_REQUEST", f"injected failure {status}")
+            return _rpc_error(req_id, "UNAVAILABLE", f"injected failure {status}")
+        payload = {"runId": key, "messageId": str(uuid.uuid4()), "channel": params.get("channel") or "last"}
+        state.send_dedupe[key] = payload
+        state.record(
+            {"path": "send", "status": 200, "key": key, "runId": key, "replay": False, "body": params}
+        )
+        if state.ws_drop > 0:
+            state.ws_drop -= 1
+            return None
+        return {"type": "res", "id": req_id, "ok": True, "payload": payload}
+
     async def requests(request: Request) -> Response:
         return JSONResponse(state.requests)
 
@@ -155,6 +324,8 @@ def create_stub_app(state: StubState) -> Starlette:
         if "hang" in data:
             state.hang = int(data["hang"])
             state.hang_seconds = float(data.get("hang_seconds", state.hang_seconds))
+        if "ws_drop" in data:
+            state.ws_drop = int(data["ws_drop"])
         if "admit_delay" in data:
             state.admit_delay = float(data["admit_delay"])
         return JSONResponse({"ok": True})
@@ -162,6 +333,7 @@ def create_stub_app(state: StubState) -> Starlette:
     async def reset(request: Request) -> Response:
         state.requests.clear()
         state.idempotency.clear()
+        state.send_dedupe.clear()
         state.fail.clear()
         return JSONResponse({"ok": True})
 
@@ -174,6 +346,8 @@ def create_stub_app(state: StubState) -> Starlette:
             Route("/_stub/control", control, methods=["POST"]),
             Route("/_stub/reset", reset, methods=["POST"]),
             Route("/readyz", readyz),
+            Route("/tools/invoke", tools_invoke, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+            WebSocketRoute("/", rpc),
             Route(base, hooks, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
             Route(base + "/{rest:path}", hooks, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]

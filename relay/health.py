@@ -42,52 +42,57 @@ class CircuitState:
     remaining: float  # seconds until a probe may go
 
 
-def circuit_state(redis: Redis) -> CircuitState:
+def circuit_state(redis: Redis, gateway: str | None = None) -> CircuitState:
+    circuit, _, _ = keys.circuit(gateway)
     with redis.pipeline() as pipe:
-        pipe.get(keys.CIRCUIT)
-        pipe.pttl(keys.CIRCUIT)
+        pipe.get(circuit)
+        pipe.pttl(circuit)
         reason, ttl = pipe.execute()
     if reason is None:
         return CircuitState(False, "", 0.0)
     return CircuitState(True, reason.decode(), max(0.0, ttl / 1000))
 
 
-def may_send(redis: Redis, probe_ttl: float) -> float:
+def may_send(redis: Redis, probe_ttl: float, gateway: str | None = None) -> float:
     """0 when this worker may send now; else the seconds to wait. Takes the probe after a pause."""
-    state = circuit_state(redis)
+    state = circuit_state(redis, gateway)
     if state.open:
         return max(state.remaining, 0.2)
-    if redis.exists(keys.CIRCUIT_LEVEL) and not redis.set(
-        keys.CIRCUIT_PROBE, "1", nx=True, px=int(probe_ttl * 1000)
-    ):
+    _, level, probe = keys.circuit(gateway)
+    if redis.exists(level) and not redis.set(probe, "1", nx=True, px=int(probe_ttl * 1000)):
         return 1.0  # half-open: another worker's probe is in flight
     return 0.0
 
 
-def hold_deliveries(redis: Redis) -> bool:
-    """True while workers should take no new job: the circuit is open, or its probe is out."""
+def hold_deliveries(redis: Redis, gateways: list[str | None]) -> bool:
+    """True while workers should take no new job: every gateway's circuit is open or probing.
+
+    With one gateway down and another up, jobs keep flowing; those for the paused gateway wait.
+    """
     with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(keys.CIRCUIT)
-        pipe.exists(keys.CIRCUIT_PROBE)
-        open_, probing = pipe.execute()
-    return bool(open_ or probing)
+        for gateway in gateways:
+            circuit, _, probe = keys.circuit(gateway)
+            pipe.exists(circuit, probe)
+        held = pipe.execute()
+    return all(held)
 
 
-def trip(redis: Redis, reason: str) -> float:
+def trip(redis: Redis, reason: str, gateway: str | None = None) -> float:
     """Open the circuit (again) for an exponentially longer pause; returns the pause."""
-    level = int(redis.incr(keys.CIRCUIT_LEVEL))
+    circuit, level_key, probe = keys.circuit(gateway)
+    level = int(redis.incr(level_key))
     pause = min(MAX_PAUSE, MIN_PAUSE * 2 ** (level - 1))
     with redis.pipeline() as pipe:
-        pipe.set(keys.CIRCUIT, reason[:300], px=int(pause * 1000))
-        pipe.expire(keys.CIRCUIT_LEVEL, int(MAX_PAUSE * 10))
-        pipe.delete(keys.CIRCUIT_PROBE)
+        pipe.set(circuit, reason[:300], px=int(pause * 1000))
+        pipe.expire(level_key, int(MAX_PAUSE * 10))
+        pipe.delete(probe)
         pipe.execute()
     return pause
 
 
-def close(redis: Redis) -> None:
+def close(redis: Redis, gateway: str | None = None) -> None:
     """The gateway answered: end the pause and the half-open probe."""
-    redis.delete(keys.CIRCUIT, keys.CIRCUIT_LEVEL, keys.CIRCUIT_PROBE)
+    redis.delete(*keys.circuit(gateway))
 
 
 def take_token(redis: Redis, rate: float, burst: float, max_wait: float = 1.0) -> float:

@@ -87,6 +87,12 @@ def build_budget(settings: Settings) -> TransformBudget:
     return TransformBudget(settings.transform_timeout_seconds, settings.transform_max_threads)
 
 
+def gateway_for(settings: Settings, mapper: Mapper, source: Source, event: Event) -> str | None:
+    """The gateway an event's actions go to: its mapping's, else its source's (None: the default)."""
+    mapping = mapper.match(event) if settings.gateways else None
+    return (mapping.gateway if mapping is not None else None) or source.config.gateway
+
+
 class Ingress:
     def __init__(self, settings: Settings, store: EventStore) -> None:
         self.settings = settings
@@ -137,7 +143,9 @@ class Ingress:
         routed = [] if (gate is not None and gate.hold) or later else actions
         recorded = await self.store.record(
             source=source.name, delivery_id=delivery_id, headers=kept, body=body,
-            actions=encode_actions(source.name, delivery_id, actions), action_count=len(routed),
+            actions=encode_actions(source.name, delivery_id, actions,
+                                   gateway_for(self.settings, self.mapper, source, event)),
+            action_count=len(routed),
             lanes=session_lanes(source.name, delivery_id, routed), error=error,
         )  # fmt: skip
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}

@@ -30,6 +30,12 @@ def action(action_id: str) -> str:
     return f"{PREFIX}action:{action_id}"
 
 
+def circuit(gateway: str | None = None) -> tuple[str, str, str]:
+    """The circuit, its trip level and its probe key, for the default gateway or a named one."""
+    suffix = f":{gateway}" if gateway else ""
+    return CIRCUIT + suffix, CIRCUIT_LEVEL + suffix, CIRCUIT_PROBE + suffix
+
+
 def lane(session_key: str) -> str:
     """The actions of one sessionKey, in arrival order: only the head is sent."""
     return f"{PREFIX}lane:{session_key}"

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from .actions import AgentAction, WakeAction, WakeMode
+from .actions import AgentAction, SendAction, ToolAction, WakeAction, WakeMode
 from .budget import TransformBudget
 from .errors import ConfigError, TransformError
 from .event import Event
@@ -36,13 +36,19 @@ from .templates import TemplateContext, get_by_path, render, render_optional
 
 log = logging.getLogger("relay.mapping")
 
-ActionResult = AgentAction | WakeAction
+ActionResult = AgentAction | WakeAction | SendAction | ToolAction
 Transform = Callable[[Event], Any]
 
 MAX_ACTIONS_PER_EVENT = 20
 # The gateway refuses bodies over 256 KiB (413); longer messages are cut below that, with a marker.
 DEFAULT_MAX_MESSAGE_BYTES = 200_000
 _AGENT_FIELDS = frozenset(f.alias or n for n, f in AgentAction.model_fields.items()) - {"kind"}
+_MODELS: dict[str, type[AgentAction | WakeAction | SendAction | ToolAction]] = {
+    "agent": AgentAction, "wake": WakeAction, "send": SendAction, "tool": ToolAction}  # fmt: skip
+_FIELDS = {kind: frozenset(f.alias or n for n, f in model.model_fields.items()) - {"kind"}
+           for kind, model in _MODELS.items()}  # fmt: skip
+# The field each kind cannot do without (OpenClaw's validateAction for agent and wake).
+_REQUIRED = {"agent": "message", "wake": "text", "send": "message", "tool": "tool"}
 # C0/C1 control characters except tab and newline, and the bidirectional overrides that can make
 # text read differently than it is: removed from every text the relay delivers.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -128,7 +134,7 @@ class MappingConfig(BaseModel):
 
     id: str | None = None
     match: MatchConfig = Field(default_factory=MatchConfig)
-    action: Literal["agent", "wake"] = "agent"
+    action: Literal["agent", "wake", "send", "tool"] = "agent"
     wake_mode: WakeMode = Field(default="now", alias="wakeMode")
     name: str | None = None
     agent_id: str | None = Field(default=None, alias="agentId")
@@ -142,7 +148,17 @@ class MappingConfig(BaseModel):
     model: str | None = None
     thinking: str | None = None
     timeout_seconds: int | None = Field(default=None, alias="timeoutSeconds")
+    # Relay extensions for the gateway's other doors (README, "The gateway's other doors"): `action: send` uses
+    # messageTemplate, to, channel, accountId, threadId, agentId, sessionKey; `action: tool` uses
+    # tool, toolAction, args (string values are templates) and sessionKey.
+    account_id: str | None = Field(default=None, alias="accountId")
+    thread_id: str | None = Field(default=None, alias="threadId")
+    tool: str | None = None
+    tool_action: str | None = Field(default=None, alias="toolAction")
+    args: dict[str, Any] | None = None
     transform: TransformRef | None = None
+    # Relay extension: deliver to a gateway named in `gateways:` instead of the source's.
+    gateway: str | None = None
     # Relay extensions (not in OpenClaw's hooks.mappings), see README, "Running an AI agent on webhooks safely":
     fence: bool | list[str] = Field(
         default=True,
@@ -166,7 +182,7 @@ class MappingConfig(BaseModel):
         if value:
             raise ValueError(
                 "the relay never sends allowUnsafeExternalContent: true; sender text stays wrapped "
-                "by the gateway (docs/security.md)"
+                "by the gateway (README, section Security)"
             )
         return value
 
@@ -230,6 +246,8 @@ def base_fields(mapping: MappingConfig, event: Event, untrusted: Sequence[str] =
     if mapping.action == "wake":
         text = _render_fenced(mapping.text_template, ctx, fenced)
         return {"kind": "wake", "text": text, "mode": mapping.wake_mode}
+    if mapping.action in ("send", "tool"):
+        return _door_fields(mapping, ctx)
     fields = {
         "kind": "agent",
         "message": _render_fenced(mapping.message_template, ctx, fenced),
@@ -247,16 +265,53 @@ def base_fields(mapping: MappingConfig, event: Event, untrusted: Sequence[str] =
     return {k: v for k, v in fields.items() if v is not None}
 
 
+def _render_args(value: Any, ctx: TemplateContext) -> Any:
+    """A tool's `args` with every string value rendered as a template."""
+    if isinstance(value, str):
+        return render(value, ctx)
+    if isinstance(value, dict):
+        return {k: _render_args(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_args(v, ctx) for v in value]
+    return value
+
+
+def _door_fields(mapping: MappingConfig, ctx: TemplateContext) -> dict[str, Any]:
+    """The fields of a `send` or `tool` action (README, "The gateway's other doors"). No agent reads a plain send or a
+    tool's arguments, so nothing is fenced."""
+    if mapping.action == "send":
+        fields: dict[str, Any] = {
+            "kind": "send",
+            "message": render(mapping.message_template, ctx),
+            "to": render_optional(mapping.to, ctx),
+            "channel": mapping.channel,
+            "accountId": mapping.account_id,
+            "threadId": render_optional(mapping.thread_id, ctx),
+            "agentId": mapping.agent_id,
+            "sessionKey": render_optional(mapping.session_key, ctx),
+        }
+    else:
+        fields = {
+            "kind": "tool",
+            "tool": mapping.tool,
+            "action": mapping.tool_action,
+            "args": _render_args(mapping.args, ctx) if mapping.args is not None else None,
+            "sessionKey": render_optional(mapping.session_key, ctx),
+        }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _override_fields(result: Any) -> dict[str, Any]:
     """A transform may return an action model or an OpenClaw-style dict of overrides."""
-    if isinstance(result, AgentAction | WakeAction):
+    if isinstance(result, AgentAction | WakeAction | SendAction | ToolAction):
         fields = result.model_dump(by_alias=True, exclude_unset=True)
         fields["kind"] = result.kind
         return fields
     if isinstance(result, dict):
         return dict(result)
     raise TransformError(
-        f"transform returned {type(result).__name__}; expected AgentAction, WakeAction, dict, a list of them or None"
+        f"transform returned {type(result).__name__}; expected AgentAction, WakeAction, SendAction, ToolAction, "
+        "dict, a list of them or None"
     )
 
 
@@ -270,28 +325,34 @@ def merge(
         override = {k: v for k, v in override.items() if k != UNSAFE}
         log.warning("a transform set %s; dropped: the relay never sends it", UNSAFE)
     kind = override.get("kind") or base.get("kind") or "agent"
-    keep = frozenset({"text", "mode"}) if kind == "wake" else _AGENT_FIELDS
+    if kind not in _MODELS:
+        raise TransformError(f"unknown action kind {kind!r}; expected one of {', '.join(_MODELS)}")
+    keep = _FIELDS[kind]
     merged = {k: v for k, v in base.items() if k in keep and base.get("kind") == kind}
     merged.update({k: v for k, v in override.items() if k != "kind" and v is not None})
     merged["kind"] = kind
     mode_key = "mode" if kind == "wake" else "wakeMode"
-    if override.get(mode_key) not in (None, "next-heartbeat") and mode_key in override:
+    if (
+        kind in ("agent", "wake")
+        and override.get(mode_key) not in (None, "next-heartbeat")
+        and mode_key in override
+    ):
         # OpenClaw only lets a transform switch the mode to "next-heartbeat"; anything else keeps
         # the mapping's mode (`override.mode === "next-heartbeat" ? ... : base.mode ?? "now"`).
         merged[mode_key] = base.get(mode_key, "now") if base.get("kind") == kind else "now"
     for key, value in merged.items():
         if isinstance(value, str):
             merged[key] = strip_control(value)
-    text_key = "text" if kind == "wake" else "message"
+    text_key = _REQUIRED[kind]
     text = merged.get(text_key)
     if not isinstance(text, str) or not text.strip():
         raise TransformError(f"hook mapping requires {text_key}")  # OpenClaw's validateAction
-    if max_bytes is not None:
+    if kind == "send" and not str(merged.get("to") or "").strip():
+        raise TransformError("a send action requires to")  # the gateway's SendParams: `to` is required
+    if max_bytes is not None and kind != "tool":
         merged[text_key] = cut_text(text, max_bytes)
     try:
-        if kind == "wake":
-            return WakeAction.model_validate(merged)
-        return AgentAction.model_validate(merged)
+        return _MODELS[kind].model_validate(merged)
     except ValidationError as exc:
         raise TransformError(f"invalid {kind} action: {_short(exc)}") from exc
 

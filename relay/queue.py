@@ -19,7 +19,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from . import keys
-from .actions import AgentAction, WakeAction, action_id
+from .actions import AnyAction, action_id
 from .lanes import lua_append
 
 # The console's per-source index of the event log (trimmed by age here) and its per-minute
@@ -45,12 +45,16 @@ local function record(K, A)
   local source = A[9 + lanes]  -- the first field is "source"
   local existing = redis.call('GET', K[1])
   if existing then
-    redis.call('HINCRBY', '""" + keys.STATS + """', 'event|duplicate|' .. source, 1)
+    redis.call('HINCRBY', '"""
+    + keys.STATS
+    + """', 'event|duplicate|' .. source, 1)
     return {0, existing}
   end
   local outcome = 'event|accepted|'
   if A[6] == '1' then outcome = 'event|parked|' elseif A[5] ~= '1' then outcome = 'event|skipped|' end
-  redis.call('HINCRBY', '""" + keys.STATS + """', outcome .. source, 1)
+  redis.call('HINCRBY', '"""
+    + keys.STATS
+    + """', outcome .. source, 1)
   redis.call('SET', K[1], A[1], 'EX', A[3])
   redis.call('HSET', K[2], unpack(A, 8 + lanes))
   redis.call('EXPIRE', K[2], A[4])
@@ -91,18 +95,20 @@ def new_event_id() -> str:
     return f"evt_{int(time.time() * 1000):x}{uuid.uuid4().hex[:12]}"
 
 
-def encode_actions(source: str, delivery_id: str, actions: list[AgentAction | WakeAction]) -> bytes:
+def encode_actions(
+    source: str, delivery_id: str, actions: list[AnyAction], gateway: str | None = None
+) -> bytes:
+    """The actions as stored with their event; `gateway` names a gateway from `gateways:` (None: the default)."""
+    extra = {"gateway": gateway} if gateway else {}
     return orjson.dumps(
         [
-            {"id": action_id(source, delivery_id, i), "kind": a.kind, "body": a.body()}
+            {"id": action_id(source, delivery_id, i), "kind": a.kind, "body": a.body(), **extra}
             for i, a in enumerate(actions)
         ]
     )
 
 
-def session_lanes(
-    source: str, delivery_id: str, actions: list[AgentAction | WakeAction]
-) -> list[tuple[str, str]]:
+def session_lanes(source: str, delivery_id: str, actions: list[AnyAction]) -> list[tuple[str, str]]:
     """(lane key, action id) for every action with a sessionKey, in order.
 
     Lanes are filled when the event is recorded, in the same script call, so a session's order

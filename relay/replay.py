@@ -22,7 +22,7 @@ from .budget import TransformBudget
 from .config import Settings
 from .errors import RelayError, TransformError
 from .event import Event
-from .ingress import Source, build_budget, build_mapper, build_sources
+from .ingress import Source, build_budget, build_mapper, build_sources, gateway_for
 from .lanes import lua_append
 from .mapping import ActionResult, Mapper
 from .queue import encode_actions, load_event, session_lanes
@@ -87,9 +87,9 @@ class Replayer:
         self._commit = redis.register_script(_COMMIT)
         self._failed = redis.register_script(_FAILED)
 
-    def remap(self, stored: dict[str, Any]) -> tuple[list[ActionResult], str | None]:
-        """The actions the stored event becomes now, and the preset's skip reason if any.
-        Raises whatever the transform raises."""
+    def remap(self, stored: dict[str, Any]) -> tuple[list[ActionResult], str | None, str | None]:
+        """The actions the stored event becomes now, the preset's skip reason if any, and the gateway
+        they go to. Raises whatever the transform raises."""
         source = self.sources.get(stored["source"])
         if source is None:
             raise TransformError(f"source {stored['source']!r} is not in the configuration any more")
@@ -97,10 +97,11 @@ class Replayer:
         payload = source.preset.parse(headers, stored["body"])
         reason = source.preset.skip(headers, payload, source.config)
         if reason is not None:
-            return [], reason
+            return [], reason, None
         event = Event(source=source.name, payload=payload, headers=headers, path=source.name,
                       delivery_id=stored["delivery_id"], id=stored["id"], received_at=stored["received_at"])  # fmt: skip
-        return self.mapper.map_within(self.budget, event, source.preset.transform), None
+        actions = self.mapper.map_within(self.budget, event, source.preset.transform)
+        return actions, None, gateway_for(self.settings, self.mapper, source, event)
 
     def replay(self, event_id: str, *, force: bool = False) -> Outcome:
         """Map one event again and queue its actions; only parked events unless `force`."""
@@ -114,7 +115,7 @@ class Replayer:
                            "--force maps it again (actions already delivered are not sent twice)")  # fmt: skip
         now = repr(time.time())
         try:
-            actions, reason = self.remap(stored)
+            actions, reason, gateway = self.remap(stored)
         except RelayError as exc:
             error = f"{type(exc).__name__}: {exc.message}"
         except TransformError as exc:
@@ -122,7 +123,7 @@ class Replayer:
         except Exception as exc:
             error = "".join(traceback.format_exception(exc)).strip()
         else:
-            encoded = encode_actions(stored["source"], stored["delivery_id"], actions)
+            encoded = encode_actions(stored["source"], stored["delivery_id"], actions, gateway)
             lanes = session_lanes(stored["source"], stored["delivery_id"], actions)
             state = "queued" if actions else "skipped"
             result = self._commit(keys=[keys.event(event_id), keys.INBOX, keys.PARKED, *(k for k, _ in lanes)],

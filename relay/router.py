@@ -153,7 +153,7 @@ class Router:
                     "event_id": eid, "kind": action["kind"], "body": orjson.dumps(body),
                     "source": action["source"] or b"", "session_key": body.get("sessionKey") or "",
                     "received_at": action["received_at"] or b"", "queued_at": repr(time.time()),
-                    "delivery_id": action["delivery_id"] or b"",
+                    "delivery_id": action["delivery_id"] or b"", "gateway": action.get("gateway") or "",
                 })  # fmt: skip
                 pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
                 if not already:

@@ -218,4 +218,6 @@ def build_action(
     mapping = MappingConfig.model_validate(fields)
     event = Event(source=source_name(name), payload={}, path=source_name(name))
     kwargs = {} if max_message_bytes is None else {"max_bytes": max_message_bytes}
-    return merge(base_fields(mapping, event), {}, **kwargs)
+    action = merge(base_fields(mapping, event), {}, **kwargs)
+    assert isinstance(action, AgentAction | WakeAction)  # a schedule's action is agent or wake
+    return action

@@ -38,10 +38,12 @@ class RelayWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
 
     def __init__(
-        self, *args: Any, in_flight: int = 16, heartbeat_interval: int = 5, grace: int = 60, **kwargs: Any
-    ) -> None:
+        self, *args: Any, in_flight: int = 16, heartbeat_interval: int = 5, grace: int = 60,
+        gateways: list[str | None] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.in_flight = in_flight
+        self.gateways = gateways or [None]  # whose circuits decide whether to take new jobs
         self.heartbeat_interval = heartbeat_interval
         self.grace = grace
         self._slots = threading.BoundedSemaphore(in_flight)
@@ -73,7 +75,7 @@ class RelayWorker(SimpleWorker):
                 return None
         # While the gateway circuit is open (or its one probe is out), leave jobs in the queue, in
         # order, rather than taking them only to put them back on the scheduler.
-        while health.hold_deliveries(self.connection):
+        while health.hold_deliveries(self.connection, self.gateways):
             self.heartbeat()
             if self._stop_requested or self._stopping.wait(0.5):
                 self._slots.release()
@@ -165,6 +167,7 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     queue = Queue(settings.queue, connection=redis)
     worker = RelayWorker(
         [queue], connection=redis, name=name, in_flight=settings.delivery.in_flight,
+        gateways=settings.gateway_names(),
         heartbeat_interval=min(5, settings.delivery.heartbeat_grace_seconds),
         grace=settings.delivery.heartbeat_grace_seconds,
         maintenance_interval=max(1, min(30, settings.delivery.heartbeat_grace_seconds)),
@@ -180,7 +183,9 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
         thread.start()
         schedules.start()
     try:
-        return worker.work(burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level))
+        return worker.work(
+            burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level)
+        )
     finally:
         router.stop()
         schedules.stop()

@@ -378,7 +378,9 @@ def test_doc_table_is_the_case_list() -> None:
     text = DOC.read_text()
     assert TABLE_START in text and TABLE_END in text, f"{DOC} lost its table markers"
     table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
-    assert table == render_table(), "README.md's bad-input table is stale: python -m tests.test_bad_input --write"
+    assert table == render_table(), (
+        "README.md's bad-input table is stale: python -m tests.test_bad_input --write"
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -1,0 +1,74 @@
+"""The gateway's other doors (README, "The gateway's other doors"): `send` through the WebSocket RPC, `tool` through
+`POST /tools/invoke`. Called by `relay.delivery.send` for those kinds; each returns the same
+`Answer` as a hooks POST, so the delivery job's idempotency, records and retries apply unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import httpx
+import orjson
+
+from . import rpc
+
+if TYPE_CHECKING:
+    from .config import GatewayConfig
+    from .delivery import Answer, Context
+
+DOORS = frozenset({"send", "tool"})
+TOOLS_PATH = "/tools/invoke"
+
+
+def auth_token(gw: GatewayConfig) -> str | None:
+    """gateway.auth.token: `auth_token`, else the hooks `token`."""
+    secret = gw.auth_token or gw.token
+    return secret.get_secret_value() if secret else None
+
+
+def send(ctx: Context, kind: str, idempotency_key: str, body: bytes, gw: GatewayConfig) -> Answer:
+    if kind == "send":
+        return send_message(gw, idempotency_key, body)
+    return invoke_tool(ctx, gw, idempotency_key, body)
+
+
+def send_message(gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer:
+    """RPC `send` with the action's idempotency key: the gateway answers a repeat from its cache."""
+    from .delivery import Answer
+
+    params = rpc.send_params(orjson.loads(body), idempotency_key)
+    result = rpc.call(gw.url, auth_token(gw), "send", params, timeout=gw.timeout_seconds)
+    return Answer(result.status, result.text, result.retry_after, result.run_id)
+
+
+def tool_status(status: int, text: str) -> int:
+    """The gateway answers `404 {"ok": false, "error": {"type": "not_found"}}` for a tool its
+    policy does not offer: a refusal of this action (dead letter, replay after fixing the policy),
+    not the missing route a bare 404 means (configuration: delivery pauses)."""
+    if status == 404:
+        try:
+            error = (orjson.loads(text) or {}).get("error")
+        except (ValueError, AttributeError):
+            return status
+        if isinstance(error, dict) and error.get("type") == "not_found":
+            return 422
+    return status
+
+
+def invoke_tool(ctx: Context, gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer:
+    """`POST /tools/invoke` with the gateway token. The gateway has no idempotency for tools: the
+    relay's delivered record is the only guard (a lost answer means the tool may run again)."""
+    from .delivery import Answer, parse_retry_after
+
+    headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+    token = auth_token(gw)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    timeout = httpx.Timeout(gw.timeout_seconds, connect=5.0)
+    try:
+        response = ctx.http.post(f"{gw.url}{TOOLS_PATH}", content=body, headers=headers, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
+    text = response.text[:2000]
+    return Answer(tool_status(response.status_code, text), text,
+                  parse_retry_after(response.headers.get("retry-after")))  # fmt: skip
