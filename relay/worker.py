@@ -80,7 +80,12 @@ class RelayWorker(SimpleWorker):
             if self._stop_requested or self._stopping.wait(0.5):
                 self._slots.release()
                 return None
-        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        # RQ's blocking dequeue loops until a job comes and never looks at a stop requested while
+        # a job ran (a warm shutdown); dequeue in rounds of `dequeue_timeout` and look in between.
+        while True:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time or self.dequeue_timeout)
+            if result is not None or self._stop_requested or max_idle_time is not None:
+                break
         if result is None:
             self._slots.release()
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -166,3 +167,19 @@ def test_two_ingress_and_three_workers_lose_nothing_and_double_nothing(relay_fac
     got = sorted(r["body"]["message"] for r in stub.runs())
     assert got == expected
     assert redis_client.xlen(keys.INBOX) == 0
+
+
+def test_sigterm_during_a_delivery_finishes_it_then_stops(relay_factory, redis_client) -> None:
+    relay = relay_factory()
+    stub = relay.start_stub("--admit-delay", "2")
+    relay.start_ingress()
+    worker = relay.start_worker()
+    event_id = relay.post_github(PUSH, "stop-1").json()["eventId"]
+    wait_until(lambda: stub.runs())  # admitted; the worker now waits 2 s for the answer
+    started = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    worker.proc.wait(timeout=20)
+    assert time.monotonic() - started < 8  # a warm shutdown: the delivery ends, nothing waits for a next job
+    assert worker.proc.returncode == 0
+    (action,) = json.loads(redis_client.hget(keys.event(event_id), "actions"))
+    assert redis_client.hget(keys.action(action["id"]), "state") == b"delivered"  # recorded before exiting
