@@ -41,7 +41,7 @@ run: install
 	$(BIN)/relay up
 
 test: install system-deps
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n 2
 
 test-slow: install system-deps slow-system-deps
 	$(BIN)/pytest -m slow

@@ -11,11 +11,13 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
 import httpx
+import redis.exceptions as redis_exceptions
 from redis import Redis
 from rq import Retry, get_current_job
 
@@ -202,6 +204,21 @@ def deliver(action_id: str) -> str | Retry:
         redis.delete(lock)
 
 
+def persist(write: Callable[[], None], patience: float = 300.0) -> None:
+    """Run a Redis write, retrying while Redis is unreachable or still loading its data."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            write()
+            return
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError,
+                redis_exceptions.BusyLoadingError) as exc:  # fmt: skip
+            if time.monotonic() > deadline:
+                raise
+            log.warning("redis unavailable while recording a delivery (%s); retrying", exc)
+            time.sleep(0.2)
+
+
 def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action_id: str) -> None:
     """Give the session's next action its turn: queue a job for it."""
     if lane_key is None:
@@ -240,14 +257,20 @@ def _attempt(
     status_text = "" if answer.status is None else str(answer.status)
 
     if verdict == "delivered":
-        with redis.pipeline() as pipe:
-            pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
-                                    "last_status": status_text, "run_id": answer.run_id or "",
-                                    "latency_ms": fields["latency_ms"], "answer": answer.text[:500]})  # fmt: skip
-            metrics.count_action(pipe, "delivered", kind)
-            pipe.zrem(keys.PENDING, action_id)
-            metrics.observe_latency(pipe, latency)
-            pipe.execute()
+
+        def record_delivered() -> None:
+            with redis.pipeline() as pipe:
+                pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
+                                        "last_status": status_text, "run_id": answer.run_id or "",
+                                        "latency_ms": fields["latency_ms"], "answer": answer.text[:500]})  # fmt: skip
+                metrics.count_action(pipe, "delivered", kind)
+                pipe.zrem(keys.PENDING, action_id)
+                metrics.observe_latency(pipe, latency)
+                pipe.execute()
+
+        # The gateway has the action: a Redis blip now must not make this job fail and be re-run,
+        # which would send it again (a wake, which the gateway never dedupes, twice).
+        persist(record_delivered)
         log.info("action delivered", extra=fields)
         _next_in_lane(redis, settings, lane_key, action_id)
         return "delivered"
