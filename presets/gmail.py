@@ -27,6 +27,7 @@ from relay.event import Event
 from relay.mapping import MAX_ACTIONS_PER_EVENT
 from relay.preset import Headers, Preset, parse_json
 from relay.safety import Fencer
+from relay.templates import to_text
 from relay.verify import presented_token, token_matches
 
 from .jwks import CACHE, GOOGLE_CERTS
@@ -132,29 +133,16 @@ def pubsub_data(payload: dict[str, Any]) -> dict[str, Any]:
     return decoded if isinstance(decoded, dict) else {}
 
 
-def _s(value: Any) -> str:
-    """OpenClaw's template rendering of one value: missing → "", strings as they are, others as JSON."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return orjson.dumps(value).decode()
-
-
 def message_action(msg: dict[str, Any]) -> AgentAction:
     """OpenClaw's `gmail` hook preset for one message, field for field, with the sender-written
     fields fenced (relay.safety)."""
     f = Fencer()
-    text = (f"New email from {f.inline(_s(msg.get('from')), 'from')}\n"
-            f"Subject: {f.inline(_s(msg.get('subject')), 'subject')}\n"
-            f"{f.block(_s(msg.get('snippet')), 'snippet', 1000) if msg.get('snippet') else ''}\n"
-            f"{f.block(_s(msg.get('body')), 'body') if msg.get('body') else ''}")  # fmt: skip
+    text = (f"New email from {f.inline(to_text(msg.get('from')), 'from')}\n"
+            f"Subject: {f.inline(to_text(msg.get('subject')), 'subject')}\n"
+            f"{f.block(to_text(msg.get('snippet')), 'snippet', 1000) if msg.get('snippet') else ''}\n"
+            f"{f.block(to_text(msg.get('body')), 'body') if msg.get('body') else ''}")  # fmt: skip
     text = f.finish(text)
-    session = f"hook:gmail:{_s(msg.get('id'))}" if msg.get("id") else None
+    session = f"hook:gmail:{to_text(msg.get('id'))}" if msg.get("id") else None
     return AgentAction(message=text, name="Gmail", session_key=session, wake_mode="now")
 
 
@@ -180,8 +168,8 @@ def transform(event: Event) -> list[AgentAction]:
         rest = messages[MAX_ACTIONS_PER_EVENT - 1 :]
         lines = [f"{len(rest)} more new emails:"]
         f = Fencer()
-        lines += [f"- from {f.inline(_s(m.get('from')), 'from')}: {f.inline(_s(m.get('subject')), 'subject')}"
-                  f" ({_s(m.get('id'))})" for m in rest]  # fmt: skip
+        lines += [f"- from {f.inline(to_text(m.get('from')), 'from')}: {f.inline(to_text(m.get('subject')), 'subject')}"
+                  f" ({to_text(m.get('id'))})" for m in rest]  # fmt: skip
         actions[-1] = AgentAction(message=f.finish("\n".join(lines)), name="Gmail", wake_mode="now")
     return actions
 

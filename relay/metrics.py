@@ -47,6 +47,34 @@ def count_action(pipe: Any, outcome: str, kind: str) -> None:
         pipe.expire(bucket, keys.MINUTE_TTL)
 
 
+def queue_sizes(redis: Redis, queue: Queue) -> dict[str, Any]:
+    """One round trip: delivery jobs by RQ state, unrouted events, parked events, dead letters,
+    the event log's length and the default gateway's circuit (its reason, and whether it tripped)."""
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.llen(queue.key)
+        pipe.zcard(queue.scheduled_job_registry.key)
+        pipe.zcard(queue.started_job_registry.key)
+        pipe.xlen(keys.INBOX)
+        pipe.zcard(keys.PARKED)
+        pipe.zcard(keys.DEAD)
+        pipe.zcard(keys.EVENTS)
+        pipe.get(keys.CIRCUIT)
+        pipe.exists(keys.CIRCUIT_LEVEL)
+        values = pipe.execute()
+    names = (
+        "queued",
+        "scheduled",
+        "started",
+        "inbox",
+        "parked",
+        "dead",
+        "events",
+        "circuit",
+        "circuit_level",
+    )
+    return dict(zip(names, values, strict=True))
+
+
 class RedisCollector(Collector):
     """Reads the counters and queue sizes from Redis when Prometheus scrapes."""
 
@@ -88,16 +116,19 @@ class RedisCollector(Collector):
         yield latency
 
         queue = Queue(self.queue_name, connection=self.redis)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.llen(queue.key)
-            pipe.zcard(queue.scheduled_job_registry.key)
-            pipe.zcard(queue.started_job_registry.key)
-            pipe.xlen(keys.INBOX)
-            pipe.zcard(keys.PARKED)
-            pipe.zcard(keys.DEAD)
-            pipe.get(keys.CIRCUIT)
-            pipe.exists(keys.CIRCUIT_LEVEL)
-            queued, scheduled, started, inbox, parked, dead, circuit, level = pipe.execute()
+        sizes = queue_sizes(self.redis, queue)
+        queued, scheduled, started, inbox = (
+            sizes["queued"],
+            sizes["scheduled"],
+            sizes["started"],
+            sizes["inbox"],
+        )
+        parked, dead, circuit, level = (
+            sizes["parked"],
+            sizes["dead"],
+            sizes["circuit"],
+            sizes["circuit_level"],
+        )
         depth = GaugeMetricFamily("relay_queue_depth", "Delivery jobs by RQ state, and events not yet routed",
                                   labels=["state"])  # fmt: skip
         for state, value in (

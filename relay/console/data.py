@@ -20,6 +20,7 @@ from rq import Queue, Worker
 from .. import keys
 from ..actions import action_id
 from ..health import circuit_state
+from ..metrics import queue_sizes
 
 PAGE = 50
 WINDOW = 1000  # events examined per page when filtering by a state no index answers
@@ -297,16 +298,9 @@ def system(redis: Redis, queue_name: str) -> dict[str, Any]:
     """The gateway circuit, queue depths, the parked and dead counts, and the workers' heartbeats."""
     circuit = circuit_state(redis)
     queue = Queue(queue_name, connection=redis)
-    with redis.pipeline(transaction=False) as pipe:
-        pipe.llen(queue.key)
-        pipe.zcard(queue.scheduled_job_registry.key)
-        pipe.zcard(queue.started_job_registry.key)
-        pipe.xlen(keys.INBOX)
-        pipe.zcard(keys.PARKED)
-        pipe.zcard(keys.DEAD)
-        pipe.zcard(keys.EVENTS)
-        pipe.exists(keys.CIRCUIT_LEVEL)
-        queued, scheduled, started, inbox, parked, dead, events, level = pipe.execute()
+    sizes = queue_sizes(redis, queue)
+    queued, scheduled, started, inbox = sizes["queued"], sizes["scheduled"], sizes["started"], sizes["inbox"]
+    parked, dead, events, level = sizes["parked"], sizes["dead"], sizes["events"], sizes["circuit_level"]
     now = time.time()
     workers = []
     for worker in Worker.all(queue=queue):
