@@ -135,3 +135,15 @@ def test_config_check() -> None:
         "secret",
         "the github preset needs the webhook secret",
     )
+
+
+def test_github_documented_test_vector() -> None:
+    """GitHub's docs ("Validating webhook deliveries"): this secret and payload give this signature."""
+    from presets.github import verify
+    from relay.config import SourceConfig
+
+    cfg = SourceConfig(preset="github", secret=["It's a Secret to Everybody"])
+    signature = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    verify({"x-hub-signature-256": signature}, b"Hello, World!", cfg)
+    with pytest.raises(Unauthorized):
+        verify({"x-hub-signature-256": signature}, b"Hello, World?", cfg)
