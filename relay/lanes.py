@@ -11,7 +11,6 @@ enqueues a job. A process that dies between those two steps leaves a head withou
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from redis import Redis
 from rq.job import Job, JobStatus
@@ -119,7 +118,3 @@ def stalled_heads(redis: Redis, min_age: float = 10.0) -> list[str]:
 
 def next_job_id(redis: Redis, action_id: str) -> str:
     return f"{action_id}-t{int(redis.hincrby(keys.action(action_id), 'turns', 1))}"
-
-
-def describe(redis: Redis) -> dict[str, Any]:
-    return {"lanes": redis.scard(keys.LANES)}
