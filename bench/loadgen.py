@@ -62,6 +62,32 @@ class Client:
         return status
 
 
+class Connection:
+    """One keep-alive connection of the load generator; a failed exchange counts as an error and
+    reconnects."""
+
+    def __init__(self, client: Client, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.client, self.reader, self.writer = client, reader, writer
+
+    @classmethod
+    async def open(cls, client: Client) -> Connection:
+        return cls(client, *await asyncio.open_connection(client.host, client.port))
+
+    async def exchange(self, i: int) -> bool:
+        """Send request `i` and read its answer; False (and a fresh connection) when it failed."""
+        try:
+            await self.client.exchange(self.reader, self.writer, i)
+            return True
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            self.client.errors += 1
+            self.writer.close()
+            self.reader, self.writer = await asyncio.open_connection(self.client.host, self.client.port)
+            return False
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def run_open(client: Client, rate: float, duration: float, conns: int) -> dict:
     loop = asyncio.get_running_loop()
     total = int(rate * duration)
@@ -82,18 +108,12 @@ async def run_open(client: Client, rate: float, duration: float, conns: int) -> 
             queue.put_nowait(None)
 
     async def connection() -> None:
-        reader, writer = await asyncio.open_connection(client.host, client.port)
+        conn = await Connection.open(client)
         while (item := await queue.get()) is not None:
             due, i = item
-            try:
-                await client.exchange(reader, writer, i)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                client.errors += 1
-                writer.close()
-                reader, writer = await asyncio.open_connection(client.host, client.port)
-                continue
-            latencies.append(loop.time() - due)
-        writer.close()
+            if await conn.exchange(i):
+                latencies.append(loop.time() - due)
+        conn.close()
 
     t0 = time.perf_counter()
     await asyncio.gather(producer(), *(connection() for _ in range(conns)))
@@ -110,18 +130,12 @@ async def run_blast(client: Client, count: int, conns: int) -> dict:
     latencies: list[float] = []
 
     async def connection() -> None:
-        reader, writer = await asyncio.open_connection(client.host, client.port)
+        conn = await Connection.open(client)
         for i in counter:
             t = loop.time()
-            try:
-                await client.exchange(reader, writer, i)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                client.errors += 1
-                writer.close()
-                reader, writer = await asyncio.open_connection(client.host, client.port)
-                continue
-            latencies.append(loop.time() - t)
-        writer.close()
+            if await conn.exchange(i):
+                latencies.append(loop.time() - t)
+        conn.close()
 
     t0 = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(conns)))
