@@ -144,13 +144,17 @@ class Console:
         return self.html("event.html", session=session, event=event, headers=render.redact(event["headers"]),
                          body=body, is_json=is_json, pretty=render.pretty_json, done=request.query_params.get("done", ""))  # fmt: skip
 
-    async def dead(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+    async def _listing(self, request: Request, session: Session | None, name: str, fetch: Any) -> Response:
+        """A page of dead letters or parked events, filtered by source, paginated by cursor."""
         q = request.query_params
         source = q.get("source", "")
-        page = await self.run(data.dead_letters, self.redis, source=source, cursor=q.get("cursor"))
-        older = _link("/console/dead", source=source, cursor=page.next_cursor) if page.next_cursor else ""
-        return self.html("dead.html", session=session, page=page, source=source, sources=sorted(self.settings.sources),
+        page = await self.run(fetch, self.redis, source=source, cursor=q.get("cursor"))
+        older = _link(f"/console/{name}", source=source, cursor=page.next_cursor) if page.next_cursor else ""
+        return self.html(f"{name}.html", session=session, page=page, source=source, sources=sorted(self.settings.sources),
                          older=older, newest=bool(q.get("cursor")), done=q.get("done", ""))  # fmt: skip
+
+    async def dead(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
+        return await self._listing(request, session, "dead", data.dead_letters)
 
     async def dead_replay(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
@@ -174,12 +178,7 @@ class Console:
         return RedirectResponse(_link(target, done=f"Replayed {done} of {asked} dead letter(s)."), 303)
 
     async def parked(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
-        q = request.query_params
-        source = q.get("source", "")
-        page = await self.run(data.parked_events, self.redis, source=source, cursor=q.get("cursor"))
-        older = _link("/console/parked", source=source, cursor=page.next_cursor) if page.next_cursor else ""
-        return self.html("parked.html", session=session, page=page, source=source, sources=sorted(self.settings.sources),
-                         older=older, newest=bool(q.get("cursor")), done=q.get("done", ""))  # fmt: skip
+        return await self._listing(request, session, "parked", data.parked_events)
 
     async def parked_replay(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
