@@ -8,7 +8,7 @@ export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
 export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
 export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
-.PHONY: run test test-slow lint install system-deps slow-system-deps
+.PHONY: run test test-repeat test-slow lint install system-deps slow-system-deps
 
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
 # benchmark) and chromium (the console's browser test). Installed with apt-get when missing
@@ -40,8 +40,14 @@ install: $(BIN)/relay
 run: install
 	$(BIN)/relay up
 
+# --durations shows the slowest tests, so one drifting toward its timeout is seen before it fails.
 test: install system-deps
-	$(BIN)/pytest -m "not slow" -n 2
+	$(BIN)/pytest -m "not slow" -n 2 --durations=15
+
+# The default suite N times over, listing every test that failed at least once (flaky tests).
+N ?= 5
+test-repeat: install system-deps
+	$(BIN)/python tests/repeat.py $(N)
 
 test-slow: install system-deps slow-system-deps
 	$(BIN)/pytest -m slow

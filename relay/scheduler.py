@@ -67,6 +67,11 @@ class Scheduler:
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to finish the round it is in (after `stop`)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
     def run(self) -> None:
         """Fire ticks until stopped; survives Redis outages by waiting and trying again."""
         while not self._stop.is_set():

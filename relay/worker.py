@@ -32,6 +32,10 @@ from .scheduler import Scheduler
 
 log = logging.getLogger("relay.worker")
 
+# How long a stopping worker waits for its router and scheduler threads to finish their round
+# (a blocking read lasts one second; routing a batch takes milliseconds).
+SHUTDOWN_JOIN_SECONDS = 5.0
+
 
 class RelayWorker(SimpleWorker):
     # SIGALRM only works in the main thread; jobs run in pool threads.
@@ -63,6 +67,15 @@ class RelayWorker(SimpleWorker):
         # Short, so that a warm shutdown or maintenance (which re-queues abandoned jobs) never
         # waits long for a blocking dequeue to return.
         return max(1, min(self.worker_ttl - 15, self.maintenance_interval, 2))
+
+    def _shutdown(self) -> None:
+        # RQ raises StopRequested from the signal handler when the worker looks idle. Raised while
+        # the main thread sits in the blocking dequeue, it can land after Redis moved a job into
+        # the intermediate queue and before the job started: the job is then stranded there until
+        # RQ's one-minute cleanup. Only flag the stop instead; the dequeue loop looks at the flag
+        # every `dequeue_timeout` seconds, and a job dequeued meanwhile still runs to its end.
+        self._stop_requested = True
+        self.set_shutdown_requested_date()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if state == WorkerStatus.IDLE and self._running:
@@ -192,5 +205,10 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
             burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level)
         )
     finally:
+        # Let the router finish the batch it read (its entries would otherwise stay pending until
+        # another router claims them, `claim_idle_ms` later) and the scheduler the tick it fires.
         router.stop()
         schedules.stop()
+        if thread.is_alive():  # not started in burst mode
+            thread.join(timeout=SHUTDOWN_JOIN_SECONDS)
+        schedules.join(timeout=SHUTDOWN_JOIN_SECONDS)

@@ -230,11 +230,38 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+LOG_TAIL_LINES = 80
+
+
+def log_tails(relays: list[Relay]) -> str:
+    """The end of every relay process's log, and whether it still runs."""
+    parts = []
+    for relay in relays:
+        for proc in relay.procs:
+            lines = proc.log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            state = "running" if proc.proc.poll() is None else f"exited {proc.proc.returncode}"
+            parts.append(f"----- {proc.log.name} ({' '.join(proc.args[:1])}, {state}) -----")
+            parts.extend(lines)
+    return "\n".join(parts)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """On a failure, attach the tail of every relay process's log the test started, so that a
+    failure (a flaky one above all) explains itself in the report."""
+    report = yield
+    relays = getattr(item, "relay_deployments", None)
+    if report.failed and relays:
+        report.sections.append(("relay process logs", log_tails(relays)))
+    return report
+
+
 @pytest.fixture
 def relay_factory(
-    tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis
 ) -> Iterator[Callable[..., Relay]]:
     made: list[Relay] = []
+    request.node.relay_deployments = made
 
     def make(**overrides: Any) -> Relay:
         relay = Relay(tmp_path / f"relay{len(made)}", redis_server.url, overrides)
