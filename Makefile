@@ -8,23 +8,16 @@ export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
 export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
 export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
-.PHONY: run test test-repeat test-slow lint install system-deps slow-system-deps
+.PHONY: run test test-repeat test-slow lint install system-deps
 
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
-# benchmark) and chromium (the console's browser test). Installed with apt-get when missing
-# (needs root, as on the CI machines).
-SYSTEM_TOOLS := redis-server wrk chromium
+# benchmark), chromium (the console's browser test) and the real Prometheus Alertmanager
+# (tests/test_alertmanager_live.py; Debian's package installs the binary under its own name).
+# Installed with apt-get when missing (needs root, as on the CI machines). Google's Pub/Sub
+# emulator is not a Debian package: tests/test_gmail_pubsub.py uses it where it is installed.
+SYSTEM_TOOLS := redis-server wrk chromium prometheus-alertmanager
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
-	fi
-
-# The slow tests also run the real Prometheus Alertmanager (tests/test_alertmanager_live.py).
-# Debian's package prometheus-alertmanager installs the binary under the same name (plus amtool).
-SLOW_SYSTEM_TOOLS := prometheus-alertmanager
-slow-system-deps:
-	@missing=""; for t in $(SLOW_SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -49,7 +42,7 @@ N ?= 5
 test-repeat: install system-deps
 	$(BIN)/python tests/repeat.py $(N)
 
-test-slow: install system-deps slow-system-deps
+test-slow: install system-deps
 	$(BIN)/pytest -m slow
 
 lint: install

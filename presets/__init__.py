@@ -47,6 +47,9 @@ CONFIGURE: dict[str, Callable[[Preset, SourceConfig], Preset]] = {
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
     if cfg.content == "raw" and cfg.preset != "generic":
         return "content", "only the generic preset takes raw bodies (content: raw)"
+    preset = REGISTRY.get(cfg.preset)
+    if cfg.allow_query_token and preset is not None and preset.verify_query is None:
+        return "allow_query_token", f"the {cfg.preset} preset does not take a token from the URL"
     check = CHECKS.get(cfg.preset)
     return check(cfg) if check else None
 

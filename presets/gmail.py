@@ -3,8 +3,10 @@
 (a) A Google Pub/Sub push (`{"message": {"data", "messageId", "publishTime", "attributes"},
     "subscription"}`, data = base64 of `{"emailAddress", "historyId"}`), authenticated by the
     OIDC token Pub/Sub puts in `Authorization: Bearer` (RS256, audience = `audience`, issuer
-    Google, optionally `email` = `service_account_email`), or by a shared `token`.
-    Deduplicated on the Pub/Sub messageId (Pub/Sub redelivers at least once).
+    Google, optionally `email` = `service_account_email`), or by a shared `token`: in a header,
+    or, when the source sets `allow_query_token`, in the push endpoint's `?token=` (a push
+    without OIDC can carry a secret only in its URL). Deduplicated on the Pub/Sub messageId
+    (Pub/Sub redelivers at least once); answered 200, which Pub/Sub and its emulator both ack.
 (b) The body `gog gmail watch serve` posts to `/hooks/gmail` (`{"messages": [{id, threadId, from,
     to, subject, date, snippet, body}]}`) with the hook token: one agent action per message,
     exactly as OpenClaw's own `gmail` hook preset renders it, deduplicated on the message ids.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import jwt
@@ -41,6 +44,8 @@ def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
         return "audience", "the gmail preset needs an audience (Pub/Sub OIDC push) or a token"
     if cfg.service_account_email and not cfg.audience:
         return "audience", "service_account_email is checked on OIDC tokens, which need an audience"
+    if cfg.allow_query_token and not cfg.token:
+        return "token", "allow_query_token compares ?token= with the source's token: set one"
     return None
 
 
@@ -58,6 +63,19 @@ def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
         verify_oidc(token, cfg)
         return
     raise Unauthorized("invalid token")
+
+
+def verify_query(headers: Headers, query: Mapping[str, str], body: bytes, cfg: SourceConfig) -> None:
+    """`verify`, or, with no credential in the headers, the `token` query parameter against `token`
+    (constant-time). A header credential wins, so an OIDC push is still checked as one."""
+    if presented_token(headers):
+        verify(headers, body, cfg)
+        return
+    token = query.get("token", "")
+    if not token:
+        raise Unauthorized("missing Authorization: Bearer token or ?token=")
+    if not token_matches(token, [t.get_secret_value().encode() for t in cfg.token]):
+        raise Unauthorized("invalid token")
 
 
 def verify_oidc(token: str, cfg: SourceConfig) -> dict[str, Any]:
@@ -178,4 +196,4 @@ def transform(event: Event) -> list[AgentAction]:
 UNTRUSTED = ("messages[].from", "messages[].subject", "messages[].snippet", "messages[].body")
 
 PRESET = Preset(name="gmail", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform,
-                untrusted=UNTRUSTED)  # fmt: skip
+                untrusted=UNTRUSTED, verify_query=verify_query, accepted_status=200)  # fmt: skip

@@ -1,6 +1,8 @@
 """agent / wake: the gateway's own /hooks/agent and /hooks/wake bodies, made durable by the relay.
 
 Scripts that POST to the gateway can POST the same body, with the same token, to the relay.
+The gateway reads these bodies as JSON whatever their Content-Type, so `curl -d '{...}'` (which
+sends `application/x-www-form-urlencoded`) works there; the relay takes that too (see `parse`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pydantic import ValidationError
 from relay.actions import AgentAction, WakeAction
 from relay.errors import BadRequest
 from relay.event import Event
-from relay.preset import Preset
+from relay.preset import Headers, Preset, load_json, parse_json
 
 from .generic import delivery_id, verify
 
@@ -46,6 +48,19 @@ def wake(event: Event) -> WakeAction:
         raise _invalid(exc) from None
 
 
+# What `curl -d` sends when no -H Content-Type is given; the body pasted from the docs is JSON.
+CURL_DEFAULT_TYPE = "application/x-www-form-urlencoded"
+
+
+def parse(headers: Headers, body: bytes) -> Any:
+    """JSON with no Content-Type, a JSON one, or curl's default form type (read as JSON, as the
+    gateway does); any other declared type (text/plain, multipart, ...) is still a 415."""
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == CURL_DEFAULT_TYPE:
+        return load_json(body)
+    return parse_json(headers, body)
+
+
 def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
     if (
         isinstance(payload, dict)
@@ -56,5 +71,5 @@ def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
     return delivery_id(headers, payload, body)
 
 
-AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, transform=agent)
-WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, transform=wake)
+AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, parse=parse, transform=agent)
+WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, parse=parse, transform=wake)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 WakeMode = Literal["now", "next-heartbeat"]
 Thinking = Literal["off", "minimal", "low", "medium", "high"]
@@ -57,12 +57,23 @@ class SendAction(_Action):
 
     kind: Literal["send"] = "send"
     to: str = Field(min_length=1)
-    message: str = Field(min_length=1)
+    message: str | None = Field(default=None, min_length=1)
+    media_url: str | None = Field(default=None, alias="mediaUrl", min_length=1)
+    media_urls: list[str] | None = Field(default=None, alias="mediaUrls")
     channel: str | None = None
     account_id: str | None = Field(default=None, alias="accountId")
     agent_id: str | None = Field(default=None, alias="agentId")
+    reply_to_id: str | None = Field(default=None, alias="replyToId")
     thread_id: str | None = Field(default=None, alias="threadId")
+    silent: bool | None = None
     session_key: str | None = Field(default=None, alias="sessionKey")
+
+    @model_validator(mode="after")
+    def _text_or_media(self) -> SendAction:
+        # The gateway's check: "invalid send params: text or media is required".
+        if not (self.message and self.message.strip()) and not self.media_url and not self.media_urls:
+            raise ValueError("a send needs a message or media")
+        return self
 
 
 class ToolAction(_Action):

@@ -507,7 +507,7 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
 
 
 def _submit_options(fn: Any) -> Any:
-    """Options shared by `relay agent` and `relay wake`."""
+    """Options shared by `relay agent`, `wake`, `send`, `tool` and `schedules run`."""
     for option in reversed([
         click.option("--idempotency-key", help="Delivery id: the same key again queues nothing new "
                      "(default: a fresh UUID)."),
@@ -595,6 +595,80 @@ def wake(ctx: click.Context, text: str, mode: str, idempotency_key: str | None, 
 
     action = _build(lambda: WakeAction.model_validate({"text": text, "mode": mode}))
     _submit(ctx, action, idempotency_key, as_json, wait, wait_timeout)
+
+
+def _dry_run_option(fn: Any) -> Any:
+    return click.option("--dry-run", is_flag=True,
+                        help="Print what would be queued (the gateway's params) and record nothing.")(fn)  # fmt: skip
+
+
+def _submit_or_show(ctx: click.Context, action: Any, dry_run: bool, idempotency_key: str | None,
+                    as_json: bool, wait: bool, wait_timeout: float) -> None:  # fmt: skip
+    if dry_run:
+        click.echo(
+            orjson.dumps({"ok": True, "dryRun": True, "kind": action.kind, "params": action.body()}).decode()
+        )
+        sys.exit(0)
+    _submit(ctx, action, idempotency_key, as_json, wait, wait_timeout)
+
+
+@cli.command()
+@click.option("--target", "--to", "to", required=True,
+              help="Recipient on the channel: a phone number, chat id, channel id, @user, ...")  # fmt: skip
+@click.option("--message", "-m", help="The text (required unless --media is given).")
+@click.option(
+    "--channel", help="whatsapp, telegram, discord, slack, ... (gateway default: its only channel)."
+)
+@click.option("--media", multiple=True, help="Media URL or gateway-local path; repeat for several.")
+@click.option("--reply-to", "reply_to_id", help="Message id to reply to (quoted/threaded where supported).")
+@click.option("--thread-id", help="Thread id (channel-specific: a Telegram forum topic, a Slack thread).")
+@click.option("--account", "account_id", help="Channel account id, when the channel has several.")
+@click.option("--silent", is_flag=True, default=None, help="Send without a notification where supported.")
+@_dry_run_option
+@_submit_options
+@click.pass_context
+def send(ctx: click.Context, to: str, media: tuple[str, ...], dry_run: bool, idempotency_key: str | None,
+         as_json: bool, wait: bool, wait_timeout: float, **fields: Any) -> None:  # fmt: skip
+    """Queue a channel message for the gateway's `send` (no agent turn), durably: `openclaw message
+    send`'s flags. Every attempt carries the action id as idempotencyKey, so the gateway sends it once.
+
+    Prints the action id; exit codes as `relay agent`: 0 queued/delivered, 1 dead or timed out,
+    2 config or flags, 3 Redis.
+    """
+    from .client import send_action
+
+    action = _build(lambda: send_action(to, media=media, **fields))
+    _submit_or_show(ctx, action, dry_run, idempotency_key, as_json, wait, wait_timeout)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--args", "args_json", default="{}", show_default=True,
+              help="The tool's arguments: a JSON object ('-': read it from stdin).")  # fmt: skip
+@click.option("--action", "tool_action_name", help="The body's `action` (the gateway merges it into args).")
+@click.option("--session-key", help="The session whose tool policy applies (e.g. main).")
+@_dry_run_option
+@_submit_options
+@click.pass_context
+def tool(ctx: click.Context, name: str, args_json: str, tool_action_name: str | None, session_key: str | None,
+         dry_run: bool, idempotency_key: str | None, as_json: bool, wait: bool, wait_timeout: float) -> None:  # fmt: skip
+    """Queue one call of gateway tool NAME (`POST /tools/invoke`, no agent turn), durably.
+
+    Prints the action id; exit codes as `relay agent`. The gateway does not dedupe tool calls, so
+    an attempt whose answer was lost can run the tool again (README, "The gateway's other doors").
+    """
+    from .client import tool_action
+
+    text = sys.stdin.read() if args_json == "-" else args_json
+    try:
+        args = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        click.echo("error: --args must be a JSON object, e.g. '{\"limit\": 5}'", err=True)
+        sys.exit(EXIT_CONFIG)
+    action = _build(lambda: tool_action(name, args, action=tool_action_name, session_key=session_key))
+    _submit_or_show(ctx, action, dry_run, idempotency_key, as_json, wait, wait_timeout)
 
 
 @cli.group()

@@ -4,7 +4,7 @@ A client records an action straight into the relay's Redis, exactly as the ingre
 webhook (the same script: dedupe key, event, event-log entry and inbox entry in one call), so no
 ingress has to run: any `relay worker` delivers it, with retries, backoff, session order and its
 stable `Idempotency-Key`, even if the gateway is down when you call. `relay agent` and
-`relay wake` are this client on the command line.
+`relay wake`, `relay send` and `relay tool` are this client on the command line.
 
 Sync::
 
@@ -49,7 +49,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from . import keys
-from .actions import AgentAction, WakeAction, action_id
+from .actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction, action_id
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .mapping import cut_text
@@ -136,14 +136,18 @@ def _delivery_id(idempotency_key: str | None) -> str:
     return idempotency_key
 
 
-def _cut(action: AgentAction | WakeAction, max_bytes: int) -> AgentAction | WakeAction:
+def _cut(action: AnyAction, max_bytes: int) -> AnyAction:
     """Long messages are cut as the ingress cuts them (the gateway refuses bodies over 256 KiB)."""
     if isinstance(action, AgentAction):
         return action.model_copy(update={"message": cut_text(action.message, max_bytes)})
-    return action.model_copy(update={"text": cut_text(action.text, max_bytes)})
+    if isinstance(action, WakeAction):
+        return action.model_copy(update={"text": cut_text(action.text, max_bytes)})
+    if isinstance(action, SendAction) and action.message:
+        return action.model_copy(update={"message": cut_text(action.message, max_bytes)})
+    return action  # a tool's arguments are passed as they are
 
 
-def _event_fields(source: str, delivery_id: str, action: AgentAction | WakeAction) -> dict[str, Any]:
+def _event_fields(source: str, delivery_id: str, action: AnyAction) -> dict[str, Any]:
     return {
         "source": source, "delivery_id": delivery_id, "headers": {}, "body": orjson.dumps(action.body()),
         "actions": encode_actions(source, delivery_id, [action]), "action_count": 1,
@@ -156,7 +160,7 @@ def _submitted(source: str, delivery_id: str, recorded: Recorded) -> Submitted:
 
 
 def record_action(
-    redis: Redis, settings: Settings, action: AgentAction | WakeAction, *, source: str, delivery_id: str
+    redis: Redis, settings: Settings, action: AnyAction, *, source: str, delivery_id: str
 ) -> Submitted:
     """Record one action as an event of `source` (what the CLI, the client and schedules share)."""
     recorded = record_event(
@@ -171,6 +175,24 @@ def agent_action(message: str, **fields: Any) -> AgentAction:
     return AgentAction.model_validate(
         {"message": message, **{k: v for k, v in fields.items() if v is not None}}
     )
+
+
+def send_action(to: str, message: str | None = None, *, media: list[str] | tuple[str, ...] = (),
+                **fields: Any) -> SendAction:  # fmt: skip
+    """A `SendAction` (the gateway's `send` params) from snake_case keywords; None values are left
+    out. One media URL is `mediaUrl`, several are `mediaUrls`. Raises ValueError."""
+    body: dict[str, Any] = {"to": to, "message": message, **fields}
+    if len(media) == 1:
+        body["media_url"] = media[0]
+    elif media:
+        body["media_urls"] = list(media)
+    return SendAction.model_validate({k: v for k, v in body.items() if v is not None})
+
+
+def tool_action(tool: str, args: dict[str, Any] | None = None, **fields: Any) -> ToolAction:
+    """A `ToolAction` (`POST /tools/invoke`): `tool` with `args`; `action` and `session_key` optional."""
+    body = {"tool": tool, "args": args or {}, **fields}
+    return ToolAction.model_validate({k: v for k, v in body.items() if v is not None})
 
 
 def _settings_and_url(target: str | Settings | None) -> tuple[Settings, str]:
@@ -207,7 +229,7 @@ class RelayClient:
     def close(self) -> None:
         self.redis.close()
 
-    def submit(self, action: AgentAction | WakeAction, *, idempotency_key: str | None = None) -> Submitted:
+    def submit(self, action: AnyAction, *, idempotency_key: str | None = None) -> Submitted:
         """Record `action`; returns its ids. A repeated idempotency key records nothing new."""
         return record_action(
             self.redis, self.settings, action, source=self.source, delivery_id=_delivery_id(idempotency_key)
@@ -236,6 +258,19 @@ class RelayClient:
         """
         action = WakeAction.model_validate({"text": text, "mode": mode})
         return self.submit(action, idempotency_key=idempotency_key).action_id
+
+    def send(self, to: str, message: str | None = None, *, idempotency_key: str | None = None,
+             **fields: Any) -> str:  # fmt: skip
+        """Queue a channel message (the gateway's WebSocket `send`, no agent turn); returns the action id.
+
+        Keywords: channel, media (URLs), reply_to_id, thread_id, account_id, agent_id, silent, session_key.
+        """
+        return self.submit(send_action(to, message, **fields), idempotency_key=idempotency_key).action_id
+
+    def tool(self, tool: str, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
+             **fields: Any) -> str:  # fmt: skip
+        """Queue one gateway tool call (`POST /tools/invoke`); returns the action id."""
+        return self.submit(tool_action(tool, args, **fields), idempotency_key=idempotency_key).action_id
 
     def status(self, action_id: str) -> ActionStatus:
         raw = self.redis.hgetall(keys.action(action_id))
@@ -282,9 +317,7 @@ class AsyncRelayClient:
     async def aclose(self) -> None:
         await self.redis.aclose()
 
-    async def submit(
-        self, action: AgentAction | WakeAction, *, idempotency_key: str | None = None
-    ) -> Submitted:
+    async def submit(self, action: AnyAction, *, idempotency_key: str | None = None) -> Submitted:
         delivery_id = _delivery_id(idempotency_key)
         fields = _event_fields(self.source, delivery_id, _cut(action, self.settings.max_message_bytes))
         return _submitted(self.source, delivery_id, await self.store.record(**fields))

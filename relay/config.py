@@ -130,6 +130,11 @@ class SourceConfig(BaseModel):
     audience: str | None = None
     service_account_email: str | None = None
     jwks: str | None = Field(default=None, description="JWKS file path or URL; default: Google's certs")
+    allow_query_token: bool = Field(
+        default=False,
+        description="gmail: also take `token` from the URL's ?token= (Pub/Sub push without OIDC; "
+        "the URL, secret included, can end up in proxy logs)",
+    )
     # HMAC mode of the generic preset: the header carrying `prefix + hex(HMAC(secret, body))`.
     signature_header: str | None = None
     signature_prefix: str = ""

@@ -81,7 +81,7 @@ def _presented(request: Request) -> str | None:
 PROTOCOL_VERSION = 3
 # SendParamsSchema (additionalProperties: false): `to` and `idempotencyKey` required.
 SEND_FIELDS = frozenset({"to", "message", "mediaUrl", "mediaUrls", "gifPlayback", "channel", "accountId", "agentId",
-                         "threadId", "sessionKey", "idempotencyKey"})  # fmt: skip
+                         "replyToId", "threadId", "silent", "sessionKey", "idempotencyKey"})  # fmt: skip
 
 
 def _rpc_error(req_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:

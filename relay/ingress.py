@@ -113,7 +113,12 @@ class Ingress:
     ) -> Outcome:
         """Verify, map and record one webhook whose body has been read within the source's limit."""
         preset = source.preset
-        preset.verify(headers, body, source.config)
+        if source.config.allow_query_token and preset.verify_query is not None:
+            preset.verify_query(headers, query, body, source.config)
+            # The URL's token is a credential: kept nowhere, like the credential headers.
+            query = {k: v for k, v in query.items() if k != "token"}
+        else:
+            preset.verify(headers, body, source.config)
         payload = preset.parse(headers, body)
         delivery_id = preset.delivery_id(headers, payload, body)
         kept = redact_headers(headers)  # credentials are checked above and kept nowhere
@@ -162,13 +167,16 @@ class Ingress:
             return Outcome(200, {"ok": True, "duplicate": True, "eventId": recorded.event_id})
         if error is not None:
             log.warning("transform failed; event parked", extra={**fields, "error": error.splitlines()[-1]})
-            return Outcome(202, {"ok": True, "eventId": recorded.event_id, "actions": 0, "parked": True})
+            return Outcome(preset.accepted_status,
+                           {"ok": True, "eventId": recorded.event_id, "actions": 0, "parked": True})  # fmt: skip
         if not actions:
             log.info("event recorded, no action", extra={**fields, "reason": skip_reason or "no mapping"})
             return Outcome(200, {"ok": True, "eventId": recorded.event_id, "actions": 0,
                                  "skipped": skip_reason or "no action"})  # fmt: skip
         log.debug("event recorded", extra={**fields, "actions": len(actions)})
-        return Outcome(202, {"ok": True, "eventId": recorded.event_id, "actions": len(actions)})
+        return Outcome(
+            preset.accepted_status, {"ok": True, "eventId": recorded.event_id, "actions": len(actions)}
+        )
 
 
 def _describe(exc: BaseException) -> str:

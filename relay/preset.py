@@ -93,3 +93,8 @@ class Preset:
     # Payload fields written by outsiders (`pull_request.body`, `commits[].message`): fenced when a
     # mapping's template renders them (relay.safety); the default transform fences them itself.
     untrusted: tuple[str, ...] = ()
+    # Verification that may also read the URL's query, used instead of `verify` when the source
+    # sets `allow_query_token` (a Pub/Sub push without OIDC carries its secret in the URL).
+    verify_query: Callable[[Headers, Mapping[str, str], bytes, SourceConfig], None] | None = None
+    # The status of an accepted event: Pub/Sub's emulator acks only 200 and 204 (202 is redelivered).
+    accepted_status: int = 202
