@@ -565,6 +565,59 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
         click.echo(f"set {imported.token_env} to the value of hooks.token (it is not copied)", err=True)
 
 
+@cli.command()
+@click.option(
+    "--source",
+    "-s",
+    "sources",
+    multiple=True,
+    required=True,
+    help="A sender to set up, by preset: github, gitlab, alertmanager, generic, linear, stripe, "
+    "standard-webhooks (repeatable).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where relay.yaml and .env are written.",
+)
+@click.option(
+    "--public-url",
+    default="http://localhost:8080",
+    show_default=True,
+    help="The relay's address as the senders reach it.",
+)
+@click.option(
+    "--gateway-url", default="http://127.0.0.1:18789", show_default=True, help="The OpenClaw gateway."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing relay.yaml and .env.")
+def init(sources: tuple[str, ...], directory: Path, public_url: str, gateway_url: str, force: bool) -> None:
+    """Write a first relay.yaml and a .env of fresh secrets (mode 0600); print what to paste into each sender."""
+    from .init import build
+
+    config, dotenv = directory / "relay.yaml", directory / ".env"
+    existing = [str(p) for p in (config, dotenv) if p.exists()]
+    if existing and not force:
+        click.echo(f"error: {' and '.join(existing)} exist(s); use --force to overwrite", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        setup = build(list(sources), public_url, gateway_url)
+    except ValueError as exc:
+        click.echo(f"error: --source: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(dotenv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it existed with wider permissions
+    with os.fdopen(fd, "w") as fh:
+        fh.write(setup.dotenv)
+    config.write_text(setup.config)
+    click.echo(f"wrote {config} and {dotenv} (mode 0600; keep it out of version control)\n")
+    click.echo(setup.instructions)
+    click.echo("\nthen: relay up   (relay check, to prove the gateway token)")
+
+
 def _submit_options(fn: Any) -> Any:
     """Options shared by `relay agent` and `relay wake`."""
     for option in reversed([
