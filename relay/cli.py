@@ -302,10 +302,8 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
     except RelayError as exc:
         click.echo(f"error: {payload.name}: {exc.message}", err=True)
         sys.exit(1)
-    except Exception:
-        import traceback
-
-        click.echo(traceback.format_exc(), err=True)
+    except Exception as exc:
+        click.echo(_user_traceback(exc), err=True)
         sys.exit(1)
     if not actions:
         click.echo("no actions")
@@ -338,6 +336,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
             actions = [{"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
                        for a in event["actions"]]  # fmt: skip
             row = {k: event.get(k) for k in ("id", "source", "delivery_id", "state", "received_at", "reason")}
+            row["state"] = _final_state(str(event.get("state")), actions)
+            row["received"] = _iso(float(row["received_at"] or 0))
             row["actions"] = actions
             if as_json:
                 click.echo(orjson.dumps(row).decode())
@@ -346,6 +346,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 states = (
                     ", ".join(f"{a['kind']}:{a.get('state', 'queued')}" for a in actions) or event["state"]
                 )
+                if actions and row["state"] != event["state"]:
+                    states = f"{row['state']} ({states})"
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
@@ -397,8 +399,16 @@ def dlq_show(ctx: click.Context, action_id: str) -> None:
     if not record:
         click.echo(f"error: no action {action_id}", err=True)
         sys.exit(1)
-    record["body"] = orjson.loads(record.get("body", "{}"))
-    click.echo(orjson.dumps({"id": action_id, **record}, option=orjson.OPT_INDENT_2).decode())
+    shown: dict[str, Any] = {"id": action_id}
+    for key, value in record.items():
+        if key == "body":
+            shown[key] = orjson.loads(value or "{}")
+        elif key.endswith("_at") and isinstance(_typed(value), float | int):
+            shown[key] = _iso(float(value))  # local time; the epoch stays beside it
+            shown[f"{key}_epoch"] = float(value)
+        else:
+            shown[key] = _typed(value) if key in ("attempts", "last_status") else value
+    click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
 
 
 @dlq.command("replay")
@@ -428,10 +438,55 @@ def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool
     sys.exit(0 if len(done) == len(ids) else 1)
 
 
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame outside the relay's own code (the user's transform) on."""
+    import traceback
+
+    relay_dirs = tuple(str(Path(__file__).resolve().parent.parent / d) for d in ("relay", "presets"))
+    tb = exc.__traceback__
+    while tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(relay_dirs):
+        tb = tb.tb_next
+    if tb is None:  # raised inside the relay itself: show all of it
+        return "".join(traceback.format_exception(exc))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def _action_state(record: dict[str, str]) -> dict[str, Any]:
     return {
-        k: record[k] for k in ("state", "attempts", "last_status", "run_id", "last_error") if record.get(k)
+        k: _typed(record[k]) if k in ("attempts", "last_status") else record[k]
+        for k in ("state", "attempts", "last_status", "run_id", "last_error")
+        if record.get(k)
     }
+
+
+def _typed(value: str) -> Any:
+    """Redis keeps numbers as text; JSON output gives them back as numbers."""
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def _iso(epoch: float) -> str:
+    """Local time, ISO-8601 with its offset."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def _final_state(state: str, actions: list[dict[str, Any]]) -> str:
+    """The event's state as its actions have it now (the event record keeps the state it was routed with)."""
+    states = {a.get("state", "queued") for a in actions}
+    if not actions or state not in ("queued", "routed"):
+        return state
+    if "dead" in states:
+        return "dead"
+    if states == {"delivered"}:
+        return "delivered"
+    return "retrying" if states & {"retrying", "paused"} else "pending"
 
 
 def _check_transforms(settings: Settings) -> None:
