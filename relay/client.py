@@ -199,10 +199,13 @@ def _settings_and_url(target: str | Settings | None) -> tuple[Settings, str]:
     if isinstance(target, str):
         # Defaults without reading the environment or a file: the URL is all the caller gave.
         return Settings.model_construct(redis_url=target), target
-    settings = target if target is not None else load_settings()
-    if not settings.redis_url:
-        raise ConfigError("no redis_url configured (RELAY_REDIS_URL)")
-    return settings, settings.redis_url
+    from .embedded import NoRedis, resolve_redis_url
+
+    settings = target if target is not None else load_settings(lenient_secrets=True)
+    try:  # redis_url, else the running `relay up`'s embedded Redis
+        return settings, resolve_redis_url(settings)
+    except NoRedis as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class RelayClient:

@@ -6,9 +6,12 @@ as `env:NAME` or `file:/path`; they are resolved here, held as `SecretStr` and n
 
 from __future__ import annotations
 
+import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -22,7 +25,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from .errors import ConfigError
 from .mapping import MappingConfig
@@ -31,17 +41,56 @@ from .schedules import ScheduleConfig, ScheduleName
 DEFAULT_CONFIG = "relay.yaml"
 
 
+# While settings are loaded: whether an unresolvable secret fails the load (the serving processes)
+# or is kept as an UnresolvedSecret (every other command), and the `.env` next to relay.yaml.
+_LENIENT: ContextVar[bool] = ContextVar("relay_lenient_secrets", default=False)
+_DOTENV: ContextVar[dict[str, str]] = ContextVar("relay_dotenv", default={})  # noqa: B039 - never mutated
+
+
+class UnresolvedSecret(SecretStr):
+    """A secret whose `env:`/`file:` source is missing, kept so that commands that never use it run.
+
+    Using it raises ConfigError naming the key and the variable or file.
+    """
+
+    def __init__(self, reference: str, problem: str) -> None:
+        super().__init__("")
+        self.reference = reference
+        self.problem = problem
+        self.where = ""  # the key, set once the settings are built
+
+    def get_secret_value(self) -> str:
+        where = f"{self.where}: " if self.where else ""
+        raise ConfigError(f"{where}{self.problem} (the configuration says {self.reference})")
+
+    def _display(self) -> str:
+        return "<unresolved>"
+
+
 def resolve_secret(value: Any) -> Any:
-    """`env:NAME` → that variable, `file:PATH` → the file's content (trailing newline dropped)."""
+    """`env:NAME` → that variable (else the `.env` beside relay.yaml), `file:PATH` → the file's content (trailing newline dropped)."""
+    if isinstance(value, UnresolvedSecret):
+        return value
     if isinstance(value, SecretStr):
         value = value.get_secret_value()
     if not isinstance(value, str):
         return value
+    try:
+        return _resolve(value)
+    except ValueError as exc:
+        if _LENIENT.get():
+            return UnresolvedSecret(value, str(exc))
+        raise
+
+
+def _resolve(value: str) -> str:
     if value.startswith("env:"):
         name = value[4:]
-        if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
-        return os.environ[name]
+        if name in os.environ:
+            return os.environ[name]
+        if name in _DOTENV.get():
+            return _DOTENV.get()[name]
+        raise ValueError(f"environment variable {name} is not set")
     if value.startswith("file:"):
         path = Path(value[5:]).expanduser()
         try:
@@ -51,8 +100,23 @@ def resolve_secret(value: Any) -> Any:
     return value
 
 
+def read_dotenv(path: Path) -> dict[str, str]:
+    """`NAME=value` lines (`#` comments, optional `export `, optional quotes), as `relay init` writes them."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[name.strip()] = value
+    return values
+
+
 def _not_empty(value: SecretStr) -> SecretStr:
-    if not value.get_secret_value():
+    if not isinstance(value, UnresolvedSecret) and not value.get_secret_value():
         raise ValueError("secret is empty")
     return value
 
@@ -174,9 +238,33 @@ class ConsoleConfig(BaseModel):
     @field_validator("token")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 16:
+        if (
+            value is not None
+            and not isinstance(value, UnresolvedSecret)
+            and len(value.get_secret_value()) < 16
+        ):
             raise ValueError("must be at least 16 characters")
         return value
+
+
+class _Environment(EnvSettingsSource):
+    """RELAY_* variables; a list may also be given plainly, comma-separated (`RELAY_INGRESS_TOKEN=a,b`)."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return json.loads(value)
+        except ValueError:
+            if isinstance(value, str) and _is_list(field.annotation):
+                return [item.strip() for item in value.split(",") if item.strip()]
+            raise ValueError(f"not valid JSON: {value[:40]!r}") from None
+
+
+def _is_list(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        return _is_list(get_args(annotation)[0])
+    if get_origin(annotation) in (list, tuple, set):
+        return True
+    return any(_is_list(arg) for arg in get_args(annotation) if get_origin(annotation) in (Union, UnionType))
 
 
 class Settings(BaseSettings):
@@ -240,7 +328,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first, then the values read from relay.yaml (passed as init kwargs).
-        return env_settings, init_settings
+        return _Environment(settings_cls), init_settings
 
     @model_validator(mode="after")
     def _known_gateways(self) -> Settings:
@@ -273,12 +361,61 @@ def _format_errors(exc: ValidationError, where: str) -> str:
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {msg}")
+        lines.append(f"  {key}: {msg}{_from_environment(err['loc'])}")
     return "\n".join(lines)
 
 
-def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
-    """Read relay.yaml (if it exists), apply the environment, validate; raise ConfigError naming file and key."""
+def _from_environment(loc: tuple[Any, ...]) -> str:
+    """` (from RELAY_X)` when the invalid value came from the environment."""
+    for depth in (2, 1):
+        name = "RELAY_" + "_".join(str(p) for p in loc[:depth]).upper()
+        if len(loc) >= depth and name in os.environ:
+            return f" (from {name})"
+    return ""
+
+
+def _mark_unresolved(value: Any, where: str) -> None:
+    """Give each UnresolvedSecret the key it sits at, for the error that names it when it is used."""
+    if isinstance(value, UnresolvedSecret):
+        value.where = where
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _mark_unresolved(getattr(value, name), f"{where}.{name}" if where else name)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            _mark_unresolved(item, f"{where}.{name}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _mark_unresolved(item, f"{where}.{index}")
+
+
+def unresolved_secrets(settings: Settings) -> list[UnresolvedSecret]:
+    """The secrets a lenient load could not resolve (`relay check` lists them)."""
+    found: list[UnresolvedSecret] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, UnresolvedSecret):
+            found.append(value)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict | list):
+            for item in value.values() if isinstance(value, dict) else value:
+                walk(item)
+
+    walk(settings)
+    return found
+
+
+def load_settings(
+    path: str | Path | None = None, *, lenient_secrets: bool = False, **overrides: Any
+) -> Settings:
+    """Read relay.yaml (if it exists), apply the environment, validate; raise ConfigError naming file and key.
+
+    `env:NAME` secrets are looked up in the environment, then in a `.env` file beside relay.yaml.
+    With lenient_secrets, a secret that cannot be resolved is kept as an UnresolvedSecret that
+    fails only when used: commands resolve only the secrets they need.
+    """
     explicit = path or os.environ.get("RELAY_CONFIG")
     config_path = Path(explicit or DEFAULT_CONFIG)
     data: dict[str, Any] = {}
@@ -293,9 +430,29 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
     elif explicit:
         raise ConfigError(f"{config_path}: no such file")
     data.update(overrides)
+    dotenv_path = config_path.parent / ".env"
+    try:
+        dotenv = read_dotenv(dotenv_path) if dotenv_path.is_file() else {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{dotenv_path}: cannot read: {exc}") from None
+    lenient_token, dotenv_token = _LENIENT.set(lenient_secrets), _DOTENV.set(dotenv)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, str(config_path))) from None
+    except SettingsError as exc:  # a RELAY_* variable that is not valid JSON where JSON is needed
+        raise ConfigError(f"environment: {_settings_error(exc)}") from None
+    finally:
+        _LENIENT.reset(lenient_token)
+        _DOTENV.reset(dotenv_token)
     settings.config_path = config_path.resolve() if config_path.exists() else None
+    _mark_unresolved(settings, "")
     return settings
+
+
+def _settings_error(exc: SettingsError) -> str:
+    # pydantic-settings: 'error parsing value for field "x" from source "EnvSettingsSource"'
+    text = str(exc)
+    field = text.split('"')[1] if text.count('"') >= 2 else ""
+    cause = exc.__cause__
+    return f"RELAY_{field.upper()}: {cause or text}" if field else text

@@ -44,7 +44,9 @@ def test_issue_created_is_one_readable_action_in_the_issue_session() -> None:
     assert lines[1] == "State: Backlog · Priority: No priority"
     assert lines[2] == "https://linear.app/korosuke613/issue/KOR-11/webhook-test"
     assert lines[-1] == GUIDE
-    assert action.session_key == "hook:linear:KOR-11" and action.name == "Linear"
+    assert (
+        action.session_key == "hook:linear:236e0fe8-xxxx-xxxx-xxxx-b2df06e33810" and action.name == "Linear"
+    )
     assert result.delivery_id == "d-1"
 
 
@@ -52,14 +54,24 @@ def test_comment_is_fenced_and_lands_in_its_issue_session() -> None:
     headers, body = signed(fixture("comment.create"))
     [action] = run(CFG, headers, body).actions
     assert action.message.splitlines()[:5] == [
-        "user@example.com commented on Linear issue ac36bcc2-xxxx-xxxx-xxxx-3e13107f89be: "
-        "<<<UNTRUSTED data.issue.title: webhook test 2>>>",
+        "user@example.com commented on Linear issue KOR-12: <<<UNTRUSTED data.issue.title: webhook test 2>>>",
         "https://linear.app/korosuke613/issue/KOR-12/webhook-test-2#comment-5081a82b",
         "",
         "<<<UNTRUSTED data.body",
         "コメントだーい",
     ]
     assert action.session_key == "hook:linear:ac36bcc2-xxxx-xxxx-xxxx-3e13107f89be"
+
+
+def test_comments_join_their_issue_session() -> None:
+    """Linear's captured comment carries only `data.issue.id` (no identifier): both kinds key on it."""
+    comment = fixture("comment.create")
+    issue_id = comment["data"]["issue"]["id"]
+    issue = fixture("issue.create")
+    issue["data"] = {**issue["data"], "id": issue_id}  # the same issue's own Issue event
+    [issue_action] = run(CFG, *signed(issue)).actions
+    [comment_action] = run(CFG, *signed(comment, delivery="d-2")).actions
+    assert issue_action.session_key == comment_action.session_key == f"hook:linear:{issue_id}"
 
 
 def test_other_types_get_a_summary() -> None:

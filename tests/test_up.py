@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from pathlib import Path
@@ -55,7 +54,8 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
         print(f"sender to gateway: {(time.monotonic() - started) * 1000:.0f} ms")
         assert runs[0]["key"].startswith("act_")
         assert (tmp_path / "data" / "appendonly.aof").exists() or any((tmp_path / "data").glob("appendonly*"))
-        socket_url = re.search(r"unix://\S+", up.output()).group(0)  # type: ignore[union-attr]
+        socket_url = (tmp_path / "data" / "redis.url").read_text().strip()  # where other commands find it
+        assert socket_url.startswith("unix://")
         assert redis.Redis.from_url(socket_url).ping()
         up.proc.send_signal(signal.SIGINT)  # Ctrl-C: ingress, worker and embedded Redis all stop
         up.proc.wait(timeout=60)
@@ -72,3 +72,55 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _group(pgid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in process group `pgid`."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path: Path) -> None:
+    """systemd, `docker stop` and process managers send SIGTERM to the main process only."""
+    port = free_port()
+    config = tmp_path / "relay.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(tmp_path / "data"),
+        "gateway": {"url": f"http://127.0.0.1:{free_port()}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
+        "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
+    }))  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "RELAY_CONFIG": str(config), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
+           "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    up = Proc(["up", "--port", str(port), "--workers", "2"], env, tmp_path / "up.log")
+    try:
+        wait_until(lambda: _ok(f"http://127.0.0.1:{port}/readyz?workers=2"), timeout=30)
+        url_file = tmp_path / "data" / "redis.url"
+        client = redis.Redis.from_url(url_file.read_text().strip())
+        redis_pid = int(client.info("server")["process_id"])
+        client.set("written-before-stop", "1")
+        client.close()
+        workers = [pid for pid in _group(up.proc.pid) if pid != up.proc.pid]
+        assert len(workers) == 2, up.output()
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.proc.wait(timeout=45) == 0, up.output()
+        assert _group(up.proc.pid) == [], "a process of relay up's group outlived it"
+        wait_until(lambda: _gone(redis_pid), timeout=5)  # the daemonized server, outside the group
+        assert not url_file.exists()  # commands now say `relay up` is not running
+        assert b"written-before-stop" in b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("appendonly*")
+                                                   if p.is_file())  # fmt: skip
+    finally:
+        up.kill()
