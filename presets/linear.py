@@ -19,7 +19,7 @@ from relay.errors import Unauthorized
 from relay.event import Event
 from relay.preset import Headers, Preset, load_json
 from relay.safety import Fencer, sender_skip
-from relay.verify import body_digest, verify_hmac_hex
+from relay.verify import body_digest, stale_message, verify_hmac_hex
 
 DEFAULT_TOLERANCE_SECONDS = 60  # Linear's SDK refuses a webhookTimestamp more than a minute off
 MAX_TEXT = 4000
@@ -48,7 +48,7 @@ def verify(headers: Headers, body: bytes, cfg: SourceConfig, now: float | None =
     limit = tolerance(cfg)
     current = time.time() if now is None else now
     if abs(current * 1000 - stamp) > limit * 1000:
-        raise Unauthorized(f"webhookTimestamp is outside the tolerance window ({limit} s); a replay?")
+        raise Unauthorized(stale_message("the payload's webhookTimestamp", current - stamp / 1000, limit))
 
 
 def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from relay.actions import AgentAction
-from relay.config import SourceConfig
+from relay.config import SourceConfig, UnresolvedSecret
 from relay.errors import BadRequest
 from relay.event import Event
 from relay.preset import Headers, Preset
@@ -27,6 +27,8 @@ def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
     if not cfg.secret:
         return "secret", "the standard-webhooks preset needs the endpoint's secret (whsec_...)"
     for secret in cfg.secret:
+        if isinstance(secret, UnresolvedSecret):
+            continue  # a command that verifies nothing (`relay try`, `replay --dry-run`) runs without it
         try:
             decode_standard_webhooks_secret(secret.get_secret_value())
         except ValueError as exc:

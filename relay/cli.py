@@ -307,6 +307,11 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
         sys.exit(1)
     if not actions:
         click.echo("no actions")
+    _echo_actions(settings, actions)
+
+
+def _echo_actions(settings: Settings, actions: Sequence[Any]) -> None:
+    """Each action's door at the gateway and its body, as `relay try` and `replay --dry-run` show them."""
     for action in actions:
         door = {"send": "RPC send (WebSocket)", "tool": "POST /tools/invoke"}.get(action.kind)
         click.echo(door or f"POST {settings.gateway.hooks_path.rstrip('/')}/{action.kind}")
@@ -545,12 +550,14 @@ def check(ctx: click.Context, offline: bool) -> None:
 @click.option("--limit", "-n", type=int, help="With --parked: at most this many events.")
 @click.option("--force", is_flag=True, help="Also map events that are not parked (already queued/delivered).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.option("--dry-run", is_flag=True, help="Show the actions each event would become; change nothing.")
 @click.pass_context
 def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: str | None,
-           limit: int | None, force: bool, as_json: bool) -> None:  # fmt: skip
+           limit: int | None, force: bool, as_json: bool, dry_run: bool) -> None:  # fmt: skip
     """Map stored events again with the current config and transforms, and queue their actions.
 
-    Exits 1 if any event still fails (it stays parked, with the new error).
+    Exits 1 if any event still fails (it stays parked, with the new error). --dry-run maps them
+    and shows the actions without queuing or recording anything (no secret is needed).
     """
     from .replay import Replayer, describe, outcome_json, parked_ids
 
@@ -570,14 +577,20 @@ def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: s
             sys.exit(EXIT_CONFIG)
         ids = list(event_ids) if event_ids else parked_ids(redis, source, limit)
         failed = 0
+        remap = replayer.preview if dry_run else replayer.replay
         for event_id in ids:
-            outcome = replayer.replay(event_id, force=force)
+            outcome = remap(event_id, force=force)
             failed += not outcome.ok
-            click.echo(outcome_json(outcome).decode() if as_json else describe(outcome))
-            if outcome.state == "parked" and not as_json:
+            if as_json:
+                click.echo(outcome_json(outcome, dry_run=dry_run).decode())
+                continue
+            click.echo(describe(outcome, dry_run=dry_run))
+            if outcome.state == "parked":
                 click.echo(outcome.detail, err=True)
+            _echo_actions(settings, outcome.planned)
         if parked and not as_json:
-            click.echo(f"{len(ids) - failed} of {len(ids)} parked event(s) replayed", err=True)
+            done = "would replay" if dry_run else "replayed"
+            click.echo(f"{len(ids) - failed} of {len(ids)} parked event(s) {done}", err=True)
     sys.exit(1 if failed else 0)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import json5
 
-from .mapping import MappingConfig
+from .mapping import FOR_EACH_INSTEAD, MappingConfig
 
 TOKEN_ENV = "OPENCLAW_HOOKS_TOKEN"  # noqa: S105 - a variable name, not a secret
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -145,7 +145,12 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
             continue
         mapping = dict(raw)
         for key in sorted(set(mapping) - _KNOWN_KEYS):
-            notes.append(f"hooks.mappings[{i}].{key} is not supported by the relay; dropped")
+            if key == "forEach":
+                notes.append(
+                    f"hooks.mappings[{i}].forEach is not supported by the relay; dropped: {FOR_EACH_INSTEAD}"
+                )
+            else:
+                notes.append(f"hooks.mappings[{i}].{key} is not supported by the relay; dropped")
             mapping.pop(key)
         if mapping.get("allowUnsafeExternalContent") is True:
             notes.append(f"hooks.mappings[{i}].allowUnsafeExternalContent: true is dropped: the relay never "

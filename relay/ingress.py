@@ -173,6 +173,13 @@ class Ingress:
             log.info("event recorded, no action", extra={**fields, "reason": skip_reason or "no mapping"})
             return Outcome(200, {"ok": True, "eventId": recorded.event_id, "actions": 0,
                                  "skipped": skip_reason or "no action"})  # fmt: skip
+        if not routed:
+            # Held (a batch window, a cooldown `last` window, a delay): nothing is queued now, and
+            # "actions": n would read as n deliveries under way.
+            held = "delay" if later else "batch" if isinstance(gate, batching.BatchGate) else "cooldown"
+            log.debug("event recorded and held", extra={**fields, "held": held})
+            return Outcome(preset.accepted_status,
+                           {"ok": True, "eventId": recorded.event_id, "actions": 0, "held": held})  # fmt: skip
         log.debug("event recorded", extra={**fields, "actions": len(actions)})
         return Outcome(
             preset.accepted_status, {"ok": True, "eventId": recorded.event_id, "actions": len(actions)}

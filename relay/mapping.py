@@ -62,6 +62,14 @@ def strip_control(text: str) -> str:
     return _CONTROL.sub("", text)
 
 
+# OpenClaw's `forEach` (one action per item of a list) is a transform's list return in the relay.
+FOR_EACH_INSTEAD = (
+    "to fan out, give the mapping a transform that returns a list: each item becomes one action "
+    "(at most 20 per event)"
+)
+FOR_EACH_UNSUPPORTED = f"forEach is not supported by the relay: remove it; {FOR_EACH_INSTEAD}"
+
+
 class MatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     path: str | None = None
@@ -185,6 +193,15 @@ class MappingConfig(BaseModel):
                 "by the gateway (README, section Security)"
             )
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openclaw_only(cls, data: Any) -> Any:
+        """OpenClaw keys the relay does not implement, refused with what to do instead (pydantic
+        would only say "Extra inputs are not permitted")."""
+        if isinstance(data, dict) and "forEach" in data:
+            raise ValueError(FOR_EACH_UNSUPPORTED)
+        return data
 
     @model_validator(mode="after")
     def _one_gate(self) -> MappingConfig:

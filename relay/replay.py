@@ -69,6 +69,7 @@ class Outcome:
     state: str  # queued | skipped | parked (failed again) | missing | refused
     actions: int = 0
     detail: str = ""
+    planned: tuple[ActionResult, ...] = ()  # a dry run's actions, shown instead of queued
 
     @property
     def ok(self) -> bool:
@@ -134,6 +135,28 @@ class Replayer:
         result = self._failed(keys=[keys.event(event_id)], args=[expected, error, now])
         return self._outcome(event_id, result, "parked", 0, error)
 
+    def preview(self, event_id: str, *, force: bool = False) -> Outcome:
+        """What `replay` would do, changing nothing: the same checks and mapping, no write.
+
+        Mapping needs no secret (nothing is verified or sent), so it runs with unset `env:` ones.
+        """
+        stored = load_event(self.redis, event_id)
+        if stored is None:
+            return Outcome(event_id, "missing", detail="no such event (expired or never recorded)")
+        if not force and stored.get("state") != "parked":
+            return Outcome(event_id, "refused", detail=f"state is {stored.get('state')!r}, not parked; "
+                           "--force maps it again (actions already delivered are not sent twice)")  # fmt: skip
+        try:
+            actions, reason, _ = self.remap(stored)
+        except RelayError as exc:
+            return Outcome(event_id, "parked", detail=f"{type(exc).__name__}: {exc.message}")
+        except TransformError as exc:
+            return Outcome(event_id, "parked", detail=f"TransformError: {exc}")
+        except Exception as exc:
+            return Outcome(event_id, "parked", detail="".join(traceback.format_exception(exc)).strip())
+        state = "queued" if actions else "skipped"
+        return Outcome(event_id, state, len(actions), reason or "", tuple(actions))
+
     @staticmethod
     def _outcome(event_id: str, result: Any, state: str, count: int, detail: str) -> Outcome:
         text = result.decode() if isinstance(result, bytes) else str(result)
@@ -156,8 +179,12 @@ def parked_ids(redis: Redis, source: str | None = None, limit: int | None = None
     return ids[:limit] if limit is not None else ids
 
 
-def describe(outcome: Outcome) -> str:
-    line = f"{outcome.event_id}  {outcome.state}"
+_WOULD = {"queued": "would queue", "skipped": "would skip", "parked": "would stay parked"}
+
+
+def describe(outcome: Outcome, *, dry_run: bool = False) -> str:
+    state = _WOULD.get(outcome.state, outcome.state) if dry_run else outcome.state
+    line = f"{outcome.event_id}  {state}"
     if outcome.state == "queued":
         line += f"  {outcome.actions} action(s)"
     if outcome.detail and outcome.state != "parked":
@@ -165,6 +192,10 @@ def describe(outcome: Outcome) -> str:
     return line
 
 
-def outcome_json(outcome: Outcome) -> bytes:
-    return orjson.dumps({"eventId": outcome.event_id, "state": outcome.state, "actions": outcome.actions,
-                         "detail": outcome.detail})  # fmt: skip
+def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> bytes:
+    out: dict[str, Any] = {"eventId": outcome.event_id, "state": outcome.state, "actions": outcome.actions,
+                           "detail": outcome.detail}  # fmt: skip
+    if dry_run:
+        out["dryRun"] = True
+        out["planned"] = [{"kind": a.kind, "body": a.body()} for a in outcome.planned]
+    return orjson.dumps(out)

@@ -89,18 +89,26 @@ def body_digest(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def check_timestamp(timestamp: str | None, tolerance: float, *, header: str, now: float | None = None) -> int:
-    """Parse a Unix-seconds timestamp header and refuse it outside ±`tolerance` seconds of `now`."""
+def check_timestamp(timestamp: str | None, tolerance: float, *, what: str, now: float | None = None) -> int:
+    """Parse a Unix-seconds timestamp (`what` names it, e.g. "the webhook-timestamp header") and
+    refuse it outside ±`tolerance` seconds of `now`."""
     if not timestamp:
-        raise Unauthorized(f"missing {header} timestamp")
+        raise Unauthorized(f"missing {what}")
     try:
         value = int(timestamp.strip())
     except ValueError:
-        raise Unauthorized(f"malformed {header} timestamp") from None
+        raise Unauthorized(f"malformed {what}: not a Unix time in seconds") from None
     current = time.time() if now is None else now
     if abs(current - value) > tolerance:
-        raise Unauthorized(f"{header} timestamp is outside the tolerance window ({tolerance:g} s); a replay?")
+        raise Unauthorized(stale_message(what, current - value, tolerance))
     return value
+
+
+def stale_message(what: str, age: float, tolerance: float) -> str:
+    """Why a signed timestamp `age` seconds old (negative: ahead of the relay's clock) is refused."""
+    when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
+    return (f"{what} is {when}; the relay accepts at most {tolerance:g} s either way (the source's "
+            "tolerance_seconds): a replayed request, or a clock out of sync")  # fmt: skip
 
 
 def verify_stripe_signature(
@@ -135,7 +143,7 @@ def verify_stripe_signature(
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:
         raise Unauthorized("invalid Stripe-Signature")
-    check_timestamp(timestamp, tolerance, header="Stripe-Signature", now=now)
+    check_timestamp(timestamp, tolerance, what="the Stripe-Signature timestamp (t=)", now=now)
 
 
 def decode_standard_webhooks_secret(secret: str) -> bytes:
@@ -183,7 +191,7 @@ def verify_standard_webhook(
             matched |= hmac.compare_digest(expected, candidate)
     if not matched:
         raise Unauthorized(f"invalid {prefix}-signature")
-    check_timestamp(timestamp, tolerance, header=f"{prefix}-timestamp", now=now)
+    check_timestamp(timestamp, tolerance, what=f"the {prefix}-timestamp header", now=now)
 
 
 def verify_basic_auth(authorization: str | None, username: str, passwords: Iterable[bytes]) -> None:
