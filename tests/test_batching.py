@@ -99,7 +99,7 @@ def _run_batches(
 def test_a_thousand_alerts_in_ten_groups_give_ten_turns_despite_a_killed_worker(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis
 ) -> None:
-    _run_batches(relay_factory, redis_client, groups=10, per_group=100, window=8)
+    _run_batches(relay_factory, redis_client, groups=10, per_group=100, window=12)
 
 
 def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_client: redis.Redis) -> None:
