@@ -13,8 +13,9 @@ from relay.actions import AgentAction, WakeAction
 from relay.errors import BadRequest
 from relay.event import Event
 from relay.preset import Preset
+from relay.verify import bounded_id
 
-from .generic import delivery_id, verify
+from .generic import UNIQUE_HEADERS, delivery_id, verify
 
 
 def _body(event: Event) -> dict[str, Any]:
@@ -52,9 +53,9 @@ def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
         and isinstance(payload.get("idempotencyKey"), str)
         and payload["idempotencyKey"]
     ):
-        return payload["idempotencyKey"][:200]
+        return bounded_id(payload["idempotencyKey"])
     return delivery_id(headers, payload, body)
 
 
-AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, transform=agent)
-WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, transform=wake)
+AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, transform=agent, unique_headers=UNIQUE_HEADERS)
+WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, transform=wake, unique_headers=UNIQUE_HEADERS)

@@ -5,7 +5,7 @@ Presets are pure (no I/O); the registry of built-in ones is `presets.REGISTRY`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +93,8 @@ class Preset:
     # Payload fields written by outsiders (`pull_request.body`, `commits[].message`): fenced when a
     # mapping's template renders them (relay.safety); the default transform fences them itself.
     untrusted: tuple[str, ...] = ()
+    # Headers this preset reads for authentication, event type, delivery id or timestamp: a request
+    # that repeats one is refused (400), since the checks and the message could read different copies.
+    unique_headers: tuple[str, ...] = ()
+    # I/O `verify` needs done first, without blocking the event loop (gmail: fetch the JWKS).
+    prepare: Callable[[Headers, SourceConfig], Awaitable[None]] | None = None
