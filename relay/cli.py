@@ -305,9 +305,14 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
-                click.echo(
+                click.echo(shown(
                     f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
-                )
+                ))  # fmt: skip
+
+
+def shown(text: str) -> str:
+    """`text` for a terminal: control characters (ESC sequences from a sender's ids) escaped."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text)
 
 
 @cli.group()
@@ -334,9 +339,9 @@ def dlq_list(ctx: click.Context, source: str | None, limit: int, as_json: bool) 
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row.get("dead_at", 0))))
             error = row.get("last_error", "").replace("\n", " ")[:60]
-            click.echo(
+            click.echo(shown(
                 f"{when}  {row['id']}  {row.get('source', ''):<12} {row.get('last_status') or '-':>4}  {error}"
-            )
+            ))  # fmt: skip
 
 
 @dlq.command("show")
