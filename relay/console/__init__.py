@@ -65,12 +65,12 @@ class Console:
 
     def html(
         self, name: str, status: int = 200, session: Session | None = None,
-        headers: dict[str, str] | None = None, **context: Any,
+        response_headers: dict[str, str] | None = None, **context: Any,
     ) -> HTMLResponse:  # fmt: skip
         context.setdefault("csrf", session.csrf if session else "")
         context.setdefault("rq_dashboard_url", self.settings.console.rq_dashboard_url)
         return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status,
-                            headers=headers)  # fmt: skip
+                            headers=response_headers)  # fmt: skip
 
     def guarded(self, handler: Handler, *, login: bool = True) -> Callable[[Request], Awaitable[Response]]:
         """Loopback (unless allow_remote), then the session (unless `login` is False), then CSRF on POST."""
@@ -121,7 +121,7 @@ class Console:
         if failures >= LOGIN_FAILURES_MAX:
             ttl = int(await self.run(self.redis.ttl, key))
             return self.html("login.html", 429, error="Too many wrong tokens; wait a minute.",
-                             headers={"Retry-After": str(max(1, ttl))})  # fmt: skip
+                             response_headers={"Retry-After": str(max(1, ttl))})  # fmt: skip
         if not self.gate.token_ok(_one(form, "token")):
             await self.run(self._count_failure, key)
             return self.html("login.html", 401, error="Wrong token.")
