@@ -25,7 +25,7 @@ import redis
 
 from relay.proxies import parse_networks, resolve
 
-from .conftest import GENERIC_TOKEN, GITHUB_SECRET, HOOKS_TOKEN, Relay, github_fixture, sign, wait_until
+from .conftest import GENERIC_TOKEN, HOOKS_TOKEN, RedisServer, Relay, github_fixture, sign, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PUSH = github_fixture("push.default")
@@ -230,14 +230,18 @@ ID_MAPPINGS = [{"match": {"path": "generic"}, "action": "agent", "messageTemplat
 
 
 @pytest.fixture(scope="module")
-def full_relay(tmp_path_factory: pytest.TempPathFactory, redis_server: Any) -> Iterator[Relay]:
-    relay = Relay(tmp_path_factory.mktemp("hardening"), redis_server.url,
+def full_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
+    # Its own Redis: its worker must not route the other tests' events (they share the inbox stream).
+    server = RedisServer(tmp_path_factory.mktemp("hardening-redis"), appendonly=False)
+    server.start()
+    relay = Relay(tmp_path_factory.mktemp("hardening"), server.url,
                   {"sources": ID_SOURCES, "mappings": ID_MAPPINGS})  # fmt: skip
     relay.start_stub()
     relay.start_ingress()
     relay.start_worker()
     yield relay
     relay.stop()
+    server.stop()
 
 
 @pytest.mark.parametrize("preset", sorted(SENDERS))
@@ -371,9 +375,9 @@ def test_a_retry_never_comes_before_retry_after(relay_factory: Callable[..., Rel
     stub.control(fail=[429], retry_after=2)
     body = orjson.dumps({"message": "retry me"})
     assert relay.post("/hooks/agent", body, {"Authorization": f"Bearer {HOOKS_TOKEN}"}).status_code == 202
-    wait_until(lambda: len(stub.runs()) == 1, timeout=20)
+    wait_until(lambda: len(stub.runs()) == 1, timeout=40)
     attempts = [r for r in stub.requests() if r["path"] == "agent"]
-    assert [r["status"] for r in attempts] == [429, 200]
+    assert [r["status"] for r in attempts] == [429, 200], attempts
     assert attempts[1]["at"] - attempts[0]["at"] >= 2.0
 
 
