@@ -57,5 +57,9 @@ def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
     return delivery_id(headers, payload, body)
 
 
-AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, transform=agent, unique_headers=UNIQUE_HEADERS)
-WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, transform=wake, unique_headers=UNIQUE_HEADERS)
+AGENT = Preset(
+    name="agent", verify=verify, delivery_id=_delivery_id, transform=agent, unique_headers=UNIQUE_HEADERS
+)
+WAKE = Preset(
+    name="wake", verify=verify, delivery_id=_delivery_id, transform=wake, unique_headers=UNIQUE_HEADERS
+)

@@ -108,6 +108,11 @@ def transform(event: Event) -> AgentAction:
 
 
 PRESET = Preset(
-    name="stripe", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
+    name="stripe",
+    verify=verify,
+    delivery_id=delivery_id,
+    parse=parse,
+    transform=transform,
+    skip=skip,
     unique_headers=("stripe-signature",),
 )

@@ -164,7 +164,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, metrics_port:
 @cli.command()
 @click.option("--host", help="Address to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default from config: 8080).")
-@click.option("--metrics-port", type=int, help="Port of the /metrics listener (default from config: 9464; 0: none).")
+@click.option(
+    "--metrics-port", type=int, help="Port of the /metrics listener (default from config: 9464; 0: none)."
+)
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, metrics_port: int | None) -> None:
     """Run the ingress only (needs redis_url)."""

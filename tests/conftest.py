@@ -204,7 +204,9 @@ class Relay:
         """Start an ingress process (on another port for a second one; all share the config)."""
         metrics_port = self.metrics_port if port in (None, self.port) else free_port()
         port = port or self.port
-        proc = self._start(["serve", "--port", str(port), "--metrics-port", str(metrics_port)], f"ingress-{port}")
+        proc = self._start(
+            ["serve", "--port", str(port), "--metrics-port", str(metrics_port)], f"ingress-{port}"
+        )
         wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=15)
         return proc
 

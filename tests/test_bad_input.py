@@ -298,13 +298,15 @@ def console_foreign_cookie(port: int) -> tuple[int, dict[str, str], bytes]:
 
 def console_non_ascii_csrf(port: int) -> tuple[int, dict[str, str], bytes]:
     with _console_session(port) as client:
-        return _answer(client.post("/console/logout", content="csrf=%C3%A9%E2%82%AC".encode(),
+        return _answer(client.post("/console/logout", content=b"csrf=%C3%A9%E2%82%AC",
                                    headers={"Content-Type": "application/x-www-form-urlencoded"}))  # fmt: skip
 
 
 def console_deep_raw_event(port: int) -> tuple[int, dict[str, str], bytes]:
     req = generic(b"[" * 600 + b"]" * 600, path="/hooks/raw", ctype="text/plain")
-    event_id = httpx.post(f"http://127.0.0.1:{port}{req.path}", content=req.body, headers=req.headers).json()["eventId"]
+    event_id = httpx.post(f"http://127.0.0.1:{port}{req.path}", content=req.body, headers=req.headers).json()[
+        "eventId"
+    ]
     with _console_session(port) as client:
         return _answer(client.get(f"/console/events/{event_id}"))
 

@@ -51,12 +51,16 @@ def console_requests(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, Any]], 
     headers: list[tuple[str, Any]] = []
     cookie = draw(st.one_of(st.none(), cookie_bytes, st.just(b"relay_console=VALID")))
     if cookie is not None:
-        headers.append(("cookie", cookie if cookie.startswith(b"relay_console=") else b"relay_console=" + cookie))
+        headers.append(
+            ("cookie", cookie if cookie.startswith(b"relay_console=") else b"relay_console=" + cookie)
+        )
     if draw(st.booleans()):
         headers.append(("authorization", f"Bearer {HOOK_TOKEN}"))
     for name in draw(st.lists(st.sampled_from(["authorization", "idempotency-key", "x-forwarded-for",
                                                "content-type", "x-github-event"]), max_size=3)):  # fmt: skip
-        headers.append((name, draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30))))
+        headers.append(
+            (name, draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)))
+        )
     form = draw(st.lists(st.tuples(st.sampled_from(FORM_KEYS), any_text), max_size=5))
     body = "&".join(f"{k}={_q(v)}" for k, v in form).encode()
     if draw(st.booleans()):
@@ -74,7 +78,9 @@ class ErrorLines(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def console_app(redis_server: RedisServer) -> Iterator[tuple[httpx.AsyncClient, asyncio.AbstractEventLoop, str]]:
+def console_app(
+    redis_server: RedisServer,
+) -> Iterator[tuple[httpx.AsyncClient, asyncio.AbstractEventLoop, str]]:
     config = Settings(redis_url=redis_server.url, ingress_token=[HOOK_TOKEN], auth_failures_max=100_000,
                       sources={"generic": {"preset": "generic", "token": [HOOK_TOKEN]},
                                "github": {"preset": "github", "secret": ["fuzz-console-github"]}},

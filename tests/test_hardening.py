@@ -97,7 +97,9 @@ def test_dribbling_senders_cannot_hold_connections(relay_factory: Callable[..., 
                 else:
                     closed[i] = time.monotonic() - started
                     selector.unregister(socks[i])
-        assert len(closed) == count, f"{count - len(closed)} connections still open after {deadline - started:.1f} s"
+        assert len(closed) == count, (
+            f"{count - len(closed)} connections still open after {deadline - started:.1f} s"
+        )
         assert max(closed.values()) <= deadline - started
         statuses = {answers[i].split(b" ", 2)[1] for i in range(count)}
         assert statuses == {b"404", b"405", b"413", b"408"}, statuses
@@ -106,6 +108,7 @@ def test_dribbling_senders_cannot_hold_connections(relay_factory: Callable[..., 
         for sock in socks:
             sock.close()
         selector.close()
+
     def held() -> int:
         return sum(1 for c in server.net_connections("tcp") if c.laddr and c.laddr.port == relay.port
                    and c.status != psutil.CONN_LISTEN)  # fmt: skip
@@ -152,7 +155,9 @@ def test_spoofed_forwarded_for_changes_nothing_without_trusted_proxies(
     assert login.status_code == 303 and "secure" not in login.headers["set-cookie"].lower()
 
 
-def test_a_trusted_proxy_names_the_client(relay_factory: Callable[..., Relay], redis_client: redis.Redis) -> None:
+def test_a_trusted_proxy_names_the_client(
+    relay_factory: Callable[..., Relay], redis_client: redis.Redis
+) -> None:
     relay = relay_factory(auth_failures_max=3, trusted_proxies=["127.0.0.1"],
                           console={"enabled": True, "token": CONSOLE_TOKEN})  # fmt: skip
     relay.start_ingress()
@@ -200,7 +205,11 @@ def _sw(msg_id: str) -> tuple[str, dict[str, str], bytes]:
 def _gmail(message_id: str) -> tuple[str, dict[str, str], bytes]:
     data = base64.b64encode(b'{"emailAddress": "me@example.org", "historyId": 42}').decode()
     body = orjson.dumps({"message": {"data": data, "messageId": message_id}, "subscription": "projects/p/s"})
-    return "/hooks/gmail", {"Content-Type": "application/json", "Authorization": "Bearer gmail-hardening"}, body
+    return (
+        "/hooks/gmail",
+        {"Content-Type": "application/json", "Authorization": "Bearer gmail-hardening"},
+        body,
+    )
 
 
 SENDERS: dict[str, Callable[[str], tuple[str, dict[str, str], bytes]]] = {
@@ -268,7 +277,9 @@ def _all_delivered(client: redis.Redis, event_ids: set[str]) -> bool:
     from relay.actions import action_id
 
     for eid in event_ids:
-        source, delivery_id, count = client.hmget(f"relay:event:{eid}", "source", "delivery_id", "action_count")
+        source, delivery_id, count = client.hmget(
+            f"relay:event:{eid}", "source", "delivery_id", "action_count"
+        )
         if not count or int(count) < 1:
             return False
         for i in range(int(count)):
@@ -298,7 +309,9 @@ def test_client_disconnecting_mid_body_logs_no_traceback(full_relay: Relay) -> N
                          + b"\r\nContent-Length: 1000\r\n\r\n{\"a\":")  # fmt: skip
             time.sleep(0.05)  # let the app start reading the body
     assert httpx.get(f"{full_relay.url}/healthz").status_code == 200
-    wait_until(lambda: proc.output().count("client disconnected before sending the whole body") >= 3, timeout=10)
+    wait_until(
+        lambda: proc.output().count("client disconnected before sending the whole body") >= 3, timeout=10
+    )
     output = proc.output()
     assert "Traceback" not in output and "Exception in ASGI application" not in output
 
@@ -346,7 +359,9 @@ def test_a_slow_jwks_server_does_not_delay_other_sources(relay_factory: Callable
         results: list[int] = []
 
         def gmail_call() -> None:
-            results.append(relay.post("/hooks/gmail", b"{}", {"Authorization": f"Bearer {jwt_like}"}).status_code)
+            results.append(
+                relay.post("/hooks/gmail", b"{}", {"Authorization": f"Bearer {jwt_like}"}).status_code
+            )
 
         callers = [threading.Thread(target=gmail_call) for _ in range(5)]
         for t in callers:

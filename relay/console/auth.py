@@ -71,10 +71,15 @@ class Gate:
         expiry, nonce, mac = parts
         # Compared as bytes: compare_digest refuses str with non-ASCII characters (a planted cookie).
         presented = mac.encode("utf-8", "surrogatepass")
-        if not hmac.compare_digest(presented, self._mac("session", expiry, nonce).encode()) or int(expiry) < time.time():
+        if (
+            not hmac.compare_digest(presented, self._mac("session", expiry, nonce).encode())
+            or int(expiry) < time.time()
+        ):
             return None
         return Session(nonce, self._mac("csrf", nonce))
 
     @staticmethod
     def csrf_ok(session: Session, presented: str) -> bool:
-        return bool(presented) and hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), session.csrf.encode())
+        return bool(presented) and hmac.compare_digest(
+            presented.encode("utf-8", "surrogatepass"), session.csrf.encode()
+        )
