@@ -157,5 +157,5 @@ UNTRUSTED = ("alerts[].annotations", "commonAnnotations")
 
 PRESET = Preset(
     name="alertmanager", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
-    untrusted=UNTRUSTED,
+    untrusted=UNTRUSTED, unique_headers=("authorization",),
 )  # fmt: skip

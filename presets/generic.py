@@ -15,7 +15,7 @@ from typing import Any
 
 from relay.config import SourceConfig
 from relay.preset import Headers, Preset, parse_raw
-from relay.verify import body_digest, presented_token, verify_hmac_hex, verify_token
+from relay.verify import body_digest, bounded_id, presented_token, verify_hmac_hex, verify_token
 
 
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
@@ -42,7 +42,7 @@ def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     for name in ("idempotency-key", "x-idempotency-key", "x-request-id"):
         value = headers.get(name, "").strip()
         if value:
-            return value[:200]
+            return bounded_id(value)
     return body_digest(body)
 
 
@@ -51,4 +51,5 @@ def configure(preset: Preset, cfg: SourceConfig) -> Preset:
     return dataclasses.replace(preset, parse=parse_raw) if cfg.content == "raw" else preset
 
 
-PRESET = Preset(name="generic", verify=verify, delivery_id=delivery_id)
+UNIQUE_HEADERS = ("authorization", "x-openclaw-token", "idempotency-key", "x-idempotency-key", "x-request-id")
+PRESET = Preset(name="generic", verify=verify, delivery_id=delivery_id, unique_headers=UNIQUE_HEADERS)

@@ -15,7 +15,7 @@ from relay.errors import BadRequest, UnsupportedMediaType
 from relay.event import Event
 from relay.preset import Headers, Preset, load_json
 from relay.safety import RESULT_EVENTS, Fencer, first_line, sender_skip
-from relay.verify import verify_hmac_hex
+from relay.verify import bounded_id, verify_hmac_hex
 
 MAX_TEXT = 4000  # characters of any one sender-written text (bodies, comments) put in a message
 
@@ -40,7 +40,7 @@ def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     value = headers.get("x-github-delivery", "").strip()
     if not value:
         raise BadRequest("missing X-GitHub-Delivery header")
-    return value[:200]
+    return bounded_id(value)
 
 
 def parse(headers: Headers, body: bytes) -> Any:
@@ -170,4 +170,5 @@ UNTRUSTED = ("pull_request.title", "pull_request.body", "issue.title", "issue.bo
 PRESET = Preset(
     name="github", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
     untrusted=UNTRUSTED,
+    unique_headers=("x-hub-signature-256", "x-hub-signature", "x-github-event", "x-github-delivery"),
 )  # fmt: skip

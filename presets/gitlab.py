@@ -16,7 +16,7 @@ from relay.errors import Unauthorized
 from relay.event import Event
 from relay.preset import Headers, Preset
 from relay.safety import RESULT_EVENTS, Fencer, first_line, sender_skip
-from relay.verify import body_digest, verify_token
+from relay.verify import body_digest, bounded_id, verify_token
 
 MAX_TEXT = 4000
 ZERO_SHA = "0" * 40
@@ -42,7 +42,7 @@ def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     for name in ("x-gitlab-event-uuid", "idempotency-key"):
         value = headers.get(name, "").strip()
         if value:
-            return value[:200]
+            return bounded_id(value)
     return body_digest(body)
 
 
@@ -224,4 +224,5 @@ UNTRUSTED = ("object_attributes.title", "object_attributes.description", "object
 
 
 PRESET = Preset(name="gitlab", verify=verify, delivery_id=delivery_id, transform=transform, skip=skip,
-                untrusted=UNTRUSTED)  # fmt: skip
+                untrusted=UNTRUSTED, unique_headers=("x-gitlab-token", "x-gitlab-event", "x-gitlab-event-uuid",
+                                                     "idempotency-key"))  # fmt: skip

@@ -31,7 +31,7 @@ from relay.mapping import MAX_ACTIONS_PER_EVENT
 from relay.preset import Headers, Preset, parse_json
 from relay.safety import Fencer
 from relay.templates import to_text
-from relay.verify import presented_token, token_matches
+from relay.verify import bounded_id, presented_token, token_matches
 
 from .jwks import CACHE, GOOGLE_CERTS
 
@@ -76,6 +76,18 @@ def verify_query(headers: Headers, query: Mapping[str, str], body: bytes, cfg: S
         raise Unauthorized("missing Authorization: Bearer token or ?token=")
     if not token_matches(token, [t.get_secret_value().encode() for t in cfg.token]):
         raise Unauthorized("invalid token")
+
+
+async def prepare(headers: Headers, cfg: SourceConfig) -> None:
+    """Fetch (asynchronously, once for all waiting requests) the JWKS an OIDC token needs."""
+    token = presented_token(headers)
+    if not cfg.audience or not token or not _looks_like_jwt(token):
+        return
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return  # verify refuses it
+    await CACHE.ensure(cfg.jwks or GOOGLE_CERTS, kid if isinstance(kid, str) else None)
 
 
 def verify_oidc(token: str, cfg: SourceConfig) -> dict[str, Any]:
@@ -132,7 +144,7 @@ def parse(headers: Headers, body: bytes) -> Any:
 def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     if "message" in payload:
         message = payload["message"]
-        return "pubsub:" + str(message.get("messageId") or message.get("message_id"))[:200]
+        return "pubsub:" + bounded_id(str(message.get("messageId") or message.get("message_id")))
     ids = sorted(str(m.get("id")) for m in payload["messages"] if isinstance(m, dict) and m.get("id"))
     if not ids:
         return "sha256:" + hashlib.sha256(body).hexdigest()
@@ -196,4 +208,5 @@ def transform(event: Event) -> list[AgentAction]:
 UNTRUSTED = ("messages[].from", "messages[].subject", "messages[].snippet", "messages[].body")
 
 PRESET = Preset(name="gmail", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform,
-                untrusted=UNTRUSTED, verify_query=verify_query, accepted_status=200)  # fmt: skip
+                untrusted=UNTRUSTED, verify_query=verify_query, accepted_status=200,
+                unique_headers=("authorization",), prepare=prepare)  # fmt: skip

@@ -19,7 +19,7 @@ from relay.errors import Unauthorized
 from relay.event import Event
 from relay.preset import Headers, Preset, load_json
 from relay.safety import Fencer, sender_skip
-from relay.verify import body_digest, stale_message, verify_hmac_hex
+from relay.verify import body_digest, bounded_id, stale_message, verify_hmac_hex
 
 DEFAULT_TOLERANCE_SECONDS = 60  # Linear's SDK refuses a webhookTimestamp more than a minute off
 MAX_TEXT = 4000
@@ -53,7 +53,7 @@ def verify(headers: Headers, body: bytes, cfg: SourceConfig, now: float | None =
 
 def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     value = headers.get("linear-delivery", "").strip()
-    return value[:200] if value else body_digest(body)
+    return bounded_id(value) if value else body_digest(body)
 
 
 def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
@@ -140,4 +140,4 @@ def transform(event: Event) -> AgentAction:
 UNTRUSTED = ("data.title", "data.description", "data.body", "data.name", "data.issue.title", "updatedFrom")
 
 PRESET = Preset(name="linear", verify=verify, delivery_id=delivery_id, transform=transform, skip=skip,
-                untrusted=UNTRUSTED)  # fmt: skip
+                untrusted=UNTRUSTED, unique_headers=("linear-signature", "linear-delivery", "linear-event"))  # fmt: skip

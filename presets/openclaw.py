@@ -15,8 +15,9 @@ from relay.actions import AgentAction, WakeAction
 from relay.errors import BadRequest
 from relay.event import Event
 from relay.preset import Headers, Preset, load_json, parse_json
+from relay.verify import bounded_id
 
-from .generic import delivery_id, verify
+from .generic import UNIQUE_HEADERS, delivery_id, verify
 
 
 def _body(event: Event) -> dict[str, Any]:
@@ -67,9 +68,11 @@ def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
         and isinstance(payload.get("idempotencyKey"), str)
         and payload["idempotencyKey"]
     ):
-        return payload["idempotencyKey"][:200]
+        return bounded_id(payload["idempotencyKey"])
     return delivery_id(headers, payload, body)
 
 
-AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, parse=parse, transform=agent)
-WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, parse=parse, transform=wake)
+AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, parse=parse, transform=agent,
+               unique_headers=UNIQUE_HEADERS)  # fmt: skip
+WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, parse=parse, transform=wake,
+              unique_headers=UNIQUE_HEADERS)  # fmt: skip

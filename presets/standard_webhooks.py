@@ -18,7 +18,7 @@ from relay.config import SourceConfig, UnresolvedSecret
 from relay.errors import BadRequest
 from relay.event import Event
 from relay.preset import Headers, Preset
-from relay.verify import decode_standard_webhooks_secret, verify_standard_webhook
+from relay.verify import bounded_id, decode_standard_webhooks_secret, verify_standard_webhook
 
 MAX_DATA = 3000  # characters of the event's data shown in the message
 
@@ -55,7 +55,7 @@ def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     value = headers.get(f"{_prefix(headers)}-id", "").strip()
     if not value:
         raise BadRequest("missing webhook-id header")
-    return value[:200]
+    return bounded_id(value)
 
 
 def transform(event: Event) -> AgentAction:
@@ -78,4 +78,6 @@ def transform(event: Event) -> AgentAction:
     return AgentAction(message="\n".join(lines), name=event.source, session_key=session)
 
 
-PRESET = Preset(name="standard-webhooks", verify=verify, delivery_id=delivery_id, transform=transform)
+UNIQUE_HEADERS = tuple(f"{p}-{n}" for p in ("webhook", "svix") for n in ("id", "timestamp", "signature"))
+PRESET = Preset(name="standard-webhooks", verify=verify, delivery_id=delivery_id, transform=transform,
+                unique_headers=UNIQUE_HEADERS)  # fmt: skip

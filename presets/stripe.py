@@ -16,7 +16,7 @@ from relay.config import SourceConfig
 from relay.errors import BadRequest
 from relay.event import Event
 from relay.preset import Headers, Preset, parse_json
-from relay.verify import verify_stripe_signature
+from relay.verify import bounded_id, verify_stripe_signature
 
 # Currencies whose amounts are not in hundredths (https://docs.stripe.com/currencies#zero-decimal).
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
@@ -49,7 +49,7 @@ def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
     event_id = payload.get("id")
     if not isinstance(event_id, str) or not event_id:
         raise BadRequest("Stripe event has no id")
-    return event_id[:200]
+    return bounded_id(event_id)
 
 
 def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
@@ -108,5 +108,11 @@ def transform(event: Event) -> AgentAction:
 
 
 PRESET = Preset(
-    name="stripe", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip
+    name="stripe",
+    verify=verify,
+    delivery_id=delivery_id,
+    parse=parse,
+    transform=transform,
+    skip=skip,
+    unique_headers=("stripe-signature",),
 )

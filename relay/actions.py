@@ -6,10 +6,28 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 WakeMode = Literal["now", "next-heartbeat"]
 Thinking = Literal["off", "minimal", "low", "medium", "high"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+def _no_control(value: str | None) -> str | None:
+    if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# A message or text of only whitespace is refused (400), as the gateway would; session keys name a
+# session and are refused with control characters (a newline would split log lines and keys).
+Text = Annotated[str, Field(min_length=1), AfterValidator(_not_blank)]
+SessionKey = Annotated[str | None, Field(alias="sessionKey"), AfterValidator(_no_control)]
 
 
 class _Action(BaseModel):
@@ -24,10 +42,10 @@ class AgentAction(_Action):
     """`POST /hooks/agent`: start an agent turn with `message`."""
 
     kind: Literal["agent"] = "agent"
-    message: str = Field(min_length=1)
+    message: Text
     name: str | None = None
     agent_id: str | None = Field(default=None, alias="agentId")
-    session_key: str | None = Field(default=None, alias="sessionKey")
+    session_key: SessionKey = None
     wake_mode: WakeMode | None = Field(default=None, alias="wakeMode")
     deliver: bool | None = None
     channel: str | None = None
@@ -41,7 +59,7 @@ class WakeAction(_Action):
     """`POST /hooks/wake`: enqueue a system event with `text`."""
 
     kind: Literal["wake"] = "wake"
-    text: str = Field(min_length=1)
+    text: Text
     mode: WakeMode = "now"
 
     @property
@@ -57,7 +75,7 @@ class SendAction(_Action):
 
     kind: Literal["send"] = "send"
     to: str = Field(min_length=1)
-    message: str | None = Field(default=None, min_length=1)
+    message: str | None = Field(default=None, min_length=1)  # blank counts as absent: see below
     media_url: str | None = Field(default=None, alias="mediaUrl", min_length=1)
     media_urls: list[str] | None = Field(default=None, alias="mediaUrls")
     channel: str | None = None
@@ -66,7 +84,7 @@ class SendAction(_Action):
     reply_to_id: str | None = Field(default=None, alias="replyToId")
     thread_id: str | None = Field(default=None, alias="threadId")
     silent: bool | None = None
-    session_key: str | None = Field(default=None, alias="sessionKey")
+    session_key: SessionKey = None
 
     @model_validator(mode="after")
     def _text_or_media(self) -> SendAction:
@@ -83,7 +101,7 @@ class ToolAction(_Action):
     tool: str = Field(min_length=1)
     action: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
-    session_key: str | None = Field(default=None, alias="sessionKey")
+    session_key: SessionKey = None
 
 
 AnyAction = AgentAction | WakeAction | SendAction | ToolAction

@@ -15,7 +15,7 @@ from redis import Redis as SyncRedis
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -25,6 +25,7 @@ from .errors import HeadersTooLarge, PayloadTooLarge, RelayError, RequestTimeout
 from .guard import AuthGuard
 from .ingress import Ingress
 from .metrics import RedisCollector
+from .proxies import TrustedProxies, parse_networks
 from .queue import EventStore
 
 log = logging.getLogger("relay.app")
@@ -61,10 +62,6 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
     ingress = Ingress(settings, store)
     guard = AuthGuard(client, max_failures=settings.auth_failures_max,
                       window_seconds=settings.auth_failures_window_seconds)  # fmt: skip
-    # /metrics runs in Starlette's thread pool with a plain client; see relay.metrics.
-    sync_client = SyncRedis(connection_pool=SyncConnectionPool.from_url(settings.redis_url or DEFAULT_REDIS))
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(sync_client, settings.queue))
 
     async def hook(request: Request) -> Response:
         try:
@@ -76,9 +73,10 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
                 raise HeadersTooLarge(f"more than {settings.max_headers} request headers")
             source = ingress.source(request.path_params["source"])
             body = await read_body(request, source.config.max_body_bytes, settings.body_timeout_seconds)
-            address = request.client.host if request.client else "unknown"
+            address = request.client.host if request.client else "unknown"  # relay.proxies resolved it
             try:
-                outcome = await ingress.handle(source, request.headers, request.query_params, body)
+                outcome = await ingress.handle(source, request.headers, request.query_params, body,
+                                               repeated=repeated_headers(request))  # fmt: skip
             except Unauthorized as exc:
                 raise await guard.failed(address, source.name, exc) from None
             await guard.succeeded(address, source.name)
@@ -89,6 +87,10 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             log.error("redis unavailable: %s", exc)
             return error_response(Unavailable("storage unavailable; nothing was accepted, retry later"))
+        except ClientDisconnect:
+            # The sender went away mid-body: nothing was accepted and nobody is left to answer.
+            log.info("client disconnected before sending the whole body", extra={"status": 499})
+            return Response(status_code=400)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -114,25 +116,58 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
             return JSONResponse({"ok": False, "error": "no delivery worker is running", "workers": 0}, 503)
         return JSONResponse({"ok": True, "workers": workers})
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    methods = ["POST", "GET", "PUT", "DELETE", "PATCH"]
+    routes: list[BaseRoute] = [
+        Route("/hooks/{source}", hook, methods=methods),
+        Route("/hooks/{source}/", hook, methods=methods),  # the same answer, never a redirect
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+    ]
+    from .console import console_routes  # the delivery console (docs/console.md); [] unless enabled
+
+    routes += console_routes(settings)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    # No redirect for a trailing slash: Starlette builds its Location from the sender's Host header.
+    app.router.redirect_slashes = False
+    networks = parse_networks(settings.trusted_proxies)
+    if networks:
+        app.add_middleware(TrustedProxies, networks=networks)
+    return app
+
+
+def repeated_headers(request: Request) -> frozenset[str]:
+    """Names of the headers the request carries more than once (lower case)."""
+    seen: set[bytes] = set()
+    twice: set[str] = set()
+    for name, _ in request.headers.raw:
+        if name in seen:
+            twice.add(name.decode("latin-1"))
+        seen.add(name)
+    return frozenset(twice)
+
+
+def create_metrics_app(settings: Settings) -> Starlette:
+    """/metrics alone, for its own listener (`metrics.host`/`metrics.port`, loopback by default): the
+    public hooks listener does not serve it, since its labels name every configured source."""
+    # /metrics runs in Starlette's thread pool with a plain client; see relay.metrics.
+    sync_client = SyncRedis(connection_pool=SyncConnectionPool.from_url(settings.redis_url or DEFAULT_REDIS))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RedisCollector(sync_client, settings.queue))
+
     def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await client.aclose()
         sync_client.close()
 
-    routes: list[BaseRoute] = [
-        Route("/hooks/{source}", hook, methods=["POST", "GET", "PUT", "DELETE", "PATCH"]),
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
-        Route("/metrics", metrics),
-    ]
-    from .console import console_routes  # the delivery console (docs/console.md); [] unless enabled
-
-    routes += console_routes(settings)
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
+    return Starlette(routes=[Route("/metrics", metrics)], lifespan=lifespan)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -188,10 +188,12 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+def _serve(settings: Settings, host: str | None, port: int | None, metrics_port: int | None = None) -> None:
+    import asyncio
+
     import uvicorn
 
-    from .app import create_app
+    from .app import create_app, create_metrics_app
 
     try:
         app = create_app(settings)
@@ -202,21 +204,43 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
 
     # Request heads are limited like bodies: size, header count and time (relay.http).
     http = protocol(max_headers=settings.max_headers, head_timeout=settings.body_timeout_seconds)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="warning",
-                access_log=False, server_header=False, http=http)  # fmt: skip
+    # proxy_headers off: X-Forwarded-* are believed only from `trusted_proxies` (relay.proxies).
+    main = uvicorn.Server(uvicorn.Config(app, host=host or settings.host, port=port or settings.port,
+                                         log_level="warning", access_log=False, server_header=False, http=http,
+                                         proxy_headers=False))  # fmt: skip
+    metrics_port = settings.metrics.port if metrics_port is None else metrics_port
+    if not metrics_port:
+        main.run()
+        return
+    side = uvicorn.Server(uvicorn.Config(create_metrics_app(settings), host=settings.metrics.host, port=metrics_port,
+                                         log_level="warning", access_log=False, server_header=False,
+                                         proxy_headers=False))  # fmt: skip
+
+    async def both() -> None:
+        metrics_task = asyncio.create_task(side._serve())  # the main server handles the signals
+        try:
+            await main.serve()
+        finally:
+            side.should_exit = True
+            await metrics_task
+
+    asyncio.run(both())
 
 
 @cli.command()
 @click.option("--host", help="Address to listen on (default from config: 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default from config: 8080).")
+@click.option(
+    "--metrics-port", type=int, help="Port of the /metrics listener (default from config: 9464; 0: none)."
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, metrics_port: int | None) -> None:
     """Run the ingress only (needs redis_url)."""
     settings = _settings(ctx, lenient=False)
     if not settings.redis_url:
         click.echo("error: `relay serve` needs redis_url (RELAY_REDIS_URL); `relay up` embeds one", err=True)
         sys.exit(EXIT_CONFIG)
-    _serve(settings, host, port)
+    _serve(settings, host, port, metrics_port)
 
 
 @cli.command()
@@ -356,9 +380,14 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
-                click.echo(
+                click.echo(shown(
                     f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
-                )
+                ))  # fmt: skip
+
+
+def shown(text: str) -> str:
+    """`text` for a terminal: control characters (ESC sequences from a sender's ids) escaped."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text)
 
 
 @cli.group()
@@ -385,9 +414,9 @@ def dlq_list(ctx: click.Context, source: str | None, limit: int, as_json: bool) 
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row.get("dead_at", 0))))
             error = row.get("last_error", "").replace("\n", " ")[:60]
-            click.echo(
+            click.echo(shown(
                 f"{when}  {row['id']}  {row.get('source', ''):<12} {row.get('last_status') or '-':>4}  {error}"
-            )
+            ))  # fmt: skip
 
 
 @dlq.command("show")

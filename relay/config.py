@@ -267,6 +267,15 @@ def _is_list(annotation: Any) -> bool:
     return any(_is_list(arg) for arg in get_args(annotation) if get_origin(annotation) in (Union, UnionType))
 
 
+class MetricsConfig(BaseModel):
+    """/metrics on its own listener (loopback by default), never on the public hooks listener."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535, description="0: no metrics listener")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
@@ -288,6 +297,11 @@ class Settings(BaseSettings):
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses/CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed",
+    )
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
     schedules: dict[ScheduleName, ScheduleConfig] = Field(
@@ -329,6 +343,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first, then the values read from relay.yaml (passed as init kwargs).
         return _Environment(settings_cls), init_settings
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from .proxies import parse_networks
+
+        parse_networks(value)
+        return value
 
     @model_validator(mode="after")
     def _known_gateways(self) -> Settings:

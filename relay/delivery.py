@@ -78,7 +78,9 @@ def backoff(attempt: int, base: float, cap: float, retry_after: float | None = N
     """Exponential backoff with full jitter, never sooner than the gateway's Retry-After."""
     delay = random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
     if retry_after is not None:
-        delay = max(delay, retry_after)
+        # RQ stores a retry's time in whole seconds, rounded down: one second more keeps the next
+        # attempt from arriving before Retry-After (it was up to 1 s early).
+        return math.ceil(max(delay, retry_after)) + 1
     return max(1, math.ceil(delay))
 
 

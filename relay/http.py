@@ -5,6 +5,12 @@ sender trickles them. This protocol refuses, with the relay's JSON error body an
 closed: a request line plus headers over `max_head_bytes` (431), more than `max_headers` headers
 (431), and a head not complete within `head_timeout` seconds of its first byte or of the
 connection's opening (408). Bodies are limited by the app (`relay.app.read_body`).
+
+An answer sent before the body was fully read (404, 405, 413, 401, 429, 408) ends the connection
+(`connection: close`): uvicorn would otherwise keep reading and discarding the rest, and a sender
+dribbling a byte a second would hold the connection forever. As a backstop, a body still
+incomplete `head_timeout + BODY_GRACE` seconds after its head closes the connection whatever the
+app is doing.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024
+BODY_GRACE = 2.0  # past the app's own 408 (body_timeout_seconds), before the protocol closes
 
 
 class _Refused(Exception):
@@ -33,6 +40,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._refusal: tuple[int, str] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -40,6 +48,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_body()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -75,7 +84,41 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is None or cycle is before:
+            return  # an upgrade request: no cycle was made
+        original = cycle.send
+
+        async def send(message: Any) -> None:
+            # Answered before the whole body arrived: close after the answer, read nothing more.
+            if message["type"] == "http.response.start" and cycle.more_body:
+                cycle.keep_alive = False
+            await original(message)
+
+        cycle.send = send  # type: ignore[method-assign]
+        self._disarm_body()
+        self._body_timer = self.loop.call_later(self.head_timeout + BODY_GRACE, self._body_timed_out)
+
+    def on_message_complete(self) -> None:
+        self._disarm_body()
+        super().on_message_complete()
+
+    def _disarm_body(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timed_out(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing() or self.cycle is None:
+            return
+        self.cycle.keep_alive = False
+        if self.cycle.response_started:
+            self.transport.close()
+        else:
+            self._refuse(408, f"the request body did not arrive within {self.head_timeout:g} s")
 
     def _count(self, size: int) -> None:
         self._head_bytes += size
@@ -90,6 +133,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, text: str) -> None:
         self._disarm()
+        self._disarm_body()
         body = orjson.dumps({"ok": False, "error": text})
         head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
         for name, value in self.server_state.default_headers:

@@ -18,7 +18,7 @@ from presets import openclaw
 from . import batching, cooldown, delayed
 from .budget import TransformBudget
 from .config import Settings, SourceConfig
-from .errors import ConfigError, NotFound, RelayError, TransformError
+from .errors import BadRequest, ConfigError, NotFound, RelayError, TransformError
 from .event import Event
 from .mapping import Mapper, load_transform, transform_key
 from .preset import Preset
@@ -109,10 +109,19 @@ class Ingress:
         return source
 
     async def handle(
-        self, source: Source, headers: Mapping[str, str], query: Mapping[str, str], body: bytes
-    ) -> Outcome:
-        """Verify, map and record one webhook whose body has been read within the source's limit."""
+        self, source: Source, headers: Mapping[str, str], query: Mapping[str, str], body: bytes,
+        repeated: frozenset[str] = frozenset(),
+    ) -> Outcome:  # fmt: skip
+        """Verify, map and record one webhook whose body has been read within the source's limit.
+
+        `repeated`: the (lower-case) names of headers the request carries more than once."""
         preset = source.preset
+        unique = {*preset.unique_headers, (source.config.signature_header or "").lower()}
+        doubled = sorted(repeated & unique)
+        if doubled:
+            raise BadRequest(f"repeated {doubled[0]} header: send it once")
+        if preset.prepare is not None:
+            await preset.prepare(headers, source.config)
         if source.config.allow_query_token and preset.verify_query is not None:
             preset.verify_query(headers, query, body, source.config)
             # The URL's token is a credential: kept nowhere, like the credential headers.

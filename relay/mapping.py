@@ -360,6 +360,8 @@ def merge(
     for key, value in merged.items():
         if isinstance(value, str):
             merged[key] = strip_control(value)
+    if isinstance(merged.get("sessionKey"), str):  # a key is one line: no \n or \t either
+        merged["sessionKey"] = "".join(c for c in merged["sessionKey"] if c >= " " and c != "\x7f")
     text_key = _REQUIRED[kind]
     text = merged.get(text_key)
     if not isinstance(text, str) or not text.strip():

@@ -5,7 +5,7 @@ Presets are pure (no I/O); the registry of built-in ones is `presets.REGISTRY`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,3 +98,8 @@ class Preset:
     verify_query: Callable[[Headers, Mapping[str, str], bytes, SourceConfig], None] | None = None
     # The status of an accepted event: Pub/Sub's emulator acks only 200 and 204 (202 is redelivered).
     accepted_status: int = 202
+    # Headers this preset reads for authentication, event type, delivery id or timestamp: a request
+    # that repeats one is refused (400), since the checks and the message could read different copies.
+    unique_headers: tuple[str, ...] = ()
+    # I/O `verify` needs done first, without blocking the event loop (gmail: fetch the JWKS).
+    prepare: Callable[[Headers, SourceConfig], Awaitable[None]] | None = None

@@ -29,6 +29,7 @@ from .reconcile import reconcile
 log = logging.getLogger("relay.router")
 
 BATCH = 200
+TRIM_BATCH = 1000  # events past events_max emptied per round of `trim`
 
 
 def ensure_group(conn: Redis) -> None:
@@ -116,11 +117,23 @@ class Router:
             self.redis.delete(f"{keys.PREFIX}sweeper")
 
     def trim(self) -> None:
-        """Keep the event log and the dead letters bounded by age (and the log by count)."""
+        """Keep the event log and the dead letters bounded by age (and the log by count).
+
+        Events past `events_max` lose their body and headers too (what makes an event big), not
+        only their place in the index; their actions stay until `event_ttl`, so nothing queued is lost."""
         now = time.time()
+        while True:
+            excess = self.redis.zcard(keys.EVENTS) - self.settings.events_max
+            over = self.redis.zrange(keys.EVENTS, 0, min(excess, TRIM_BATCH) - 1) if excess > 0 else []
+            if not over:
+                break
+            with self.redis.pipeline(transaction=False) as pipe:
+                for member in over:
+                    pipe.hdel(keys.event(member.decode()), "body", "headers")
+                pipe.zrem(keys.EVENTS, *over)
+                pipe.execute()
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(keys.EVENTS, "-inf", now - self.settings.event_ttl_seconds)
-            pipe.zremrangebyrank(keys.EVENTS, 0, -self.settings.events_max - 1)
             pipe.zremrangebyscore(keys.PARKED, "-inf", now - self.settings.event_ttl_seconds)
             pipe.zremrangebyscore(keys.DEAD, "-inf", now - self.settings.delivery.dead_letter_ttl_seconds)
             pipe.execute()

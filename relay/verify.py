@@ -84,6 +84,18 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: REDACTED if k.lower() in CREDENTIAL_HEADERS else v for k, v in headers.items()}
 
 
+MAX_ID = 200
+
+
+def bounded_id(value: str, limit: int = MAX_ID) -> str:
+    """A sender's id as a delivery id: itself up to `limit` characters; a longer one is keyed on a
+    digest of all of it, its start kept for display only, so two ids never collide by shortening."""
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{value[: limit - 72]}~sha256:{digest}"
+
+
 def body_digest(body: bytes) -> str:
     """A delivery id for senders that send none: the same bytes are the same delivery."""
     return "sha256:" + hashlib.sha256(body).hexdigest()

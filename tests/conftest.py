@@ -163,10 +163,13 @@ class Relay:
         self.stub_port = free_port()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         config: dict[str, Any] = {
             "redis_url": redis_url,
             "gateway": {"url": f"http://127.0.0.1:{self.stub_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
             "delivery": {"heartbeat_grace_seconds": 2, "backoff_base_seconds": 0.5, "backoff_max_seconds": 2},
+            "metrics": {"port": self.metrics_port},
             "sources": {
                 "github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"},
                 "generic": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
@@ -199,8 +202,11 @@ class Relay:
 
     def start_ingress(self, port: int | None = None) -> Proc:
         """Start an ingress process (on another port for a second one; all share the config)."""
+        metrics_port = self.metrics_port if port in (None, self.port) else free_port()
         port = port or self.port
-        proc = self._start(["serve", "--port", str(port)], f"ingress-{port}")
+        proc = self._start(
+            ["serve", "--port", str(port), "--metrics-port", str(metrics_port)], f"ingress-{port}"
+        )
         wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=15)
         return proc
 

@@ -94,9 +94,7 @@ def _binary() -> str:
     for name in BINARIES:
         if path := shutil.which(name):
             return path
-    pytest.fail(
-        "Alertmanager is not installed (apt-get install prometheus-alertmanager, or `make test`)"
-    )
+    pytest.fail("Alertmanager is not installed (apt-get install prometheus-alertmanager, or `make test`)")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import socket
@@ -38,6 +39,7 @@ SW_SECRETS = ["whsec_" + base64.b64encode(b"standard-webhooks-secret-1").decode(
               "whsec_" + base64.b64encode(b"standard-webhooks-secret-2").decode()]  # fmt: skip
 GITLAB_TOKEN = "gitlab-token-bad-input"
 ALERTS_TOKEN = "alerts-token-bad-input"
+LINEAR_SECRET = "linear-secret-bad-input"
 SMALL_LIMIT = 1024
 BODY_TIMEOUT = 1.0
 LOCKOUT_AFTER = 5
@@ -58,7 +60,9 @@ SOURCES: dict[str, Any] = {
     "gitlab": {"preset": "gitlab", "token": GITLAB_TOKEN},
     "alerts": {"preset": "alertmanager", "token": ALERTS_TOKEN},
     "gmail": {"preset": "gmail", "token": "gmail-token-bad-input"},
+    "linear": {"preset": "linear", "secret": LINEAR_SECRET},
 }
+CONSOLE_TOKEN = "console-token-bad-input-0123456789"
 MAPPINGS = [
     {"match": {"path": "raw"}, "action": "agent", "messageTemplate": "Raw: {{payload.body}}"},
     {"match": {"path": "signed"}, "action": "wake", "textTemplate": "signed {{payload.n}}"},
@@ -71,6 +75,7 @@ class Req:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     method: str = "POST"
+    again: tuple[tuple[str, str | bytes], ...] = ()  # headers sent after `headers` (repeats, raw bytes)
 
 
 Wire = Callable[[int], tuple[int, dict[str, str], bytes]]
@@ -86,6 +91,7 @@ class Case:
     request: Req | None = None
     prelude: tuple[Req, ...] = ()  # sent first (a first delivery, earlier failures)
     wire: Wire | None = None  # a raw-socket exchange for what httpx cannot send
+    html: bool = False  # a console page: the answer is HTML, `error` a substring of it
 
 
 def _id() -> str:
@@ -218,6 +224,104 @@ def malformed_request_line(port: int) -> tuple[int, dict[str, str], bytes]:
     return _exchange(port, b"POST /hooks/generic HTTP/9.9 garbage\r\n\r\n", [])
 
 
+def _dup(req: Req, name: str, value: str | bytes) -> Req:
+    """`req` with `name` sent a second time."""
+    return Req(req.path, req.headers, req.body, req.method, ((name, value),))
+
+
+def linear(body: bytes = b"", delivery: str | None = None) -> Req:
+    body = body or orjson.dumps({"type": "Issue", "action": "create", "data": {"id": "i1", "title": "t"},
+                                 "webhookTimestamp": int(time.time() * 1000)})  # fmt: skip
+    sig = hmac.new(LINEAR_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return Req("/hooks/linear", {"Content-Type": "application/json", "Linear-Signature": sig,
+                                 "Linear-Delivery": delivery or _id(), "Linear-Event": "Issue"}, body)  # fmt: skip
+
+
+def agent(body: dict[str, Any]) -> Req:
+    return generic(orjson.dumps(body), token=HOOKS_TOKEN, path="/hooks/agent")
+
+
+def early_answer_closes(port: int) -> tuple[int, dict[str, str], bytes]:
+    """An unknown hook with a body still coming, one byte at a time: answered, then closed."""
+    head = _request_head("/hooks/nope", {"Content-Length": "100000", "Content-Type": "application/json"})
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=BODY_TIMEOUT + 4) as sock:
+        sock.sendall(head)
+        data = b""
+        while True:
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                pass
+            try:
+                sock.settimeout(0.2)
+                more = sock.recv(65536)
+            except TimeoutError:
+                assert time.monotonic() - started < BODY_TIMEOUT + 4, "the connection was held open"
+                continue
+            except OSError:
+                break
+            if not more:
+                break
+            data += more
+    head_bytes, _, body = data.partition(b"\r\n\r\n")
+    lines = head_bytes.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert headers.get("connection") == "close", headers
+    return int(lines[0].split()[1]), headers, body
+
+
+@contextlib.contextmanager
+def _console_session(port: int) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        assert client.post("/console/login", data={"token": CONSOLE_TOKEN}).status_code == 303
+        yield client
+
+
+def _answer(response: httpx.Response) -> tuple[int, dict[str, str], bytes]:
+    return response.status_code, dict(response.headers), response.content
+
+
+def console_page(path: str) -> Wire:
+    def wire(port: int) -> tuple[int, dict[str, str], bytes]:
+        with _console_session(port) as client:
+            return _answer(client.get(path))
+
+    return wire
+
+
+def console_foreign_cookie(port: int) -> tuple[int, dict[str, str], bytes]:
+    with httpx.Client(timeout=10) as client:
+        return _answer(client.get(f"http://127.0.0.1:{port}/console",
+                                  headers=[("Cookie", b"relay_console=9999999999.n.\xc3\xa9\xff")]))  # fmt: skip
+
+
+def console_non_ascii_csrf(port: int) -> tuple[int, dict[str, str], bytes]:
+    with _console_session(port) as client:
+        return _answer(client.post("/console/logout", content=b"csrf=%C3%A9%E2%82%AC",
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"}))  # fmt: skip
+
+
+def console_deep_raw_event(port: int) -> tuple[int, dict[str, str], bytes]:
+    req = generic(b"[" * 600 + b"]" * 600, path="/hooks/raw", ctype="text/plain")
+    event_id = httpx.post(f"http://127.0.0.1:{port}{req.path}", content=req.body, headers=req.headers).json()[
+        "eventId"
+    ]
+    with _console_session(port) as client:
+        return _answer(client.get(f"/console/events/{event_id}"))
+
+
+def console_login_throttled(port: int) -> tuple[int, dict[str, str], bytes]:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        answers = [client.post("/console/login", data={"token": f"guess-{i}"}).status_code for i in range(10)]
+        assert answers == [401] * 10
+        return _answer(client.post("/console/login", data={"token": CONSOLE_TOKEN}))
+
+
+LONG_KEY = "k" * 250
+REPEATED = "repeated"
+
+
 PUSH = github_fixture("push.default")
 REPLAYED_DELIVERY = _id()
 REPLAYED_SW = f"msg_{uuid.uuid4().hex}"
@@ -339,6 +443,67 @@ CASES: list[Case] = [
                                                token=HOOKS_TOKEN, path="/hooks/agent")),
     Case("wake-wrong-token", "wake", "/hooks/wake with the github secret as token", 401, "invalid token",
          generic(b'{"text": "x"}', token=GITHUB_SECRET, path="/hooks/wake")),
+    # Held connections, forwarded headers, long ids, trailing slashes (docs/hardening.md)
+    Case("early-answer-closes", "any", "an unknown hook whose body keeps dribbling a byte at a time: answered "
+         "with Connection: close, and closed", 404, "no such hook", wire=early_answer_closes),
+    Case("metrics-not-on-hooks-port", "any", "GET /metrics on the hooks listener (it has its own, on loopback)",
+         404, "no such hook", Req("/metrics", method="GET")),
+    Case("trailing-slash", "generic", "/hooks/generic/ (a trailing slash): answered as without it, no redirect",
+         200, "", generic(path="/hooks/generic/")),
+    Case("xff-rotating-lockout", "any", "failed signatures, each with another X-Forwarded-For (not a trusted "
+         "proxy): the lockout still counts the peer", 429, "too many failed authentications",
+         _dup(BAD_GITHUB, "X-Forwarded-For", "198.51.100.99"),
+         prelude=tuple(_dup(BAD_GITHUB, "X-Forwarded-For", f"198.51.100.{i}") for i in range(LOCKOUT_AFTER))),
+    Case("long-id-shared-prefix", "agent", "an idempotencyKey of 251 characters sharing its first 250 with an "
+         "earlier one: a second event, not a duplicate", 202, "", agent({"message": "b", "idempotencyKey": LONG_KEY + "2"}),
+         prelude=(agent({"message": "a", "idempotencyKey": LONG_KEY + "1"}),)),
+    Case("agent-blank-message", "agent", '/hooks/agent with {"message": "   "}', 400, "must not be blank",
+         agent({"message": "   "})),
+    Case("agent-session-key-newline", "agent", "/hooks/agent with a newline in sessionKey", 400,
+         "control characters", agent({"message": "hi", "sessionKey": "hook:a\nb"})),
+    # Repeated security headers: one rule for every preset
+    Case("repeated-github-event", "github", "two X-GitHub-Event headers (push, then ping)", 400, REPEATED,
+         _dup(gh(PUSH), "X-GitHub-Event", "ping")),
+    Case("repeated-github-signature", "github", "two X-Hub-Signature-256 headers", 400, REPEATED,
+         _dup(gh(PUSH), "X-Hub-Signature-256", sign(b"{}"))),
+    Case("repeated-generic-token", "generic", "two Authorization headers", 400, REPEATED,
+         _dup(generic(), "Authorization", "Bearer other")),
+    Case("repeated-generic-idempotency-key", "generic", "two Idempotency-Key headers", 400, REPEATED,
+         _dup(generic(**{"Idempotency-Key": "a"}), "Idempotency-Key", "b")),
+    Case("repeated-hmac-signature", "generic", "HMAC mode, two X-Signature headers", 400, REPEATED,
+         Req("/hooks/signed", {"X-Signature": "sha256=" + "0" * 64}, b'{"n": 1}', again=(("X-Signature", "x"),))),
+    Case("repeated-stripe-signature", "stripe", "two Stripe-Signature headers", 400, REPEATED,
+         _dup(stripe(STRIPE_EVENT), "Stripe-Signature", "t=1,v1=00")),
+    Case("repeated-sw-id", "standard-webhooks", "two webhook-id headers", 400, REPEATED,
+         _dup(sw(b'{"type": "a"}'), "webhook-id", "msg_other")),
+    Case("repeated-sw-timestamp", "standard-webhooks", "two webhook-timestamp headers", 400, REPEATED,
+         _dup(sw(b'{"type": "a"}'), "webhook-timestamp", "1")),
+    Case("repeated-gitlab-event", "gitlab", "two X-Gitlab-Event headers", 400, REPEATED,
+         Req("/hooks/gitlab", {"X-Gitlab-Token": GITLAB_TOKEN, "X-Gitlab-Event": "Push Hook"}, b"{}",
+             again=(("X-Gitlab-Event", "Note Hook"),))),
+    Case("repeated-linear-delivery", "linear", "two Linear-Delivery headers", 400, REPEATED,
+         _dup(linear(), "Linear-Delivery", "other")),
+    Case("repeated-alertmanager-auth", "alertmanager", "two Authorization headers", 400, REPEATED,
+         Req("/hooks/alerts", {"Authorization": f"Bearer {ALERTS_TOKEN}"}, AM_BODY,
+             again=(("Authorization", "Bearer other"),))),
+    Case("repeated-gmail-auth", "gmail", "two Authorization headers", 400, REPEATED,
+         Req("/hooks/gmail", {"Authorization": "Bearer gmail-token-bad-input"}, b"{}",
+             again=(("Authorization", "Bearer other"),))),
+    Case("repeated-agent-token", "agent", "/hooks/agent with two Authorization headers", 400, REPEATED,
+         _dup(agent({"message": "hi"}), "Authorization", "Bearer other")),
+    # The console (loopback, logged in unless said otherwise)
+    Case("console-cursor-nan", "console", "/console?cursor=nan~x (also /console/dead, /console/parked)", 200,
+         "Events", wire=console_page("/console?cursor=nan~x"), html=True),
+    Case("console-dead-cursor-nan", "console", "/console/dead?cursor=nan~x", 200, "Dead",
+         wire=console_page("/console/dead?cursor=nan~x"), html=True),
+    Case("console-foreign-cookie", "console", "a session cookie whose MAC holds non-ASCII bytes (planted by "
+         "another app on 127.0.0.1)", 401, "token", wire=console_foreign_cookie, html=True),
+    Case("console-non-ascii-csrf", "console", "a POST whose CSRF value is not ASCII", 403, "CSRF",
+         wire=console_non_ascii_csrf, html=True),
+    Case("console-deep-raw-event", "console", "the event page of a raw-source body nested 600 levels deep", 200,
+         "[[[", wire=console_deep_raw_event, html=True),
+    Case("console-login-throttled", "console", "a console login after 10 wrong tokens within a minute (even "
+         "the right token)", 429, "Too many", wire=console_login_throttled, html=True),
 ]  # fmt: skip
 
 
@@ -358,16 +523,15 @@ def render_table(cases: list[Case] = CASES) -> str:
 def ingress(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[Relay]:
     relay = Relay(tmp_path_factory.mktemp("bad-input"), redis_server.url, {
         "sources": SOURCES, "mappings": MAPPINGS, "body_timeout_seconds": BODY_TIMEOUT,
-        "auth_failures_max": LOCKOUT_AFTER})  # fmt: skip
+        "auth_failures_max": LOCKOUT_AFTER, "console": {"enabled": True, "token": CONSOLE_TOKEN}})  # fmt: skip
     relay.start_ingress()
     yield relay
     relay.stop()
 
 
 def _send(relay: Relay, req: Req) -> httpx.Response:
-    return httpx.request(
-        req.method, f"{relay.url}{req.path}", content=req.body, headers=req.headers, timeout=10
-    )
+    headers = [*req.headers.items(), *req.again]
+    return httpx.request(req.method, f"{relay.url}{req.path}", content=req.body, headers=headers, timeout=10)
 
 
 def test_cases_are_distinct_and_enough() -> None:
@@ -398,6 +562,9 @@ def test_bad_input(case: Case, ingress: Relay, redis_server: RedisServer) -> Non
             response = _send(ingress, case.request)
             status, headers, raw = response.status_code, dict(response.headers), response.content
         assert status == case.status, raw
+        if case.html:
+            assert case.error in raw.decode(), raw
+            return
         assert headers.get("content-type", "application/json").startswith("application/json")
         body = orjson.loads(raw)
         if status >= 400:

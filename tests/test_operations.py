@@ -21,7 +21,7 @@ PUSH = github_fixture("push.default")
 
 
 def scrape(relay: Relay) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"{relay.url}/metrics").text
+    text = httpx.get(relay.metrics_url).text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
 

@@ -3,6 +3,7 @@ shared token, and the gog / OpenClaw `hooks.gmail` shape rendered as OpenClaw's 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import json
@@ -19,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import presets
+from presets import gmail
 from presets.jwks import CACHE, JwksCache
 from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, ConfigError, Unauthorized, Unavailable
@@ -185,23 +187,56 @@ def jwks_url() -> Iterator[str]:
     server.server_close()
 
 
+def _prepared_verify(cfg: SourceConfig, headers: dict[str, str]) -> None:
+    """What the ingress does: fetch the JWKS asynchronously (gmail.prepare), then verify."""
+    asyncio.run(gmail.prepare({k.lower(): v for k, v in headers.items()}, cfg))
+    verify(cfg, headers, ENVELOPE)
+
+
 def test_jwks_from_a_url_is_cached(jwks_url: str) -> None:
     url_cfg = source("gmail", audience=AUDIENCE, jwks=jwks_url)
     for _ in range(3):
-        verify(url_cfg, push_headers(token()), ENVELOPE)
+        _prepared_verify(url_cfg, push_headers(token()))
     assert _JwksHandler.hits == 1
     # An unknown kid reloads at most once per min_reload seconds.
     with pytest.raises(Unauthorized, match="not in the JWKS"):
-        verify(url_cfg, push_headers(token(kid="k9")), ENVELOPE)
+        _prepared_verify(url_cfg, push_headers(token(kid="k9")))
     assert _JwksHandler.hits == 1
+
+
+def test_a_url_jwks_is_never_fetched_by_the_synchronous_verify(jwks_url: str) -> None:
+    with pytest.raises(Unavailable, match="not fetched yet"):
+        verify(source("gmail", audience=AUDIENCE, jwks=jwks_url), push_headers(token()), ENVELOPE)
+    assert _JwksHandler.hits == 0
 
 
 def test_unknown_kid_reload_after_min_reload(jwks_url: str) -> None:
     cache = JwksCache(min_reload=0)
-    assert cache.key(jwks_url, "k1") is not None
-    _JwksHandler.body = json.dumps(jwks(("k1", KEY), ("k2", OTHER_KEY))).encode()
-    assert cache.key(jwks_url, "k2") is not None
+
+    async def main() -> None:
+        await cache.ensure(jwks_url, "k1")
+        assert cache.key(jwks_url, "k1") is not None
+        _JwksHandler.body = json.dumps(jwks(("k1", KEY), ("k2", OTHER_KEY))).encode()
+        await cache.ensure(jwks_url, "k2")
+        assert cache.key(jwks_url, "k2") is not None
+
+    asyncio.run(main())
     assert _JwksHandler.hits == 2
+
+
+def test_concurrent_requests_share_one_fetch_and_a_stale_set_serves_while_refreshing(jwks_url: str) -> None:
+    cache = JwksCache(ttl=0.0)
+
+    async def main() -> None:
+        await asyncio.gather(*(cache.ensure(jwks_url, "k1") for _ in range(20)))
+        assert _JwksHandler.hits == 1  # single-flight
+        await cache.ensure(jwks_url, "k1")  # expired (ttl 0): answered from the cache at once
+        assert cache.key(jwks_url, "k1") is not None
+        task = cache._inflight[jwks_url]
+        await task  # the background refresh
+        assert _JwksHandler.hits == 2
+
+    asyncio.run(main())
 
 
 def test_unreachable_jwks_is_a_503(tmp_path: Path) -> None:

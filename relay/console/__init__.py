@@ -8,6 +8,7 @@ and template rendering run in Starlette's thread pool with a plain Redis client,
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,19 +18,25 @@ from urllib.parse import parse_qs, urlencode
 import jinja2
 from redis import ConnectionPool, Redis
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .. import keys
+from ..app import read_body
 from ..config import Settings
-from ..errors import ConfigError
+from ..errors import ConfigError, RelayError
 from . import data, render
 from .auth import COOKIE, SECURITY_HEADERS, SESSION_SECONDS, Gate, Session, is_loopback
 
+log = logging.getLogger("relay.console")
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
 MAX_FORM = 256 * 1024
 MAX_REPLAY_ALL = 5000  # one "replay all of a source" request replays at most this many
+# Wrong console tokens per client address and window before logins are refused (429) for the window.
+LOGIN_FAILURES_MAX = 10
+LOGIN_WINDOW_SECONDS = 60
 
 Handler = Callable[[Request, Session | None, dict[str, list[str]]], Awaitable[Response]]
 
@@ -57,11 +64,13 @@ class Console:
     # -- plumbing ------------------------------------------------------------------------------
 
     def html(
-        self, name: str, status: int = 200, session: Session | None = None, **context: Any
-    ) -> HTMLResponse:
+        self, name: str, status: int = 200, session: Session | None = None,
+        response_headers: dict[str, str] | None = None, **context: Any,
+    ) -> HTMLResponse:  # fmt: skip
         context.setdefault("csrf", session.csrf if session else "")
         context.setdefault("rq_dashboard_url", self.settings.console.rq_dashboard_url)
-        return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status)
+        return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status,
+                            headers=response_headers)  # fmt: skip
 
     def guarded(self, handler: Handler, *, login: bool = True) -> Callable[[Request], Awaitable[Response]]:
         """Loopback (unless allow_remote), then the session (unless `login` is False), then CSRF on POST."""
@@ -71,9 +80,13 @@ class Console:
                 return JSONResponse({"ok": False, "error": "no such hook"}, status_code=404)  # as if absent
             form: dict[str, list[str]] = {}
             if request.method == "POST":
-                body = await request.body()
-                if len(body) > MAX_FORM:
-                    return self._secured(Response("form too large", status_code=413))
+                try:
+                    body = await read_body(request, MAX_FORM, self.settings.body_timeout_seconds)
+                except RelayError as exc:  # too large (413) or too slow (408)
+                    return self._secured(Response(exc.message, status_code=exc.status_code))
+                except ClientDisconnect:
+                    log.info("console client disconnected before sending the whole form")
+                    return Response(status_code=400)
                 form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
             session = self.gate.session(request)
             if login and session is None:
@@ -102,12 +115,26 @@ class Console:
             if session is not None:
                 return RedirectResponse("/console", 303)
             return self.html("login.html", error="")
+        address = request.client.host if request.client else "unknown"  # relay.proxies resolved it
+        key = keys.auth_failures("console", address)
+        failures = int(await self.run(self.redis.get, key) or 0)
+        if failures >= LOGIN_FAILURES_MAX:
+            ttl = int(await self.run(self.redis.ttl, key))
+            return self.html("login.html", 429, error="Too many wrong tokens; wait a minute.",
+                             response_headers={"Retry-After": str(max(1, ttl))})  # fmt: skip
         if not self.gate.token_ok(_one(form, "token")):
+            await self.run(self._count_failure, key)
             return self.html("login.html", 401, error="Wrong token.")
         response = RedirectResponse("/console", 303)
         response.set_cookie(COOKIE, self.gate.new_cookie(), max_age=SESSION_SECONDS, path="/console",
                             httponly=True, samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
         return response
+
+    def _count_failure(self, key: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(key, 0, ex=LOGIN_WINDOW_SECONDS, nx=True)
+            pipe.incr(key)
+            pipe.execute()
 
     async def logout(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
         response = RedirectResponse("/console/login", 303)

@@ -52,7 +52,7 @@ class Gate:
         self._key = hmac.new(self._token, b"relay-console-session-v1", hashlib.sha256).digest()
 
     def token_ok(self, presented: str) -> bool:
-        return hmac.compare_digest(presented.encode(), self._token)
+        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), self._token)
 
     def _mac(self, *parts: str) -> str:
         return hmac.new(self._key, "|".join(parts).encode(), hashlib.sha256).hexdigest()
@@ -66,13 +66,20 @@ class Gate:
         """The request's session, if its cookie is ours and has not expired."""
         value = request.cookies.get(COOKIE, "")
         parts = value.split(".")
-        if len(parts) != 3 or not parts[0].isdigit():
+        if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()):
             return None
         expiry, nonce, mac = parts
-        if not hmac.compare_digest(mac, self._mac("session", expiry, nonce)) or int(expiry) < time.time():
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters (a planted cookie).
+        presented = mac.encode("utf-8", "surrogatepass")
+        if (
+            not hmac.compare_digest(presented, self._mac("session", expiry, nonce).encode())
+            or int(expiry) < time.time()
+        ):
             return None
         return Session(nonce, self._mac("csrf", nonce))
 
     @staticmethod
     def csrf_ok(session: Session, presented: str) -> bool:
-        return bool(presented) and hmac.compare_digest(presented, session.csrf)
+        return bool(presented) and hmac.compare_digest(
+            presented.encode("utf-8", "surrogatepass"), session.csrf.encode()
+        )

@@ -8,6 +8,7 @@ as "delivered") looks at no more than `WINDOW` events per page. Nothing here sca
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ def parse_cursor(cursor: str | None) -> tuple[str, str | None]:
         return "+inf", None
     score, member = cursor.split("~", 1)
     try:
-        float(score)
+        if math.isnan(float(score)):  # Redis refuses a NaN bound
+            return "+inf", None
     except ValueError:
         return "+inf", None
     return score, member

@@ -33,12 +33,18 @@ def pretty_body(body: bytes, total: int) -> tuple[str, bool]:
     suffix = f"\n… {total - len(body)} more bytes not shown" if total > len(body) else ""
     try:
         return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode() + suffix, True
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # not JSON, or nested too deep to write back
         return body.decode("utf-8", errors="replace") + suffix, False
 
 
 def pretty_json(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONEncodeError:
+        return repr(value)[:MAX_REPR]
+
+
+MAX_REPR = 64 * 1024
 
 
 def age(timestamp: float | str | None, now: float | None = None) -> str:
