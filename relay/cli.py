@@ -215,9 +215,17 @@ def _serve(settings: Settings, host: str | None, port: int | None, metrics_port:
     side = uvicorn.Server(uvicorn.Config(create_metrics_app(settings), host=settings.metrics.host, port=metrics_port,
                                          log_level="warning", access_log=False, server_header=False,
                                          proxy_headers=False))  # fmt: skip
+    try:
+        metrics_socket = side.config.bind_socket()
+    except SystemExit:  # uvicorn logged why (address in use): the hooks are served all the same
+        click.echo(f"warning: /metrics not served: cannot listen on {settings.metrics.host}:{metrics_port} "
+                   "(set metrics.port, or --metrics-port; 0 turns the listener off)", err=True)  # fmt: skip
+        main.run()
+        return
 
     async def both() -> None:
-        metrics_task = asyncio.create_task(side._serve())  # the main server handles the signals
+        # The main server handles the signals; the metrics one serves the socket bound above.
+        metrics_task = asyncio.create_task(side._serve(sockets=[metrics_socket]))
         try:
             await main.serve()
         finally:
