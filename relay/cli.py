@@ -548,7 +548,8 @@ def _check_transforms(settings: Settings) -> None:
 def check(ctx: click.Context, offline: bool) -> None:
     """Validate the config, import every transform, then reach Redis and the gateway.
 
-    Exits 2 on a config or transform error, 3 when Redis or the gateway cannot be reached.
+    Exits 2 on a config or transform error or an unset secret (--offline: only warns about
+    secrets), 3 when Redis or the gateway cannot be reached.
     """
     from .ingress import build_sources
 
@@ -562,12 +563,14 @@ def check(ctx: click.Context, offline: bool) -> None:
     click.echo(f"config ok: {len(settings.sources)} source(s), {len(settings.mappings)} mapping(s)")
     from .config import unresolved_secrets
 
-    for secret in unresolved_secrets(settings):  # `relay up` would refuse to start on these
-        click.echo(
-            f"warning: {secret.where}: {secret.problem} (needed by relay up, serve and worker)", err=True
-        )
+    missing = unresolved_secrets(settings)  # `relay up` would refuse to start on these
     if offline:
+        for secret in missing:
+            click.echo(f"warning: {secret.where}: {secret.problem} (needed by relay up, serve and worker)",
+                       err=True)  # fmt: skip
         return
+    if missing:
+        _settings(ctx, lenient=False)  # exits 2 with the error `relay up` would give (file and key)
     with _redis_errors():
         _redis(settings).ping()
     click.echo("redis ok")
