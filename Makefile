@@ -12,10 +12,12 @@ export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
 # benchmark) and chromium (the console's browser test). Installed with apt-get when missing
-# (needs root, as on the CI machines).
+# (needs root, as on the CI machines). promtool (the alert rules' unit tests) comes in Debian's
+# package prometheus.
 SYSTEM_TOOLS := redis-server wrk chromium
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
