@@ -265,6 +265,11 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
         circuit = circuit_state(redis)
         if circuit.open and not as_json:
             click.echo(f"delivery paused for {circuit.remaining:.0f}s more: gateway {circuit.reason}")
+        if not as_json:  # sources and gateways an operator paused (relay.pause)
+            from .pause import describe, list_paused
+
+            for paused in list_paused(redis):
+                click.echo(describe(paused))
         for raw_id in redis.zrevrange(keys.EVENTS, 0, limit - 1):
             event = load_event(redis, raw_id.decode())
             if event is None:
@@ -277,9 +282,7 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 click.echo(orjson.dumps(row).decode())
             else:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["received_at"]))
-                states = (
-                    ", ".join(f"{a['kind']}:{a.get('state', 'queued')}" for a in actions) or event["state"]
-                )
+                states = ", ".join(f"{a['kind']}:{_state_text(a)}" for a in actions) or event["state"]
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
@@ -364,8 +367,17 @@ def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool
 
 def _action_state(record: dict[str, str]) -> dict[str, Any]:
     return {
-        k: record[k] for k in ("state", "attempts", "last_status", "run_id", "last_error") if record.get(k)
+        k: record[k]
+        for k in ("state", "attempts", "last_status", "run_id", "last_error", "held_by")
+        if record.get(k)
     }
+
+
+def _state_text(action: dict[str, Any]) -> str:
+    state = str(action.get("state", "queued"))
+    if state == "held" and action.get("held_by"):  # an operator's pause, not the circuit
+        return f"held ({str(action['held_by']).replace(':', ' ')} paused by operator)"
+    return state
 
 
 def _check_transforms(settings: Settings) -> None:
@@ -650,6 +662,11 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
         client = RelayClient(settings, source=source_name(name), redis=redis)
         submitted = client.submit(action, idempotency_key=key)
         sys.exit(report(client, submitted, as_json=as_json, wait=wait, wait_timeout=wait_timeout))
+
+
+from .cli_ops import register as _register_ops  # noqa: E402 - needs the helpers above
+
+_register_ops(cli, _settings, _redis, _redis_errors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,7 +21,7 @@ import redis.exceptions as redis_exceptions
 from redis import Redis
 from rq import Retry, get_current_job
 
-from . import health, keys, lanes, metrics
+from . import health, keys, lanes, metrics, pause
 from .config import Settings
 from .jobs import queue_turn
 
@@ -183,6 +183,10 @@ def deliver(action_id: str) -> str | Retry:
         log.info("waiting for an earlier action of its session", extra=log_fields)
         return "waiting"  # the action before it hands this one its turn when it is done
     gateway = record.get("gateway") or None
+    held_by = pause.hold_if_paused(redis, action_id, record.get("source"), gateway)
+    if held_by:  # an operator paused its source or gateway: it waits for `relay resume` (relay.pause)
+        log.info("held: %s is paused", held_by.replace(":", " "), extra=log_fields)
+        return "held"
     wait = health.may_send(redis, settings.gateway_config(gateway).timeout_seconds + 5, gateway)
     if wait:
         return _defer(redis, key, "paused", wait)

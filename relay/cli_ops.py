@@ -1,0 +1,90 @@
+"""Operators' commands of `relay`: pause and resume (relay.pause).
+
+Registered on the `relay` group by relay.cli, which passes its own helpers (settings, Redis,
+Redis errors) so this module never imports relay.cli (which also runs as `python -m relay.cli`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import orjson
+
+from . import pause as pauses
+
+EXIT_CONFIG = 2
+
+
+def who() -> str:
+    """Who runs this command, for the records of pauses and replays: `cli:user@host`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+def register(cli: click.Group, settings_of: Callable[[click.Context], Any], redis_of: Callable[[Any], Any],
+             redis_errors: Callable[[], Any]) -> None:  # fmt: skip
+    def _named(ctx: click.Context, kind: str, name: str) -> tuple[Any, Any]:
+        settings = settings_of(ctx)
+        known = pauses.known_names(settings, kind)  # type: ignore[arg-type]
+        if name not in known:
+            click.echo(f"error: no {kind} {name!r} in the configuration (have: {', '.join(known) or 'none'})",
+                       err=True)  # fmt: skip
+            sys.exit(EXIT_CONFIG)
+        return settings, redis_of(settings)
+
+    @cli.command("pause")
+    @click.argument("kind", type=click.Choice(pauses.KINDS), required=False)
+    @click.argument("name", required=False)
+    @click.option("--reason", default="", help="Why, shown with the pause.")
+    @click.option("--json", "as_json", is_flag=True, help="With no arguments: one JSON object per pause.")
+    @click.pass_context
+    def pause_cmd(ctx: click.Context, kind: str | None, name: str | None, reason: str, as_json: bool) -> None:
+        """Hold deliveries of a source or gateway until `relay resume` (no arguments: list pauses).
+
+        A paused source still verifies, accepts and stores its webhooks; a paused gateway gets
+        nothing. Every worker obeys at its next delivery; the pause survives restarts.
+        """
+        if kind is None or name is None:
+            if kind is not None:
+                click.echo("error: give a kind and a name: relay pause source NAME", err=True)
+                sys.exit(EXIT_CONFIG)
+            settings = settings_of(ctx)
+            with redis_errors():
+                paused = pauses.list_paused(redis_of(settings))
+            for p in paused:
+                row = {
+                    "kind": p.kind,
+                    "name": p.name,
+                    "by": p.by,
+                    "at": p.at,
+                    "reason": p.reason,
+                    "held": p.held,
+                }
+                click.echo(orjson.dumps(row).decode() if as_json else pauses.describe(p))
+            if not paused and not as_json:
+                click.echo("nothing paused")
+            return
+        _, redis = _named(ctx, kind, name)
+        with redis_errors():
+            fresh = pauses.pause(redis, kind, name, by=who(), reason=reason)  # type: ignore[arg-type]
+        click.echo(f"{kind} {name} paused" if fresh else f"{kind} {name} was paused already")
+
+    @cli.command("resume")
+    @click.argument("kind", type=click.Choice(pauses.KINDS))
+    @click.argument("name")
+    @click.pass_context
+    def resume_cmd(ctx: click.Context, kind: str, name: str) -> None:
+        """Resume a paused source or gateway; its held actions are queued, oldest first."""
+        settings, redis = _named(ctx, kind, name)
+        with redis_errors():
+            was, released = pauses.resume(redis, settings, kind, name)  # type: ignore[arg-type]
+        state = "resumed" if was else "was not paused"
+        click.echo(f"{kind} {name} {state}; {released} held action(s) queued")
