@@ -252,9 +252,23 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
 @cli.command()
 @click.option("--limit", "-n", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--source", "-s", help="Only this source's events.")
+@click.option(
+    "--state", help="Only events in this delivery state: pending, delivered, retrying, dead, parked, ..."
+)
+@click.option("--since", help="Received at or after: ISO-8601 (2026-03-01T14:00Z) or relative (15m, 2h, 1d).")
+@click.option("--until", help="Received at or before (same forms as --since).")
+@click.option("--grep", "-g", help="Text to find in the stored payload or headers (literal, case-sensitive).")
+@click.option("--ignore-case", "-i", is_flag=True, help="With --grep: ignore case.")
+@click.option("--max-examined", type=int, default=100_000, show_default=True,
+              help="Look at no more events than this; says so when it stops early.")  # fmt: skip
 @click.pass_context
-def events(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List recent events, newest first, with their actions' states."""
+def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> None:
+    """List recent events, newest first, with their actions' states; filter and search them.
+
+    A search walks the events newest first inside the time window and stops after --max-examined
+    events, saying so (and where to continue) when it did not look at all of them.
+    """
     from . import keys
     from .health import circuit_state
     from .queue import load_action, load_event
@@ -270,8 +284,14 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
 
             for paused in list_paused(redis):
                 click.echo(describe(paused))
-        for raw_id in redis.zrevrange(keys.EVENTS, 0, limit - 1):
-            event = load_event(redis, raw_id.decode())
+        found = select_events(redis, limit, **filters)  # relay.search; every event without filters
+        ids = (
+            found.ids
+            if found is not None
+            else [r.decode() for r in redis.zrevrange(keys.EVENTS, 0, limit - 1)]
+        )
+        for event_id in ids:
+            event = load_event(redis, event_id)
             if event is None:
                 continue
             actions = [{"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
@@ -289,6 +309,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 click.echo(
                     f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
                 )
+    if found is not None and found.note:
+        click.echo(found.note, err=True)
 
 
 @cli.group()
@@ -665,6 +687,7 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
 
 
 from .cli_ops import register as _register_ops  # noqa: E402 - needs the helpers above
+from .cli_ops import select_events  # noqa: E402
 
 _register_ops(cli, _settings, _redis, _redis_errors)
 

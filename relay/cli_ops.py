@@ -10,6 +10,8 @@ import getpass
 import socket
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -88,3 +90,43 @@ def register(cli: click.Group, settings_of: Callable[[click.Context], Any], redi
             was, released = pauses.resume(redis, settings, kind, name)  # type: ignore[arg-type]
         state = "resumed" if was else "was not paused"
         click.echo(f"{kind} {name} {state}; {released} held action(s) queued")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    ids: list[str]
+    note: str  # "stopped early ..." when the search did not look at every event of its window
+
+
+def select_events(redis: Any, limit: int, *, source: str | None, state: str | None, since: str | None,
+                  until: str | None, grep: str | None, ignore_case: bool, max_examined: int) -> Selection | None:  # fmt: skip
+    """The events `relay events` lists when it is given filters (None without filters)."""
+    from .console.data import STATES
+    from .search import Query, search
+
+    if state and state not in STATES:
+        raise click.BadParameter(f"one of {', '.join(STATES)}", param_hint="--state")
+    try:
+        query = Query(source=source or "", state=state or "", grep=grep or "", ignore_case=ignore_case,
+                      since=parse_when(since), until=parse_when(until))  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not query.filtered:
+        return None
+    result = search(redis, query, limit=limit, max_examined=max_examined)
+    note = ""
+    if result.stopped_early and result.next_cursor:
+        from .search import cursor_time
+
+        resume_at = cursor_time(result.next_cursor)
+        stamp = datetime.fromtimestamp(resume_at, UTC).isoformat() if resume_at else ""
+        note = (f"stopped early: examined {result.examined} events (--max-examined {max_examined}) and found "
+                f"{len(result.rows)} of --limit {limit}; older events in the window were not searched. "
+                f"Continue with --until {stamp}, or narrow --since/--until.")  # fmt: skip
+    return Selection([row.id for row in result.rows], note)
+
+
+def parse_when(text: str | None) -> float | None:
+    from .search import parse_time
+
+    return None if text is None else parse_time(text)

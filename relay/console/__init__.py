@@ -118,15 +118,24 @@ class Console:
         q = request.query_params
         source, state = q.get("source", ""), q.get("state", "")
         state = state if state in data.STATES else ""
+        text, since, until = q.get("q", "")[:200], q.get("since", "")[:40], q.get("until", "")[:40]
 
         def build() -> dict[str, Any]:
-            page = data.events_page(self.redis, source=source, state=state, cursor=q.get("cursor"))
+            if text or since or until:  # the search box (relay.search): bounded, newest first
+                from ..search import console_page
+
+                page = console_page(self.redis, source=source, state=state, text=text, since=since, until=until,
+                                    cursor=q.get("cursor"))  # fmt: skip
+            else:
+                page = data.events_page(self.redis, source=source, state=state, cursor=q.get("cursor"))
             return {"page": page, "system": data.system(self.redis, self.settings.queue),
                     "chart": render.chart(data.per_minute(self.redis))}  # fmt: skip
 
         context = await self.run(build)
-        older = _link("/console", source=source, state=state, cursor=context["page"].next_cursor)
+        older = _link("/console", source=source, state=state, q=text, since=since, until=until,
+                      cursor=context["page"].next_cursor)  # fmt: skip
         return self.html("events.html", session=session, source=source, state=state, states=data.STATES,
+                         q=text, since=since, until=until,
                          sources=sorted(self.settings.sources), older=older if context["page"].next_cursor else "",
                          newest=bool(q.get("cursor")), **context)  # fmt: skip
 
