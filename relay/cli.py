@@ -381,6 +381,8 @@ def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool
     with _redis_errors():
         ids = list(action_ids) or [row["id"] for row in list_dead(redis, source=source, limit=10**9)]
         done = [aid for aid in ids if replay(redis, settings, aid, new_key=new_key)]
+        for aid in done:  # who replayed it, and when, is kept on its event
+            record_action_replay(redis, aid, by=who(), new_key=new_key)
     for aid in sorted(set(ids) - set(done)):
         click.echo(f"not a dead letter: {aid}", err=True)
     click.echo(f"replayed {len(done)} dead letter(s)")
@@ -465,14 +467,37 @@ def check(ctx: click.Context, offline: bool) -> None:
 @click.option("--limit", "-n", type=int, help="With --parked: at most this many events.")
 @click.option("--force", is_flag=True, help="Also map events that are not parked (already queued/delivered).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@click.option("--since", help="Replay a selection: events received at or after (ISO-8601, or 15m, 2h ago).")
+@click.option("--until", help="With --since: received at or before.")
+@click.option("--state", type=click.Choice(["dead", "parked", "delivered"]), help="With --since: only these.")
+@click.option("--dry-run", is_flag=True, help="With --since: count and list what would be replayed.")
+@click.option(
+    "--new-key", is_flag=True, help="With --since: replay delivered events under a new Idempotency-Key."
+)
 @click.pass_context
 def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: str | None,
-           limit: int | None, force: bool, as_json: bool) -> None:  # fmt: skip
+           limit: int | None, force: bool, as_json: bool, **selection: Any) -> None:  # fmt: skip
     """Map stored events again with the current config and transforms, and queue their actions.
 
+    With --since (and --until, --source, --state): replay the dead, parked (and with --new-key,
+    delivered) events of a time window; --dry-run shows what that would do.
     Exits 1 if any event still fails (it stays parked, with the new error).
     """
     from .replay import Replayer, describe, outcome_json, parked_ids
+
+    if (
+        selection["since"]
+        or selection["until"]
+        or selection["state"]
+        or selection["dry_run"]
+        or selection["new_key"]
+    ):
+        if event_ids or parked or not selection["since"]:
+            click.echo("error: a selection needs --since (and takes no event ids or --parked)", err=True)
+            sys.exit(EXIT_CONFIG)
+        settings = _settings(ctx)
+        with _redis_errors():
+            sys.exit(replay_selection(settings, _redis(settings), source, as_json=as_json, **selection))
 
     if bool(event_ids) == parked:
         click.echo("error: give event ids or --parked (not both)", err=True)
@@ -492,6 +517,8 @@ def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: s
         failed = 0
         for event_id in ids:
             outcome = replayer.replay(event_id, force=force)
+            if outcome.state not in ("missing", "refused"):
+                record_replay(redis, event_id, by=who(), what=f"mapped again: {outcome.state}")
             failed += not outcome.ok
             click.echo(outcome_json(outcome).decode() if as_json else describe(outcome))
             if outcome.state == "parked" and not as_json:
@@ -687,7 +714,8 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
 
 
 from .cli_ops import register as _register_ops  # noqa: E402 - needs the helpers above
-from .cli_ops import select_events  # noqa: E402
+from .cli_ops import replay_selection, select_events, who  # noqa: E402
+from .selection import record_action_replay, record_replay  # noqa: E402
 
 _register_ops(cli, _settings, _redis, _redis_errors)
 

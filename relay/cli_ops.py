@@ -130,3 +130,60 @@ def parse_when(text: str | None) -> float | None:
     from .search import parse_time
 
     return None if text is None else parse_time(text)
+
+
+def replay_selection(settings: Any, redis: Any, source: str | None, *, since: str, until: str | None,
+                     state: str | None, dry_run: bool, new_key: bool, as_json: bool) -> int:  # fmt: skip
+    """`relay replay --since ...`: the exit status (1 when something could not be replayed)."""
+    from . import selection
+
+    try:
+        start, end = parse_when(since), parse_when(until)
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_CONFIG
+    assert start is not None
+    chosen = selection.plan(redis, since=start, until=end, source=source or "", state=state or "")
+    counts = chosen.counts()
+    delivered_note = "" if new_key else " (delivered already; --new-key sends them again)"
+    if dry_run or as_json:
+        preview = {"examined": chosen.examined, "stopped_early": chosen.stopped_early, **counts,
+                   "dead_ids": list(chosen.dead), "parked_ids": chosen.parked, "delivered_ids": list(chosen.delivered)}  # fmt: skip
+    if dry_run:
+        if as_json:
+            click.echo(orjson.dumps({"dry_run": True, **preview}).decode())
+        else:
+            click.echo(f"would replay {counts['dead']} dead and {counts['parked']} parked event(s)"
+                       + (f" and {counts['delivered']} delivered event(s) under a new key" if new_key else ""))  # fmt: skip
+            if counts["delivered"] and not new_key:
+                click.echo(f"{counts['delivered']} delivered event(s) would not be sent{delivered_note}")
+            for name, ids in (
+                ("dead", chosen.dead),
+                ("parked", chosen.parked),
+                ("delivered", chosen.delivered),
+            ):
+                for event_id in ids:
+                    click.echo(f"  {name:<9} {event_id}")
+        _warn_early(chosen)
+        return 0
+    done = selection.execute(redis, settings, chosen, by=who(), new_key=new_key)
+    r = done.replayed
+    if as_json:
+        click.echo(orjson.dumps({**preview, "replayed": r, "refused": done.refused,
+                                 "parked_again": done.parked_again}).decode())  # fmt: skip
+    else:
+        click.echo(f"replayed {r['dead']} dead, {r['parked']} parked and {r['delivered']} delivered event(s)")
+        if counts["delivered"] and not new_key:
+            click.echo(f"{counts['delivered']} delivered event(s) not sent{delivered_note}")
+        for event_id in done.parked_again:
+            click.echo(f"{event_id}: the transform failed again; it stays parked", err=True)
+        for event_id in done.refused:
+            click.echo(f"{event_id}: not replayed (its state changed meanwhile)", err=True)
+    _warn_early(chosen)
+    return 1 if done.refused or done.parked_again else 0
+
+
+def _warn_early(chosen: Any) -> None:
+    if chosen.stopped_early:
+        click.echo(f"stopped early: looked at {chosen.examined} events of the window (the bound); "
+                   "narrow --since/--until for the rest", err=True)  # fmt: skip

@@ -169,6 +169,7 @@ class Console:
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
         from ..deadletters import replay
+        from ..selection import record_action_replay
 
         source, new_key = _one(form, "source"), _one(form, "new_key") == "1"
 
@@ -178,8 +179,10 @@ class Console:
                 if _one(form, "all")
                 else form.get("ids", [])
             )
-            done = sum(1 for aid in ids if replay(self.redis, self.settings, aid, new_key=new_key))
-            return done, len(ids)
+            done = [aid for aid in ids if replay(self.redis, self.settings, aid, new_key=new_key)]
+            for aid in done:  # kept on the event: who (the console) and when
+                record_action_replay(self.redis, aid, by="console", new_key=new_key)
+            return len(done), len(ids)
 
         done, asked = await self.run(work)
         back = _one(form, "back")
@@ -193,6 +196,7 @@ class Console:
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
         from ..replay import Replayer, parked_ids
+        from ..selection import record_replay
 
         source = _one(form, "source")
 
@@ -206,6 +210,11 @@ class Console:
                     else form.get("ids", [])
                 )
                 outcomes = [self._replayer.replay(eid) for eid in ids]
+            for outcome in outcomes:
+                if outcome.state not in ("missing", "refused"):
+                    record_replay(
+                        self.redis, outcome.event_id, by="console", what=f"mapped again: {outcome.state}"
+                    )
             ok = sum(1 for o in outcomes if o.ok)
             failed = [o for o in outcomes if not o.ok]
             note = f" {len(failed)} failed again or were refused." if failed else ""
@@ -215,6 +224,61 @@ class Console:
         back = _one(form, "back")
         target = back if back.startswith("/console/events/") else "/console/parked"
         return RedirectResponse(_link(target, done=message), 303)
+
+    def _selection(self, params: Any) -> tuple[Any, str]:
+        """relay.selection's plan for the replay form's fields, or an error to show."""
+        from ..search import parse_time
+        from ..selection import plan
+
+        state = params.get("state", "")
+        try:
+            since = parse_time(params.get("since", ""))
+            until = parse_time(params["until"]) if params.get("until") else None
+        except ValueError as exc:
+            return None, str(exc)
+        if state not in ("", "dead", "parked", "delivered"):
+            return None, "unknown state"
+        return plan(self.redis, since=since, until=until, source=params.get("source", ""), state=state), ""
+
+    async def replay_form(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        """Replay by time: the form, and for its fields a count preview with the confirm button."""
+        q = request.query_params
+        fields = {name: q.get(name, "")[:40] for name in ("source", "since", "until", "state")}
+        new_key = q.get("new_key") == "1"
+        preview, error = None, ""
+        if fields["since"]:
+            chosen, error = await self.run(self._selection, fields)
+            if chosen is not None:
+                counts = chosen.counts()
+                total = counts["dead"] + counts["parked"] + (counts["delivered"] if new_key else 0)
+                preview = {**counts, "total": total, "examined": chosen.examined,
+                           "stopped_early": chosen.stopped_early}  # fmt: skip
+        return self.html("replay.html", session=session, sources=sorted(self.settings.sources), preview=preview,
+                         error=error, new_key=new_key, done=q.get("done", ""), source=fields["source"],
+                         since=fields["since"], until=fields["until"], state=fields["state"])  # fmt: skip
+
+    async def replay_selection(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        from ..selection import execute
+
+        fields = {name: _one(form, name)[:40] for name in ("source", "since", "until", "state")}
+        new_key = _one(form, "new_key") == "1"
+
+        def work() -> str:
+            chosen, error = self._selection(fields)
+            if chosen is None:
+                return error
+            done = execute(self.redis, self.settings, chosen, by="console", new_key=new_key)
+            r = done.replayed
+            return (f"Replayed {r['dead']} dead, {r['parked']} parked and {r['delivered']} delivered event(s)"
+                    f" of {_one(form, 'confirm') or '?'} previewed."
+                    + (f" {len(done.parked_again)} failed again." if done.parked_again else ""))  # fmt: skip
+
+        message = await self.run(work)
+        return RedirectResponse(_link("/console/replay", done=message), 303)
 
     async def system(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
         status = await self.run(data.system, self.redis, self.settings.queue)
@@ -241,6 +305,8 @@ class Console:
             Route("/console/parked", g(self.parked)),
             Route("/console/parked/replay", g(self.parked_replay), methods=["POST"]),
             Route("/console/system", g(self.system)),
+            Route("/console/replay", g(self.replay_form)),
+            Route("/console/replay", g(self.replay_selection), methods=["POST"]),
             Route("/console/static/{name}", g(self.static, login=False)),
         ]
 
