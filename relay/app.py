@@ -59,6 +59,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
     client = redis_client or aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS)
     store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds)
     ingress = Ingress(settings, store)
+    current = [ingress]  # relay.reload swaps in a new Ingress; a request keeps the one it started with
     guard = AuthGuard(client, max_failures=settings.auth_failures_max,
                       window_seconds=settings.auth_failures_window_seconds)  # fmt: skip
     # /metrics runs in Starlette's thread pool with a plain client; see relay.metrics.
@@ -67,6 +68,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
     registry.register(RedisCollector(sync_client, settings.queue))
 
     async def hook(request: Request) -> Response:
+        ingress = current[0]
         try:
             if request.method != "POST":
                 return JSONResponse(
@@ -95,7 +97,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
 
     async def count_refusal(name: str, exc: RelayError) -> None:
         # Unknown names are the sender's text: one label for all of them, never the name itself.
-        label = name if name in ingress.sources else "(unknown)"
+        label = name if name in current[0].sources else "(unknown)"
         try:
             await client.hincrby(keys.STATS, f"refused|{exc.status_code}|{label}", 1)
         except redis.exceptions.RedisError:
@@ -119,7 +121,12 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from .reload import IngressReloader  # SIGHUP and `relay reload` (docs/operations.md)
+
+        reloader = IngressReloader(current, settings, client, lambda new: Ingress(new, store))
+        await reloader.start()
         yield
+        await reloader.stop()
         await client.aclose()
         sync_client.close()
 

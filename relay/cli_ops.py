@@ -79,6 +79,46 @@ def register(cli: click.Group, settings_of: Callable[[click.Context], Any], redi
             fresh = pauses.pause(redis, kind, name, by=who(), reason=reason)  # type: ignore[arg-type]
         click.echo(f"{kind} {name} paused" if fresh else f"{kind} {name} was paused already")
 
+    @cli.command("reload")
+    @click.option(
+        "--wait", type=float, default=10.0, show_default=True, help="Seconds to wait for the answers."
+    )
+    @click.pass_context
+    def reload_cmd(ctx: click.Context, wait: float) -> None:
+        """Re-read relay.yaml and re-import the transforms in every running ingress and worker.
+
+        The config is checked here first, as `relay check --offline` does; an invalid one is
+        refused (exit 2) and nothing is signalled. Exits 1 if a process refused it.
+        """
+        from .errors import ConfigError
+        from .ingress import build_mapper, build_sources
+        from .reload import answers, request
+
+        settings = settings_of(ctx)  # a config error exits 2 with `relay check`'s message
+        try:
+            build_sources(settings)
+            build_mapper(settings)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        redis = redis_of(settings)
+        with redis_errors():
+            generation = request(redis)
+            live = answers(redis, generation, wait)
+        refused = 0
+        for name, entry in sorted(live.items()):
+            if entry["generation"] < generation:
+                click.echo(f"{name}: no answer within {wait:g}s")
+                refused += 1
+            elif entry["ok"]:
+                click.echo(f"{name}: reloaded")
+            else:
+                click.echo(f"{name}: refused, running config kept: {entry['error']}")
+                refused += 1
+        if not live:
+            click.echo("no running ingress or worker answered")
+        sys.exit(1 if refused or not live else 0)
+
     @cli.command("resume")
     @click.argument("kind", type=click.Choice(pauses.KINDS))
     @click.argument("name")

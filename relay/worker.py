@@ -181,12 +181,17 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     router = Router(redis, settings, consumer=worker.name)
     thread = threading.Thread(target=router.run, name="router", daemon=True)
     schedules = Scheduler(redis, settings)  # `schedules:` of relay.yaml, once per tick across workers
+    from .reload import WorkerReloader, apply_to_worker  # SIGHUP and `relay reload` (docs/operations.md)
+
+    reloader = WorkerReloader(settings, redis, apply_to_worker(worker, router), worker.name)
     if burst:
         while router.step():
             pass
     else:
         thread.start()
         schedules.start()
+        reloader.install_sighup()
+        reloader.start()
     try:
         return worker.work(
             burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level)
@@ -194,3 +199,4 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     finally:
         router.stop()
         schedules.stop()
+        reloader.stop()
