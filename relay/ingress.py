@@ -15,7 +15,7 @@ from typing import Any
 import presets
 from presets import openclaw
 
-from . import batching, cooldown, delayed
+from . import batching, cooldown, delayed, tracing
 from .budget import TransformBudget
 from .config import Settings, SourceConfig
 from .errors import ConfigError, NotFound, RelayError, TransformError
@@ -113,9 +113,10 @@ class Ingress:
     ) -> Outcome:
         """Verify, map and record one webhook whose body has been read within the source's limit."""
         preset = source.preset
-        preset.verify(headers, body, source.config)
-        payload = preset.parse(headers, body)
-        delivery_id = preset.delivery_id(headers, payload, body)
+        with tracing.span("relay.verify", {"relay.source": source.name}):  # relay.tracing (no-op if off)
+            preset.verify(headers, body, source.config)
+            payload = preset.parse(headers, body)
+            delivery_id = preset.delivery_id(headers, payload, body)
         kept = redact_headers(headers)  # credentials are checked above and kept nowhere
         event = Event(source=source.name, payload=payload, headers=kept, query=dict(query),
                       path=source.name, delivery_id=delivery_id)  # fmt: skip
@@ -124,7 +125,8 @@ class Ingress:
         actions = []
         if skip_reason is None:
             try:
-                actions = await self.mapper.amap(self.budget, event, preset.transform)
+                with tracing.span("relay.map"):
+                    actions = await self.mapper.amap(self.budget, event, preset.transform)
             except RelayError:
                 raise
             except Exception as exc:  # a user's transform failed: park the event, keep serving
@@ -141,13 +143,14 @@ class Ingress:
         delay = self.mapper.delay(event) if error is None and self.mapper.has_delay else None
         later = delay is not None and delay[0] > 0 and bool(actions) and gate is None  # relay.delayed
         routed = [] if (gate is not None and gate.hold) or later else actions
-        recorded = await self.store.record(
-            source=source.name, delivery_id=delivery_id, headers=kept, body=body,
-            actions=encode_actions(source.name, delivery_id, actions,
-                                   gateway_for(self.settings, self.mapper, source, event)),
-            action_count=len(routed),
-            lanes=session_lanes(source.name, delivery_id, routed), error=error,
-        )  # fmt: skip
+        with tracing.span("relay.record"):
+            recorded = await self.store.record(
+                source=source.name, delivery_id=delivery_id, headers=kept, body=body,
+                actions=encode_actions(source.name, delivery_id, actions,
+                                       gateway_for(self.settings, self.mapper, source, event)),
+                action_count=len(routed),
+                lanes=session_lanes(source.name, delivery_id, routed), error=error,
+            )  # fmt: skip
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
         if delay is not None:
             await delayed.after_record(self.store.redis, recorded.event_id, delay, later,

@@ -25,7 +25,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from . import delivery, health, keys
+from . import delivery, health, keys, tracing
 from .config import Settings
 from .router import Router
 from .scheduler import Scheduler
@@ -169,6 +169,7 @@ class RelayWorker(SimpleWorker):
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None) -> bool:
     """Run one worker process: RelayWorker with its router, scheduler and heartbeat threads."""
     delivery.configure(settings)
+    tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
     queue = Queue(settings.queue, connection=redis)
     worker = RelayWorker(
         [queue], connection=redis, name=name, in_flight=settings.delivery.in_flight,
