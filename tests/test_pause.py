@@ -111,3 +111,35 @@ def test_a_resume_cut_short_is_finished_by_the_sweep(relay: Relay, redis_client:
     assert redis_client.sismember(keys.PAUSED_HELD, pause.held_key("source", "github"))
     wait_until(lambda: len(relay.stub.runs()) == 1, timeout=20)  # the routers' sweep, every ~5 s
     assert not redis_client.exists(pause.held_key("source", "github"))
+
+
+def test_console_buttons_pause_and_resume(redis_server: Any, redis_client: redis.Redis) -> None:
+    from .test_console import Client, settings
+
+    console = Client(settings(redis_server.url))
+    try:
+        console.login()
+        page = console.get("/console/system").text
+        assert "Pause and resume" in page and 'data-confirm="Pause source generic?"' in page
+        form = {"csrf": console.csrf("/console/system"), "kind": "source", "name": "generic"}
+        answer = console.post("/console/pause", data={**form, "action": "pause", "reason": "sender loops"})
+        assert answer.status_code == 303 and "paused" in answer.headers["location"]
+        (paused,) = pause.list_paused(redis_client)
+        assert (paused.kind, paused.name, paused.by, paused.reason) == (
+            "source",
+            "generic",
+            "console",
+            "sender loops",
+        )
+        page = console.get("/console/system").text
+        assert "paused by console" in page and ">Resume<" in page
+        answer = console.post("/console/pause", data={**form, "action": "resume"})
+        assert answer.status_code == 303 and pause.list_paused(redis_client) == []
+        assert (
+            console.post("/console/pause", data={**form, "name": "nope", "action": "pause"}).status_code
+            == 400
+        )
+        forged = console.post("/console/pause", data={**form, "csrf": "forged", "action": "pause"})
+        assert forged.status_code in (400, 403) and pause.list_paused(redis_client) == []
+    finally:
+        console.close()

@@ -281,8 +281,44 @@ class Console:
         return RedirectResponse(_link("/console/replay", done=message), 303)
 
     async def system(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
-        status = await self.run(data.system, self.redis, self.settings.queue)
-        return self.html("system.html", session=session, system=status)
+        from .. import pause
+
+        def build() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            paused = {p.field: p for p in pause.list_paused(self.redis)}
+            rows = [{"kind": kind, "name": name, "pause": paused.get(pause.field(kind, name))}
+                    for kind in pause.KINDS for name in pause.known_names(self.settings, kind)]  # fmt: skip
+            return data.system(self.redis, self.settings.queue), rows
+
+        status, pauses = await self.run(build)
+        return self.html("system.html", session=session, system=status, pauses=pauses,
+                         done=request.query_params.get("done", ""))  # fmt: skip
+
+    async def pause_resume(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        """The System page's Pause / Resume buttons (relay.pause), recorded as by the console."""
+        from .. import pause
+
+        kind, name, action = _one(form, "kind"), _one(form, "name"), _one(form, "action")
+        if (
+            kind not in pause.KINDS
+            or name not in pause.known_names(self.settings, kind)
+            or action not in ("pause", "resume")
+        ):
+            return self.html("error.html", 400, session, message="No such source or gateway.")
+
+        def work() -> str:
+            if action == "pause":
+                fresh = pause.pause(self.redis, kind, name, by="console", reason=_one(form, "reason")[:200])  # type: ignore[arg-type]
+                return f"{kind} {name} paused." if fresh else f"{kind} {name} was paused already."
+            was, released = pause.resume(self.redis, self.settings, kind, name)  # type: ignore[arg-type]
+            return (
+                f"{kind} {name} resumed; {released} held action(s) queued."
+                if was
+                else f"{kind} {name} was not paused."
+            )
+
+        return RedirectResponse(_link("/console/system", done=await self.run(work)), 303)
 
     async def static(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
         name = request.path_params["name"]
@@ -306,6 +342,7 @@ class Console:
             Route("/console/parked/replay", g(self.parked_replay), methods=["POST"]),
             Route("/console/system", g(self.system)),
             Route("/console/replay", g(self.replay_form)),
+            Route("/console/pause", g(self.pause_resume), methods=["POST"]),
             Route("/console/replay", g(self.replay_selection), methods=["POST"]),
             Route("/console/static/{name}", g(self.static, login=False)),
         ]
