@@ -131,8 +131,9 @@ def release_orphans(redis: Redis, settings: Settings) -> int:
 def hold_if_paused(redis: Redis, action_id: str, source: str | None, gateway: str | None) -> str | None:
     """Called by a delivery job before it sends: the pause field that holds the action, or None."""
     fields = ([field("source", source)] if source else []) + [field("gateway", gateway_name(gateway))]
-    held = redis.eval(_HOLD, 3, keys.PAUSED, keys.PAUSED_HELD, keys.action(action_id),
-                      action_id, repr(time.time()), *fields)  # fmt: skip
+    script = redis.register_script(_HOLD)  # called by EVALSHA: the script text is not sent each time
+    held = script(keys=[keys.PAUSED, keys.PAUSED_HELD, keys.action(action_id)],
+                  args=[action_id, repr(time.time()), *fields])  # fmt: skip
     return held.decode() if held else None
 
 
