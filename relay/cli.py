@@ -382,6 +382,8 @@ def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool
         ids = list(action_ids) or [row["id"] for row in list_dead(redis, source=source, limit=10**9)]
         done = [aid for aid in ids if replay(redis, settings, aid, new_key=new_key)]
         for aid in done:  # who replayed it, and when, is kept on its event
+            from .selection import record_action_replay
+
             record_action_replay(redis, aid, by=who(), new_key=new_key)
     for aid in sorted(set(ids) - set(done)):
         click.echo(f"not a dead letter: {aid}", err=True)
@@ -518,6 +520,8 @@ def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: s
         for event_id in ids:
             outcome = replayer.replay(event_id, force=force)
             if outcome.state not in ("missing", "refused"):
+                from .selection import record_replay
+
                 record_replay(redis, event_id, by=who(), what=f"mapped again: {outcome.state}")
             failed += not outcome.ok
             click.echo(outcome_json(outcome).decode() if as_json else describe(outcome))
@@ -714,8 +718,7 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
 
 
 from .cli_ops import register as _register_ops  # noqa: E402 - needs the helpers above
-from .cli_ops import replay_selection, select_events, who  # noqa: E402
-from .selection import record_action_replay, record_replay  # noqa: E402
+from .cli_ops import replay_selection, select_events, who  # noqa: E402 - light: they import lazily
 
 _register_ops(cli, _settings, _redis, _redis_errors)
 

@@ -141,6 +141,8 @@ class Selection:
 def select_events(redis: Any, limit: int, *, source: str | None, state: str | None, since: str | None,
                   until: str | None, grep: str | None, ignore_case: bool, max_examined: int) -> Selection | None:  # fmt: skip
     """The events `relay events` lists when it is given filters (None without filters)."""
+    if not (source or state or since or until or grep):
+        return None  # the plain listing: no search, and no import of the console's modules
     from .console.data import STATES
     from .search import Query, search
 

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from redis import Redis
 
 from . import keys
-from .config import Settings
+
+if TYPE_CHECKING:  # the CLI imports this module at start: keep it light
+    from redis import Redis
+
+    from .config import Settings
 
 Kind = Literal["source", "gateway"]
 KINDS: tuple[Kind, ...] = ("source", "gateway")
