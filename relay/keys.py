@@ -16,6 +16,8 @@ CIRCUIT_PROBE = PREFIX + "circuit:probe"  # the one half-open probe in flight
 RATE = PREFIX + "rate"  # token bucket toward the gateway
 PENDING = PREFIX + "pending"  # zset: routed action id -> when the reconciler next looks at it
 LANES = PREFIX + "lanes"  # set of session lanes that may hold actions
+PAUSED = PREFIX + "paused"  # hash: "source:NAME" / "gateway:NAME" -> who paused it, when (relay.pause)
+PAUSED_HELD = PREFIX + "paused-sets"  # set of the held-action zsets (PAUSED + ":held:" + field)
 
 
 def dedupe(source: str, delivery_id: str) -> str:

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from rq import Queue, Worker
 
-from . import keys
+from . import keys, pause
 
 # Delivery latency buckets in seconds: a gateway admits runs in 0.1-3 s, at most ~15 s.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
@@ -151,3 +151,4 @@ class RedisCollector(Collector):
         yield circuit_gauge
         yield GaugeMetricFamily("relay_workers", "RQ workers registered on the relay's queue",
                                 value=Worker.count(connection=self.redis, queue=queue))  # fmt: skip
+        yield from pause.metric_families(self.redis)  # sources and gateways paused by an operator

@@ -18,7 +18,7 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from . import keys
+from . import keys, tracing
 from .actions import AnyAction, action_id
 from .lanes import lua_append
 
@@ -141,6 +141,8 @@ def _record_args(
     ]  # fmt: skip
     if error:
         fields += ["error", error]
+    if tracing.traceparent():  # relay.tracing: the worker continues this event's trace
+        fields += ["traceparent", tracing.traceparent()]
     event_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX,
                   keys.PARKED, *(lane for lane, _ in lanes)]  # fmt: skip
     args = [event_id, now, dedupe_ttl, event_ttl, "1" if action_count and not error else "0",

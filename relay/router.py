@@ -21,7 +21,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from . import held, keys, lanes, metrics
+from . import held, keys, lanes, metrics, pause
 from .config import Settings
 from .jobs import enqueue_delivery, queue_turn
 from .reconcile import reconcile
@@ -113,6 +113,7 @@ class Router:
                 log.warning("session lane head %s had no job; queued again", aid)
                 queue_turn(self.redis, self.settings, aid)
             reconcile(self.redis, self.settings)
+            pause.release_orphans(self.redis, self.settings)
         finally:
             self.redis.delete(f"{keys.PREFIX}sweeper")
 

@@ -25,7 +25,7 @@ from rq.timeouts import TimerDeathPenalty
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from . import delivery, health, keys
+from . import delivery, health, keys, tracing
 from .config import Settings
 from .router import Router
 from .scheduler import Scheduler
@@ -182,6 +182,7 @@ class RelayWorker(SimpleWorker):
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None) -> bool:
     """Run one worker process: RelayWorker with its router, scheduler and heartbeat threads."""
     delivery.configure(settings)
+    tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
     queue = Queue(settings.queue, connection=redis)
     worker = RelayWorker(
         [queue], connection=redis, name=name, in_flight=settings.delivery.in_flight,
@@ -194,12 +195,17 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     router = Router(redis, settings, consumer=worker.name)
     thread = threading.Thread(target=router.run, name="router", daemon=True)
     schedules = Scheduler(redis, settings)  # `schedules:` of relay.yaml, once per tick across workers
+    from .reload import WorkerReloader, apply_to_worker  # SIGHUP and `relay reload` (docs/operations.md)
+
+    reloader = WorkerReloader(settings, redis, apply_to_worker(worker, router), worker.name)
     if burst:
         while router.step():
             pass
     else:
         thread.start()
         schedules.start()
+        reloader.install_sighup()
+        reloader.start()
     try:
         return worker.work(
             burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level)
@@ -209,6 +215,7 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
         # another router claims them, `claim_idle_ms` later) and the scheduler the tick it fires.
         router.stop()
         schedules.stop()
+        reloader.stop()
         if thread.is_alive():  # not started in burst mode
             thread.join(timeout=SHUTDOWN_JOIN_SECONDS)
         schedules.join(timeout=SHUTDOWN_JOIN_SECONDS)

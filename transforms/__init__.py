@@ -6,5 +6,5 @@ Copy an example, point a mapping at it in relay.yaml, and test it with `relay.te
       - match: {path: github}
         transform: {module: transforms.github_pr_review, export: transform}
 
-Modules are imported (once, at start-up) relative to the folder of relay.yaml.
+Modules are imported at start-up, relative to the folder of relay.yaml, and again by `relay reload`.
 """

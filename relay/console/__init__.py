@@ -145,15 +145,24 @@ class Console:
         q = request.query_params
         source, state = q.get("source", ""), q.get("state", "")
         state = state if state in data.STATES else ""
+        text, since, until = q.get("q", "")[:200], q.get("since", "")[:40], q.get("until", "")[:40]
 
         def build() -> dict[str, Any]:
-            page = data.events_page(self.redis, source=source, state=state, cursor=q.get("cursor"))
+            if text or since or until:  # the search box (relay.search): bounded, newest first
+                from ..search import console_page
+
+                page = console_page(self.redis, source=source, state=state, text=text, since=since, until=until,
+                                    cursor=q.get("cursor"))  # fmt: skip
+            else:
+                page = data.events_page(self.redis, source=source, state=state, cursor=q.get("cursor"))
             return {"page": page, "system": data.system(self.redis, self.settings.queue),
                     "chart": render.chart(data.per_minute(self.redis))}  # fmt: skip
 
         context = await self.run(build)
-        older = _link("/console", source=source, state=state, cursor=context["page"].next_cursor)
+        older = _link("/console", source=source, state=state, q=text, since=since, until=until,
+                      cursor=context["page"].next_cursor)  # fmt: skip
         return self.html("events.html", session=session, source=source, state=state, states=data.STATES,
+                         q=text, since=since, until=until,
                          sources=sorted(self.settings.sources), older=older if context["page"].next_cursor else "",
                          newest=bool(q.get("cursor")), **context)  # fmt: skip
 
@@ -187,6 +196,7 @@ class Console:
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
         from ..deadletters import replay
+        from ..selection import record_action_replay
 
         source, new_key = _one(form, "source"), _one(form, "new_key") == "1"
 
@@ -196,8 +206,10 @@ class Console:
                 if _one(form, "all")
                 else form.get("ids", [])
             )
-            done = sum(1 for aid in ids if replay(self.redis, self.settings, aid, new_key=new_key))
-            return done, len(ids)
+            done = [aid for aid in ids if replay(self.redis, self.settings, aid, new_key=new_key)]
+            for aid in done:  # kept on the event: who (the console) and when
+                record_action_replay(self.redis, aid, by="console", new_key=new_key)
+            return len(done), len(ids)
 
         done, asked = await self.run(work)
         back = _one(form, "back")
@@ -211,6 +223,7 @@ class Console:
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
         from ..replay import Replayer, parked_ids
+        from ..selection import record_replay
 
         source = _one(form, "source")
 
@@ -224,6 +237,11 @@ class Console:
                     else form.get("ids", [])
                 )
                 outcomes = [self._replayer.replay(eid) for eid in ids]
+            for outcome in outcomes:
+                if outcome.state not in ("missing", "refused"):
+                    record_replay(
+                        self.redis, outcome.event_id, by="console", what=f"mapped again: {outcome.state}"
+                    )
             ok = sum(1 for o in outcomes if o.ok)
             failed = [o for o in outcomes if not o.ok]
             note = f" {len(failed)} failed again or were refused." if failed else ""
@@ -234,9 +252,100 @@ class Console:
         target = back if back.startswith("/console/events/") else "/console/parked"
         return RedirectResponse(_link(target, done=message), 303)
 
+    def _selection(self, params: Any) -> tuple[Any, str]:
+        """relay.selection's plan for the replay form's fields, or an error to show."""
+        from ..search import parse_time
+        from ..selection import plan
+
+        state = params.get("state", "")
+        try:
+            since = parse_time(params.get("since", ""))
+            until = parse_time(params["until"]) if params.get("until") else None
+        except ValueError as exc:
+            return None, str(exc)
+        if state not in ("", "dead", "parked", "delivered"):
+            return None, "unknown state"
+        return plan(self.redis, since=since, until=until, source=params.get("source", ""), state=state), ""
+
+    async def replay_form(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        """Replay by time: the form, and for its fields a count preview with the confirm button."""
+        q = request.query_params
+        fields = {name: q.get(name, "")[:40] for name in ("source", "since", "until", "state")}
+        new_key = q.get("new_key") == "1"
+        preview, error = None, ""
+        if fields["since"]:
+            chosen, error = await self.run(self._selection, fields)
+            if chosen is not None:
+                counts = chosen.counts()
+                total = counts["dead"] + counts["parked"] + (counts["delivered"] if new_key else 0)
+                preview = {**counts, "total": total, "examined": chosen.examined,
+                           "stopped_early": chosen.stopped_early}  # fmt: skip
+        return self.html("replay.html", session=session, sources=sorted(self.settings.sources), preview=preview,
+                         error=error, new_key=new_key, done=q.get("done", ""), source=fields["source"],
+                         since=fields["since"], until=fields["until"], state=fields["state"])  # fmt: skip
+
+    async def replay_selection(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        from ..selection import execute
+
+        fields = {name: _one(form, name)[:40] for name in ("source", "since", "until", "state")}
+        new_key = _one(form, "new_key") == "1"
+
+        def work() -> str:
+            chosen, error = self._selection(fields)
+            if chosen is None:
+                return error
+            done = execute(self.redis, self.settings, chosen, by="console", new_key=new_key)
+            r = done.replayed
+            return (f"Replayed {r['dead']} dead, {r['parked']} parked and {r['delivered']} delivered event(s)"
+                    f" of {_one(form, 'confirm') or '?'} previewed."
+                    + (f" {len(done.parked_again)} failed again." if done.parked_again else ""))  # fmt: skip
+
+        message = await self.run(work)
+        return RedirectResponse(_link("/console/replay", done=message), 303)
+
     async def system(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
-        status = await self.run(data.system, self.redis, self.settings.queue)
-        return self.html("system.html", session=session, system=status)
+        from .. import pause
+
+        def build() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            paused = {p.field: p for p in pause.list_paused(self.redis)}
+            rows = [{"kind": kind, "name": name, "pause": paused.get(pause.field(kind, name))}
+                    for kind in pause.KINDS for name in pause.known_names(self.settings, kind)]  # fmt: skip
+            return data.system(self.redis, self.settings.queue), rows
+
+        status, pauses = await self.run(build)
+        return self.html("system.html", session=session, system=status, pauses=pauses,
+                         done=request.query_params.get("done", ""))  # fmt: skip
+
+    async def pause_resume(
+        self, request: Request, session: Session | None, form: dict[str, list[str]]
+    ) -> Response:
+        """The System page's Pause / Resume buttons (relay.pause), recorded as by the console."""
+        from .. import pause
+
+        kind, name, action = _one(form, "kind"), _one(form, "name"), _one(form, "action")
+        if (
+            kind not in pause.KINDS
+            or name not in pause.known_names(self.settings, kind)
+            or action not in ("pause", "resume")
+        ):
+            return self.html("error.html", 400, session, message="No such source or gateway.")
+
+        def work() -> str:
+            if action == "pause":
+                fresh = pause.pause(self.redis, kind, name, by="console", reason=_one(form, "reason")[:200])  # type: ignore[arg-type]
+                return f"{kind} {name} paused." if fresh else f"{kind} {name} was paused already."
+            was, released = pause.resume(self.redis, self.settings, kind, name)  # type: ignore[arg-type]
+            return (
+                f"{kind} {name} resumed; {released} held action(s) queued."
+                if was
+                else f"{kind} {name} was not paused."
+            )
+
+        return RedirectResponse(_link("/console/system", done=await self.run(work)), 303)
 
     async def static(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
         name = request.path_params["name"]
@@ -259,6 +368,9 @@ class Console:
             Route("/console/parked", g(self.parked)),
             Route("/console/parked/replay", g(self.parked_replay), methods=["POST"]),
             Route("/console/system", g(self.system)),
+            Route("/console/replay", g(self.replay_form)),
+            Route("/console/pause", g(self.pause_resume), methods=["POST"]),
+            Route("/console/replay", g(self.replay_selection), methods=["POST"]),
             Route("/console/static/{name}", g(self.static, login=False)),
         ]
 

@@ -224,6 +224,7 @@ def event_detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         "body_size": len(body),
         "actions": actions,
         "replays": int(data.get("replays") or 0),
+        "replay_log": orjson.loads(data.get("replay_log") or b"[]"),  # relay.selection.record_replay
         "summary": summarise(
             _text(data.get("state")), states if _text(data.get("action_count")) != "0" else []
         ),
