@@ -179,15 +179,26 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
 @click.option(
     "--record", type=click.Path(dir_okay=False), help="Append every handled request to this JSONL file."
 )
-def gateway_stub(
-    host: str, port: int, token: str, hooks_path: str, admit_delay: float, record: str | None
-) -> None:
+@click.option("--auth-token", envvar="OPENCLAW_GATEWAY_TOKEN",
+              help="gateway.auth.token for the WebSocket RPC and /tools/invoke (default: --token).")  # fmt: skip
+@click.option("--allow-request-session-key", is_flag=True,
+              help="hooks.allowRequestSessionKey: true (a gateway's default refuses request session keys).")  # fmt: skip
+@click.option("--session-key-prefix", "prefixes", multiple=True,
+              help="hooks.allowedSessionKeyPrefixes entry (repeatable), e.g. hook:")  # fmt: skip
+@click.option("--channel", "channels", multiple=True,
+              help="A configured channel `send` delivers to (repeatable; 'any': all). Default: none.")  # fmt: skip
+def gateway_stub(host: str, port: int, token: str, hooks_path: str, admit_delay: float, record: str | None,
+                 auth_token: str | None, allow_request_session_key: bool, prefixes: tuple[str, ...],
+                 channels: tuple[str, ...]) -> None:  # fmt: skip
     """Run a small OpenClaw-compatible gateway that records what it receives."""
     import uvicorn
 
     from .gateway_stub import StubState, create_stub_app
 
-    state = StubState(token=token, hooks_path=hooks_path, admit_delay=admit_delay, record_path=record)
+    state = StubState(token=token, hooks_path=hooks_path, admit_delay=admit_delay, record_path=record,
+                      auth_token=auth_token, allow_request_session_key=allow_request_session_key,
+                      session_key_prefixes=[p.lower() for p in prefixes] or None,
+                      channels=frozenset(channels))  # fmt: skip
     uvicorn.run(create_stub_app(state), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -41,16 +41,22 @@ def send_message(gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer
     return Answer(result.status, result.text, result.retry_after, result.run_id)
 
 
+# `/tools/invoke` error types (gateway 2026.9.6, tools-invoke-shared) that refuse this one call for
+# good: a tool its policy does not offer (404), a call its policy or a hook blocked (403), a tool
+# that ran and threw (500: running it again would repeat its side effects).
+REFUSED_TOOL_CALL = frozenset({"not_found", "tool_call_blocked", "tool_error"})
+
+
 def tool_status(status: int, text: str) -> int:
-    """The gateway answers `404 {"ok": false, "error": {"type": "not_found"}}` for a tool its
-    policy does not offer: a refusal of this action (dead letter, replay after fixing the policy),
-    not the missing route a bare 404 means (configuration: delivery pauses)."""
-    if status == 404:
+    """The delivery status of a `/tools/invoke` answer. A typed refusal of this call is 422 (dead
+    letter, replay after fixing the policy), never the 403/404 that pause the whole gateway (a
+    bare 404 is a missing route: configuration) nor a 500 that is retried."""
+    if status in (403, 404, 500):
         try:
             error = (orjson.loads(text) or {}).get("error")
         except (ValueError, AttributeError):
             return status
-        if isinstance(error, dict) and error.get("type") == "not_found":
+        if isinstance(error, dict) and error.get("type") in REFUSED_TOOL_CALL:
             return 422
     return status
 
