@@ -102,6 +102,7 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
         url, embedded = start_embedded(settings.data_dir)
         settings.redis_url = url
         click.echo(f"embedded Redis (AOF on) at {url}", err=True)
+    _gateway_line(settings)
     env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
     if ctx.obj.get("config"):
         env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
@@ -120,6 +121,22 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
                 child.kill()
         if embedded is not None:
             embedded.shutdown()
+
+
+def _gateway_line(settings: Settings) -> None:
+    """The start-up line: does each gateway take the hooks token and the relay's session keys?
+    Informational (events are kept either way); the settings to add are printed when refused."""
+    from . import gateway_check
+
+    for name in settings.gateway_names():
+        gw = settings.gateway_config(name)
+        found = gateway_check.hooks_token(gw, timeout=3)
+        if found.ok:
+            found = gateway_check.session_keys(gw, timeout=5)
+        prefix = "gateway" if found.ok else "warning: gateway"
+        click.echo(f"{prefix} {name or 'default'}: {found.line}", err=True)
+        for line in found.fix:
+            click.echo(f"  {line}", err=True)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None) -> None:
@@ -396,9 +413,11 @@ def _check_transforms(settings: Settings) -> None:
 def check(ctx: click.Context, offline: bool) -> None:
     """Validate the config, import every transform, then reach Redis and the gateway.
 
-    Exits 2 on a config or transform error, 3 when Redis or the gateway cannot be reached.
+    At the gateway: the hooks token, its session-key policy (printing the OpenClaw settings to add
+    when it would refuse the relay's session keys), the WebSocket handshake and the gateway token.
+    Nothing is started there. Exits 2 on a config or transform error, 3 when Redis or the gateway
+    cannot be reached or will refuse deliveries.
     """
-    import httpx
 
     from .ingress import build_sources
 
@@ -415,24 +434,31 @@ def check(ctx: click.Context, offline: bool) -> None:
     with _redis_errors():
         _redis(settings).ping()
     click.echo("redis ok")
-    # POST to the bare hooks path: the gateway checks the token first (401 when wrong) and then
-    # answers 404 for the empty hook name, so this proves the token without starting anything.
-    gateway = settings.gateway
-    probe = f"{gateway.url}/{gateway.hooks_path.strip('/')}/"
-    headers = {"Authorization": f"Bearer {gateway.token.get_secret_value()}"} if gateway.token else {}
-    try:
-        answer = httpx.post(probe, headers=headers, content=b"{}", timeout=5)
-    except httpx.HTTPError as exc:
-        click.echo(f"error: cannot reach the gateway at {gateway.url}: {type(exc).__name__}", err=True)
+    from . import gateway_check
+
+    failed = False
+    for name in settings.gateway_names():
+        gw = settings.gateway_config(name)
+        token = gateway_check.hooks_token(gw)
+        findings = [token]
+        if token.ok:
+            findings.append(gateway_check.session_keys(gw))
+            # The other doors: required when a mapping uses them or gateway.auth_token is set.
+            doors = gw.auth_token is not None or any(m.action in ("send", "tool") for m in settings.mappings)
+            for probe in (gateway_check.websocket, gateway_check.tools_token):
+                found = probe(gw)
+                if not found.ok and not doors:
+                    found = gateway_check.Finding(
+                        True, f"note: {found.line} (only `send`/`tool` actions need it)"
+                    )
+                findings.append(found)
+        for found in findings:
+            click.echo(found.line if found.ok else f"error: {found.line}", err=not found.ok)
+            for line in found.fix:
+                click.echo(f"  {line}", err=True)
+            failed |= not found.ok
+    if failed:
         sys.exit(EXIT_UNAVAILABLE)
-    if answer.status_code == 401:
-        what = "gateway.token is not set" if not gateway.token else "the gateway refuses gateway.token"
-        click.echo(f"error: {what} (401 at {probe}); it must equal the gateway's hooks.token", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    if answer.status_code == 429:
-        click.echo(f"error: the gateway is rate-limiting failed token attempts (429 at {probe})", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-    click.echo(f"gateway ok at {gateway.url}: hook token accepted")
 
 
 @cli.command()
