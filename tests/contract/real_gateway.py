@@ -28,9 +28,9 @@ import httpx
 OPENCLAW_VERSION = "2026.9.6"
 NODE_PACKAGE = "node@24"
 GATEWAY_TOKEN = "contract-gateway-token"
-HOOKS_TOKEN = "contract-hooks-token"
+HOOKS_TOKEN = "test-hooks-token"  # = tests.conftest.HOOKS_TOKEN, which every test Relay sends
 INSTALL_TIMEOUT = 240.0
-BOOT_TIMEOUT = 90.0
+BOOT_TIMEOUT = 180.0  # ~15-30 s when idle; much more on a loaded 2-core machine
 # What a default-config gateway has of `hooks`: enabled, with a token and nothing else.
 DEFAULT_HOOKS: dict[str, Any] = {"enabled": True, "token": HOOKS_TOKEN, "path": "/hooks"}
 # The pairing the gateway's security audit recommends, and the relay's `relay check` prints.
@@ -188,18 +188,47 @@ class Gateway:
         except OSError:
             return ""
 
+    def _groups(self) -> set[int]:
+        """The process groups of the gateway and its descendants: its spawn broker makes its own."""
+        assert self.proc is not None
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+        groups, todo = {self.proc.pid}, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            for child in children.get(pid, []):
+                try:
+                    groups.add(os.getpgid(child))
+                except ProcessLookupError:
+                    continue
+                todo.append(child)
+        return groups
+
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        groups = self._groups()
+        for group in groups:
+            _signal_group(group, signal.SIGTERM)
         try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
             pass
-        try:  # children left in the group (the gateway starts some)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for group in groups:  # whatever is left of the gateway's processes
+            _signal_group(group, signal.SIGKILL)
+        self.proc.wait()
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        pass
