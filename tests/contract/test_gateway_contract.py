@@ -32,7 +32,7 @@ AUTH = {"Authorization": f"Bearer {GENERIC_TOKEN}"}
 GENERIC = {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"}
 # One generic source per action the suite sends through the relay's doors.
 DOOR_SOURCES = {
-    name: GENERIC for name in ("send-telegram", "send-nochannel", "tool-ok", "tool-denied", "agent")
+    name: GENERIC for name in ("send-telegram", "send-nochannel", "tool-ok", "tool-denied", "agent-turn")
 }
 DOOR_MAPPINGS = [
     {"match": {"path": "send-telegram"}, "action": "send", "channel": "telegram", "to": "{{payload.to}}",
