@@ -8,12 +8,12 @@ export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
 export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
 export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
-.PHONY: run test test-slow lint install system-deps slow-system-deps
+.PHONY: run test test-contract test-slow lint install system-deps slow-system-deps
 
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
-# benchmark) and chromium (the console's browser test). Installed with apt-get when missing
-# (needs root, as on the CI machines).
-SYSTEM_TOOLS := redis-server wrk chromium
+# benchmark), chromium (the console's browser test) and npm (installs the real OpenClaw gateway
+# for tests/contract). Installed with apt-get when missing (needs root, as on the CI machines).
+SYSTEM_TOOLS := redis-server wrk chromium npm
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
@@ -40,8 +40,15 @@ install: $(BIN)/relay
 run: install
 	$(BIN)/relay up
 
+# The default suite includes tests/contract (marker `contract`): it installs the pinned OpenClaw
+# gateway and Node 24 with npm into ~/.cache/openclaw-relay (or $$OPENCLAW_RELAY_GATEWAY_CACHE) on
+# first use. --dist loadgroup keeps the contract tests on one worker, which boots the gateway once.
 test: install system-deps
-	$(BIN)/pytest -m "not slow" -n 2
+	$(BIN)/pytest -m "not slow" -n 2 --dist loadgroup
+
+# Only the contract suite: the relay against the real gateway and the stub (docs/contract-tests.md).
+test-contract: install system-deps
+	$(BIN)/pytest -m contract -n 0
 
 test-slow: install system-deps slow-system-deps
 	$(BIN)/pytest -m slow

@@ -59,7 +59,8 @@ def _state(client: redis.Redis, action_id: str) -> str | None:
 
 def _post(relay: Relay, source: str, payload: dict[str, Any]) -> str:
     """Post to a relay source; the one action id it queued."""
-    response = relay.post(f"/hooks/{source}", dump(payload), {**AUTH, "Content-Type": "application/json"})
+    body = dump({**payload, "nonce": uuid.uuid4().hex})  # each post a new event, not a duplicate
+    response = relay.post(f"/hooks/{source}", body, {**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 202, response.text
     event = response.json()["eventId"]
     return wait_until(lambda: _action_id(relay, event), timeout=10)
