@@ -85,3 +85,24 @@ def test_the_session_key_probe_reads_each_policy() -> None:
     assert policy.read_probe(401, "Unauthorized")[0] is None
     body = policy.probe_body()
     assert body["sessionMode"] == "persistent" and not str(body["sessionKey"]).startswith("hook:")
+
+
+def test_a_mapping_may_retry_tools_that_threw() -> None:
+    from relay.actions import ToolAction
+    from relay.event import Event
+    from relay.mapping import MappingConfig, base_fields, merge
+
+    thrown = orjson.dumps(
+        {"ok": False, "error": {"type": "tool_error", "message": "tool execution failed"}}
+    ).decode()
+    assert tool_status(500, thrown) == 422  # by default a tool that ran is not run again
+    assert tool_status(500, thrown, retry_tool_errors=True) == 503  # opted in: retried
+    assert tool_status(403, '{"error":{"type":"tool_call_blocked"}}', retry_tool_errors=True) == 422
+    mapping = MappingConfig.model_validate(
+        {"action": "tool", "tool": "sessions_list", "retryToolErrors": True}
+    )
+    event = Event(source="s", path="s", payload={}, headers={}, query={})
+    action = merge(base_fields(mapping, event), {})
+    assert isinstance(action, ToolAction) and action.body()["retryToolErrors"] is True
+    plain = merge(base_fields(MappingConfig.model_validate({"action": "tool", "tool": "t"}), event), {})
+    assert "retryToolErrors" not in plain.body()

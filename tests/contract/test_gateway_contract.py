@@ -32,7 +32,8 @@ AUTH = {"Authorization": f"Bearer {GENERIC_TOKEN}"}
 GENERIC = {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"}
 # One generic source per action the suite sends through the relay's doors.
 DOOR_SOURCES = {
-    name: GENERIC for name in ("send-telegram", "send-nochannel", "tool-ok", "tool-denied", "agent-turn")
+    name: GENERIC
+    for name in ("send-telegram", "send-nochannel", "tool-ok", "tool-denied", "agent-turn", "tool-retry")
 }
 DOOR_MAPPINGS = [
     {"match": {"path": "send-telegram"}, "action": "send", "channel": "telegram", "to": "{{payload.to}}",
@@ -40,6 +41,7 @@ DOOR_MAPPINGS = [
     {"match": {"path": "send-nochannel"}, "action": "send", "to": "{{payload.to}}", "messageTemplate": "hi"},
     {"match": {"path": "tool-ok"}, "action": "tool", "tool": "sessions_list", "args": {"limit": 1}},
     {"match": {"path": "tool-denied"}, "action": "tool", "tool": "sessions_send", "args": {"message": "x"}},
+    {"match": {"path": "tool-retry"}, "action": "tool", "tool": "sessions_list", "retryToolErrors": True},
     {"match": {"path": "agent-turn"}, "action": "agent", "messageTemplate": "contract agent {{payload.to}}"},
 ]  # fmt: skip
 
@@ -260,9 +262,23 @@ def test_stub_only_tool_refusals_dead_letter_one_action(relay_factory, redis_cli
                    json={"throw_tools": [], "block_tools": ["sessions_list"]}).raise_for_status()  # fmt: skip
         blocked = _post(relay, "tool-ok", {})
         wait_until(lambda: _state(redis_client, blocked) == "dead", timeout=30)
+        # A mapping that opts in (retryToolErrors: true) has a thrown tool retried.
+        httpx.post(f"{stub_gateway.url}/_stub/control",
+                   json={"throw_tools": ["sessions_list"], "block_tools": []}).raise_for_status()  # fmt: skip
+        retried = _post(relay, "tool-retry", {})
+        wait_until(lambda: _state(redis_client, retried) == "retrying", timeout=30)
+        httpx.post(f"{stub_gateway.url}/_stub/control", json={"throw_tools": []}).raise_for_status()
+        wait_until(lambda: _state(redis_client, retried) == "delivered", timeout=30)
     finally:
         httpx.post(f"{stub_gateway.url}/_stub/control", json={"throw_tools": [], "block_tools": []})
     assert _record(redis_client, thrown)["attempts"] == "1"  # a tool that ran and threw is not run again
     assert "tool_error" in _record(redis_client, thrown)["last_error"]
     assert "tool_call_blocked" in _record(redis_client, blocked)["last_error"]
+    assert int(_record(redis_client, retried)["attempts"]) >= 2
+    sent = [
+        r["body"]
+        for r in httpx.get(f"{stub_gateway.url}/_stub/requests").json()
+        if r["path"] == "tools/invoke"
+    ]
+    assert sent and all("retryToolErrors" not in body for body in sent)  # the relay's own field stays home
     assert not health.circuit_state(redis_client).open
