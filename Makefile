@@ -42,9 +42,9 @@ run: install
 
 # The default suite includes tests/contract (marker `contract`): it installs the pinned OpenClaw
 # gateway and Node 24 with npm into ~/.cache/openclaw-relay (or $$OPENCLAW_RELAY_GATEWAY_CACHE) on
-# first use. --dist loadgroup keeps the contract tests on one worker, which boots the gateway once.
+# first use. --dist loadfile keeps the contract module on one worker, which boots the gateway once.
 test: install system-deps
-	$(BIN)/pytest -m "not slow" -n 2 --dist loadgroup
+	$(BIN)/pytest -m "not slow" -n 2 --dist loadfile
 
 # Only the contract suite: the relay against the real gateway and the stub (docs/contract-tests.md).
 test-contract: install system-deps

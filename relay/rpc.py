@@ -45,7 +45,7 @@ from websockets.exceptions import (
 )
 from websockets.sync.client import ClientConnection, connect
 
-# The range offered in `connect`: the gateway picks one (2026.9.x speaks 4 only, 2026.8.x spoke 3).
+# The range offered in `connect`: 2026.9.6 speaks 4 only; 3 keeps the previous release reachable.
 MIN_PROTOCOL = 3
 MAX_PROTOCOL = 4
 PROTOCOL_VERSION = MAX_PROTOCOL
@@ -151,9 +151,8 @@ def error_result(error: Any, *, handshake: bool = False) -> RpcResult:
         # The gateway holds the message in its outbound queue and retries it itself ("do not resend").
         return RpcResult(202, f"{text} ({QUEUED_CODE}: handed over, the gateway retries it)", retry_after)
     if code == "FORBIDDEN" or details.get("code") == "MISSING_SCOPE":
-        return RpcResult(
-            403, text, retry_after
-        )  # scope: the gateway's configuration (pairing), not the action
+        # A missing scope is the gateway's configuration (device pairing), not this action's fault.
+        return RpcResult(403, text, retry_after)
     if code == "INVALID_REQUEST" and message.startswith("unauthorized"):
         return RpcResult(401, text, retry_after)
     status = ERROR_STATUS.get(code, 503)

@@ -1,8 +1,10 @@
 """Fixtures of the contract suite: the real OpenClaw gateway and `relay gateway-stub`, side by side.
 
 Every test takes `target` (parametrized: "real", "stub") and asserts the same classification
-against both. Each gateway is booted once per session; every test here is in one xdist group
-(`--dist loadgroup` in the pytest addopts), so one worker boots the real gateway once. The real
+against both. Each gateway is booted once per session, and all the cases live in one module:
+with `--dist loadfile` (pytest addopts) one xdist worker runs them and boots the real gateway
+once. (They also carry an xdist_group mark, for when `--dist loadgroup` works again:
+pytest-dev/pytest-xdist#1386.) The real
 gateway's hooks token is the suite's HOOKS_TOKEN, so `Relay`'s config reaches either.
 """
 

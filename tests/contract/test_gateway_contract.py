@@ -227,7 +227,7 @@ def test_send_and_tool_answers_are_classified_per_action(relay_factory, redis_cl
     assert "Channel is required" in records["no_channel"]["last_error"]
     # sessions_send is on the default HTTP deny list: 404 not_found, a dead letter, not a pause.
     assert records["denied"]["state"] == "dead" and "not_found" in records["denied"]["last_error"]
-    assert records["tool"]["state"] == "delivered" and orjson.loads(records["tool"]["answer"])["ok"] is True
+    assert records["tool"]["state"] == "delivered" and records["tool"]["answer"].startswith('{"ok":true')
     assert records["agent"]["state"] == "delivered" and records["agent"]["run_id"]
     assert not health.circuit_state(redis_client).open  # nobody paused the gateway
 
