@@ -41,7 +41,7 @@ run: install
 	$(BIN)/relay up
 
 # The default suite includes tests/contract (marker `contract`): it installs the pinned OpenClaw
-# gateway and Node 24 with npm into ~/.cache/openclaw-relay (or $$OPENCLAW_RELAY_GATEWAY_CACHE) on
+# gateway and Node 24 with npm into ~/.cache/openclaw-relay (or $OPENCLAW_RELAY_GATEWAY_CACHE) on
 # first use. --dist loadfile keeps the contract module on one worker, which boots the gateway once.
 test: install system-deps
 	$(BIN)/pytest -m "not slow" -n 2 --dist loadfile
