@@ -8,15 +8,16 @@ export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
 export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
 export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
 
-.PHONY: run test test-repeat test-slow lint install system-deps
+.PHONY: run test test-contract test-repeat test-slow lint install system-deps
 
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
-# benchmark), chromium (the console's browser test) and the real Prometheus Alertmanager
+# benchmark), chromium (the console's browser test), npm (installs the real OpenClaw gateway for
+# tests/contract) and the real Prometheus Alertmanager
 # (tests/test_alertmanager_live.py; Debian's package installs the binary under its own name).
 # promtool (the alert rules' unit tests) comes in Debian's package prometheus. Installed with
 # apt-get when missing (needs root, as on the CI machines). Google's Pub/Sub emulator is not a
 # Debian package: tests/test_gmail_pubsub.py uses it where it is installed.
-SYSTEM_TOOLS := redis-server wrk chromium prometheus-alertmanager
+SYSTEM_TOOLS := redis-server wrk chromium npm prometheus-alertmanager
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
@@ -35,9 +36,16 @@ install: $(BIN)/relay
 run: install
 	$(BIN)/relay up
 
+# The default suite includes tests/contract (marker `contract`): it installs the pinned OpenClaw
+# gateway and Node 24 with npm into ~/.cache/openclaw-relay (or $OPENCLAW_RELAY_GATEWAY_CACHE) on
+# first use. --dist loadfile keeps the contract module on one worker, which boots the gateway once.
 # --durations shows the slowest tests, so one drifting toward its timeout is seen before it fails.
 test: install system-deps
-	$(BIN)/pytest -m "not slow" -n 2 --durations=15
+	$(BIN)/pytest -m "not slow" -n 2 --dist loadfile --durations=15
+
+# Only the contract suite: the relay against the real gateway and the stub (docs/contract-tests.md).
+test-contract: install system-deps
+	$(BIN)/pytest -m contract -n 0
 
 # The default suite N times over, listing every test that failed at least once (flaky tests).
 N ?= 5

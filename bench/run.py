@@ -304,7 +304,8 @@ class Bench:
 
     def start_stub(self, admit_delay: float, record: Path) -> subprocess.Popen[bytes]:
         proc = self.relay("stub", "gateway-stub", "--port", str(self.stub_port), "--token", HOOKS_TOKEN,
-                          "--admit-delay", str(admit_delay), "--record", str(record))  # fmt: skip
+                          "--admit-delay", str(admit_delay), "--record", str(record),
+                          "--allow-request-session-key")  # fmt: skip
         self.wait(lambda: self.http_ok(f"http://127.0.0.1:{self.stub_port}/readyz"), 20, "gateway stub")
         return proc
 

@@ -86,21 +86,29 @@ def announce(settings: Settings, host: str, port: int, workers: int, embedded: b
     else:
         log.info("relay up", extra=facts)
 
-    def probe() -> None:
-        from .errors import ConfigError
-        from .probe import probe_gateway
-
-        try:
-            result = probe_gateway(settings.gateway)
-            outcome, detail = result.outcome, result.detail
-        except ConfigError as exc:  # pragma: no cover - `relay up` resolves every secret first
-            outcome, detail = "unset", str(exc)
-        if human:
-            click.echo(f"  gateway   {settings.gateway.url}: {outcome} ({detail})", err=True)
-        else:
-            log.log(logging.INFO if outcome == "accepted" else logging.WARNING, "gateway probe",
-                    extra={"gateway": settings.gateway.url, "outcome": outcome, "detail": detail})  # fmt: skip
-
-    thread = threading.Thread(target=probe, name="gateway-probe", daemon=True)
+    thread = threading.Thread(
+        target=report_gateways, args=(settings, human), name="gateway-probe", daemon=True
+    )
     thread.start()
     return thread
+
+
+def report_gateways(settings: Settings, human: bool) -> None:
+    """The start-up line per gateway: does it take the hooks token and the relay's session keys?
+    Informational (events are kept either way); the OpenClaw settings to add are printed when not."""
+    from . import gateway_check
+
+    for name in settings.gateway_names():
+        gw = settings.gateway_config(name)
+        found = gateway_check.hooks_token(gw, timeout=3)
+        if found.ok:
+            found = gateway_check.session_keys(gw, timeout=5)
+        label = name or "default"
+        if human:
+            click.echo(f"{'' if found.ok else 'warning: '}gateway {label}: {found.line}", err=True)
+            for line in found.fix:
+                click.echo(f"  {line}", err=True)
+        else:
+            log.log(logging.INFO if found.ok else logging.WARNING, "gateway probe",
+                    extra={"gateway": label, "url": gw.url, "ok": found.ok, "detail": found.line,
+                           "fix": found.fix})  # fmt: skip

@@ -277,15 +277,26 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
 @click.option(
     "--record", type=click.Path(dir_okay=False), help="Append every handled request to this JSONL file."
 )
-def gateway_stub(
-    host: str, port: int, token: str, hooks_path: str, admit_delay: float, record: str | None
-) -> None:
+@click.option("--auth-token", envvar="OPENCLAW_GATEWAY_TOKEN",
+              help="gateway.auth.token for the WebSocket RPC and /tools/invoke (default: --token).")  # fmt: skip
+@click.option("--allow-request-session-key", is_flag=True,
+              help="hooks.allowRequestSessionKey: true (a gateway's default refuses request session keys).")  # fmt: skip
+@click.option("--session-key-prefix", "prefixes", multiple=True,
+              help="hooks.allowedSessionKeyPrefixes entry (repeatable), e.g. hook:")  # fmt: skip
+@click.option("--channel", "channels", multiple=True,
+              help="A configured channel `send` delivers to (repeatable; 'any': all). Default: none.")  # fmt: skip
+def gateway_stub(host: str, port: int, token: str, hooks_path: str, admit_delay: float, record: str | None,
+                 auth_token: str | None, allow_request_session_key: bool, prefixes: tuple[str, ...],
+                 channels: tuple[str, ...]) -> None:  # fmt: skip
     """Run a small OpenClaw-compatible gateway that records what it receives."""
     import uvicorn
 
     from .gateway_stub import StubState, create_stub_app
 
-    state = StubState(token=token, hooks_path=hooks_path, admit_delay=admit_delay, record_path=record)
+    state = StubState(token=token, hooks_path=hooks_path, admit_delay=admit_delay, record_path=record,
+                      auth_token=auth_token, allow_request_session_key=allow_request_session_key,
+                      session_key_prefixes=[p.lower() for p in prefixes] or None,
+                      channels=frozenset(channels))  # fmt: skip
     uvicorn.run(create_stub_app(state), host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -584,9 +595,13 @@ def _check_transforms(settings: Settings) -> None:
 def check(ctx: click.Context, offline: bool) -> None:
     """Validate the config, import every transform, then reach Redis and the gateway.
 
-    Exits 2 on a config or transform error or an unset secret (--offline: only warns about
-    secrets), 3 when Redis or the gateway cannot be reached.
+    At the gateway: the hooks token, its session-key policy (printing the OpenClaw settings to add
+    when it would refuse the relay's session keys), the WebSocket handshake and the gateway token.
+    Nothing is started there. Exits 2 on a config or transform error or an unset secret
+    (--offline: only warns about secrets), 3 when Redis or the gateway cannot be reached or will
+    refuse deliveries.
     """
+
     from .ingress import build_sources
 
     settings = _settings(ctx)
@@ -610,13 +625,31 @@ def check(ctx: click.Context, offline: bool) -> None:
     with _redis_errors():
         _redis(settings).ping()
     click.echo("redis ok")
-    from .probe import probe_gateway
+    from . import gateway_check
 
-    probe = probe_gateway(settings.gateway)
-    if not probe.ok:
-        click.echo(f"error: {probe.detail}", err=True)
+    failed = False
+    for name in settings.gateway_names():
+        gw = settings.gateway_config(name)
+        token = gateway_check.hooks_token(gw)
+        findings = [token]
+        if token.ok:
+            findings.append(gateway_check.session_keys(gw))
+            # The other doors: required when a mapping uses them or gateway.auth_token is set.
+            doors = gw.auth_token is not None or any(m.action in ("send", "tool") for m in settings.mappings)
+            for probe in (gateway_check.websocket, gateway_check.tools_token):
+                found = probe(gw)
+                if not found.ok and not doors:
+                    found = gateway_check.Finding(
+                        True, f"note: {found.line} (only `send`/`tool` actions need it)"
+                    )
+                findings.append(found)
+        for found in findings:
+            click.echo(found.line if found.ok else f"error: {found.line}", err=not found.ok)
+            for line in found.fix:
+                click.echo(f"  {line}", err=True)
+            failed |= not found.ok
+    if failed:
         sys.exit(EXIT_UNAVAILABLE)
-    click.echo(probe.detail)
 
 
 @cli.command()

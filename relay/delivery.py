@@ -21,7 +21,7 @@ import redis.exceptions as redis_exceptions
 from redis import Redis
 from rq import Retry, get_current_job
 
-from . import health, keys, lanes, metrics, pause, tracing
+from . import health, keys, lanes, metrics, pause, policy, tracing
 from .config import Settings
 from .jobs import queue_turn
 
@@ -40,8 +40,13 @@ UNLIMITED = 2**31
 # The gateway's answers, per OPENCLAW_CONTRACT.md: these never succeed by being sent again.
 PERMANENT = frozenset({400, 405, 413, 422})
 # Wrong token or hooks disabled/wrong path: a configuration problem. The events are kept and
-# retried with backoff until it is fixed, never dead-lettered for it.
+# retried with backoff until it is fixed, never dead-lettered for it. So are the gateway's hook
+# policy refusals (a 400 naming a setting: `relay.policy`).
 CONFIGURATION = frozenset({401, 403, 404})
+
+
+def is_configuration(answer: Answer) -> bool:
+    return answer.status in CONFIGURATION or policy.refusal_hint(answer.status, answer.text) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,7 @@ class Answer:
 def classify(answer: Answer) -> Verdict:
     if answer.status is not None and 200 <= answer.status < 300:
         return "delivered"
-    if answer.status in PERMANENT:
+    if answer.status in PERMANENT and not is_configuration(answer):
         return "dead"
     return "retry"
 
@@ -266,7 +271,8 @@ def _attempt(
     latency = time.perf_counter() - started
     tracing.set_attributes(http__response__status_code=answer.status)
     verdict = classify(answer)
-    if answer.status is not None and answer.status not in CONFIGURATION:
+    configuration = is_configuration(answer)
+    if answer.status is not None and not configuration:
         health.close(redis, gateway)  # the gateway answers: whatever the circuit said, it is up
     fields = {**log_fields, "status": answer.status, "attempt": attempts, "latency_ms": round(latency * 1000, 1),
               "outcome": verdict}  # fmt: skip
@@ -293,7 +299,7 @@ def _attempt(
 
     delivery = settings.delivery
     age = time.time() - float(queued_at or now)  # since it was queued (or replayed)
-    gateway_fault = answer.status is None or answer.status in CONFIGURATION
+    gateway_fault = answer.status is None or configuration
     if (
         verdict == "dead"
         or age >= delivery.max_age_seconds
@@ -316,7 +322,12 @@ def _attempt(
     if gateway_fault:
         # Down, unreachable or misconfigured: pause every worker instead of burning retries.
         redis.hincrby(key, "attempts", -1)
-        pause = health.trip(redis, f"{status_text or 'no answer'}: {answer.text[:200]}", gateway)
+        hint = policy.refusal_hint(answer.status, answer.text)
+        reason = f"{status_text or 'no answer'}: {answer.text[:200]}"
+        if hint:  # the gateway's policy: its message and the one setting to change
+            reason = f"{status_text}: {policy.gateway_message(answer.text)[:200]} -- to fix: {hint}"
+            redis.hset(key, mapping={"last_status": status_text, "last_error": reason})
+        pause = health.trip(redis, reason, gateway)
         log.warning(
             "gateway unavailable; delivery paused for %.0fs",
             pause,

@@ -41,17 +41,27 @@ def send_message(gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer
     return Answer(result.status, result.text, result.retry_after, result.run_id)
 
 
-def tool_status(status: int, text: str) -> int:
-    """The gateway answers `404 {"ok": false, "error": {"type": "not_found"}}` for a tool its
-    policy does not offer: a refusal of this action (dead letter, replay after fixing the policy),
-    not the missing route a bare 404 means (configuration: delivery pauses)."""
-    if status == 404:
+# `/tools/invoke` error types (gateway 2026.9.6, tools-invoke-shared) that refuse this one call for
+# good: a tool its policy does not offer (404), a call its policy or a hook blocked (403), a tool
+# that ran and threw (500: running it again would repeat its side effects).
+REFUSED_TOOL_CALL = frozenset({"not_found", "tool_call_blocked", "tool_error"})
+
+
+RETRY_FLAG = "retryToolErrors"  # relay-only body field (ToolAction.retry_tool_errors), never sent
+
+
+def tool_status(status: int, text: str, retry_tool_errors: bool = False) -> int:
+    """The delivery status of a `/tools/invoke` answer. A typed refusal of this call is 422 (dead
+    letter, replay after fixing the policy), never the 403/404 that pause the whole gateway (a
+    bare 404 is a missing route: configuration) nor a 500 that is retried — unless the mapping
+    set `retryToolErrors: true`, which retries a 500 tool_error."""
+    if status in (403, 404, 500):
         try:
             error = (orjson.loads(text) or {}).get("error")
         except (ValueError, AttributeError):
             return status
-        if isinstance(error, dict) and error.get("type") == "not_found":
-            return 422
+        if isinstance(error, dict) and error.get("type") in REFUSED_TOOL_CALL:
+            return 503 if status == 500 and retry_tool_errors else 422
     return status
 
 
@@ -60,6 +70,11 @@ def invoke_tool(ctx: Context, gw: GatewayConfig, idempotency_key: str, body: byt
     relay's delivered record is the only guard (a lost answer means the tool may run again)."""
     from .delivery import Answer, parse_retry_after
 
+    payload = orjson.loads(body)
+    retry_tool_errors = False
+    if isinstance(payload, dict) and RETRY_FLAG in payload:  # the relay's own field: not for the gateway
+        retry_tool_errors = payload.pop(RETRY_FLAG) is True
+        body = orjson.dumps(payload)
     headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
     token = auth_token(gw)
     if token:
@@ -70,5 +85,5 @@ def invoke_tool(ctx: Context, gw: GatewayConfig, idempotency_key: str, body: byt
     except httpx.HTTPError as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
     text = response.text[:2000]
-    return Answer(tool_status(response.status_code, text), text,
+    return Answer(tool_status(response.status_code, text, retry_tool_errors), text,
                   parse_retry_after(response.headers.get("retry-after")))  # fmt: skip

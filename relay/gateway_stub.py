@@ -12,11 +12,23 @@ to fail, so tests can see exactly what the relay sent:
                                   {"ws_drop": 1}  (handle the next `send` RPC, then close without answering)
     POST /_stub/reset             forget requests and idempotency keys (like a restart)
 
+Like a gateway in its default configuration, it refuses a request `sessionKey` with the gateway's
+own 400 unless started with `--allow-request-session-key` (and `--session-key-prefix hook:` to
+also enforce `hooks.allowedSessionKeyPrefixes`); `POST /_stub/control {"session_policy": {...}}`
+changes that at run time, as the gateway hot-reloads `hooks.*`. tests/contract runs the same
+cases against it and the real gateway (openclaw 2026.9.6), so it answers as that gateway does.
+
 It also has the gateway's other doors (README, "The gateway's other doors"): the WebSocket RPC at `/` (the `connect`
-handshake checks the gateway token; `send` requests are recorded with path "send" and deduped by
-idempotencyKey), and `POST /tools/invoke` (recorded with path "tools/invoke"). Injected `fail`
-statuses apply to them too: a `send` answers 400 as INVALID_REQUEST and anything else as
-UNAVAILABLE, without caching it.
+handshake needs protocol 4 in the client's range and checks the gateway token; `send` requests are
+recorded with path "send" and deduped by idempotencyKey), and `POST /tools/invoke` (recorded with
+path "tools/invoke"). With no `--channel`, `send` answers as a gateway with no channel configured:
+no channel → INVALID_REQUEST "Channel is required", `telegram` (the one bundled channel plugin) →
+UNAVAILABLE with details.code OUTBOUND_DELIVERY_QUEUED, anything else → "unsupported channel";
+a `--channel NAME` (or `--channel any`) is configured and delivers. `/tools/invoke` runs the tools
+a default gateway offers over HTTP (sessions_list, session_status, agents_list) and answers 404
+not_found for others (its deny list, unknown names); `{"block_tools": [...]}` makes a tool 403
+tool_call_blocked and `{"throw_tools": [...]}` 500 tool_error. Injected `fail` statuses apply to
+both doors: a `send` answers 400 as INVALID_REQUEST and anything else as UNAVAILABLE, uncached.
 """
 
 from __future__ import annotations
@@ -58,6 +70,11 @@ class StubState:
     auth_token: str | None = None  # gateway.auth.token (WebSocket RPC, /tools/invoke); None: `token`
     ws_drop: int = 0  # the next `ws_drop` send RPCs are handled, then the socket closes unanswered
     send_dedupe: dict[str, dict[str, Any]] = field(default_factory=dict)  # idempotencyKey -> payload
+    allow_request_session_key: bool = False  # hooks.allowRequestSessionKey (the gateway's default: false)
+    session_key_prefixes: list[str] | None = None  # hooks.allowedSessionKeyPrefixes
+    channels: frozenset[str] = frozenset()  # configured channels; "any": every channel delivers
+    block_tools: set[str] = field(default_factory=set)
+    throw_tools: set[str] = field(default_factory=set)
 
     @property
     def gateway_token(self) -> str:
@@ -78,7 +95,30 @@ def _presented(request: Request) -> str | None:
     return request.headers.get("x-openclaw-token") or None
 
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4  # the gateway 2026.9.6: PROTOCOL_VERSION = MIN_CLIENT_PROTOCOL_VERSION = 4
+# Channel plugins bundled with openclaw 2026.9.6 that `send` knows without configuration.
+BUNDLED_CHANNELS = frozenset({"telegram"})
+# Tools a default gateway runs over HTTP with only the gateway token (checked: tests/contract).
+HTTP_TOOLS = frozenset({"sessions_list", "session_status", "agents_list"})
+SESSION_KEY_DISABLED = ("sessionKey is disabled for externally supplied hook payload values; "
+                        "set hooks.allowRequestSessionKey=true to enable")  # fmt: skip
+
+
+def session_key_problem(state: StubState, payload: dict[str, Any], *, persistent: bool) -> str | None:
+    """The gateway's `resolveHookSessionKey` (and the persistent-mode check after it)."""
+    raw = payload.get("sessionKey")
+    key = raw.strip() if isinstance(raw, str) else ""
+    if key:
+        if not state.allow_request_session_key:
+            return SESSION_KEY_DISABLED
+        prefixes = state.session_key_prefixes
+        if prefixes and not any(key.lower().startswith(p) for p in prefixes):
+            return f"sessionKey must start with one of: {', '.join(prefixes)}"
+    if persistent and not state.session_key_prefixes:
+        return "hooks.allowedSessionKeyPrefixes is required when direct hook sessionMode is persistent"
+    return None
+
+
 # SendParamsSchema (additionalProperties: false): `to` and `idempotencyKey` required.
 SEND_FIELDS = frozenset({"to", "message", "mediaUrl", "mediaUrls", "gifPlayback", "channel", "accountId", "agentId",
                          "replyToId", "threadId", "silent", "sessionKey", "idempotencyKey"})  # fmt: skip
@@ -104,6 +144,13 @@ def _send_params_problem(params: Any) -> str | None:
         and not params.get("mediaUrls")
     ):
         return "text or media is required"
+    return None
+
+
+def _session_field_problem(payload: dict[str, Any]) -> str | None:
+    raw = payload.get("sessionKey")
+    if raw is not None and not (isinstance(raw, str) and raw.strip()):
+        return "sessionKey must be a non-empty string"
     return None
 
 
@@ -158,6 +205,13 @@ def create_stub_app(state: StubState) -> Starlette:
             text = payload.get("text")
             if not isinstance(text, str) or not text.strip():
                 return JSONResponse({"ok": False, "error": "text required"}, 400)
+            problem = _session_field_problem(payload)
+            if problem is None and payload.get("mode") == "next-heartbeat" and payload.get("sessionKey"):
+                problem = "sessionKey requires mode=now"
+            problem = problem or session_key_problem(state, payload, persistent=False)
+            if problem:
+                state.record({"path": "wake", "status": 400, "refused": problem, "body": payload})
+                return JSONResponse({"ok": False, "error": problem}, 400)
             mode = payload.get("mode") if payload.get("mode") in ("now", "next-heartbeat") else "now"
             state.record({"path": "wake", "status": 200, "key": key, "body": payload})
             return JSONResponse({"ok": True, "mode": mode, "eventOutcome": "queued"})
@@ -165,6 +219,16 @@ def create_stub_app(state: StubState) -> Starlette:
         message = payload.get("message")
         if not isinstance(message, str) or not message.strip():
             return JSONResponse({"ok": False, "error": "message required"}, 400)
+        mode = payload.get("sessionMode")
+        problem = _session_field_problem(payload)
+        if problem is None and mode is not None and mode not in ("isolated", "persistent"):
+            problem = "sessionMode must be isolated or persistent"
+        if problem is None and mode == "persistent" and not payload.get("sessionKey"):
+            problem = "sessionKey is required when sessionMode is persistent"
+        problem = problem or session_key_problem(state, payload, persistent=mode == "persistent")
+        if problem:
+            state.record({"path": "agent", "status": 400, "refused": problem, "body": payload})
+            return JSONResponse({"ok": False, "error": problem}, 400)
         digest = json.dumps(payload, sort_keys=True)
         if key and key in state.idempotency and state.idempotency[key][0] == digest:
             run_id = state.idempotency[key][1]
@@ -205,10 +269,8 @@ def create_stub_app(state: StubState) -> Starlette:
         raw_tool = payload.get("tool")
         tool = raw_tool.strip() if isinstance(raw_tool, str) else ""
         if not tool:
-            return JSONResponse(
-                {"error": {"message": "tools.invoke requires body.tool", "type": "invalid_request_error"}},
-                400,
-            )
+            return JSONResponse({"ok": False, "error": {"type": "invalid_request", "message": "tools.invoke requires name"}},
+                                400)  # fmt: skip
         if state.fail:
             status = state.fail.popleft()
             state.record(
@@ -217,6 +279,19 @@ def create_stub_app(state: StubState) -> Starlette:
             return JSONResponse({"ok": False, "error": {"type": "tool_error", "message": f"injected failure {status}"}},
                                 status)  # fmt: skip
         args = payload.get("args") if isinstance(payload.get("args"), dict) else {}
+        refusal: tuple[int, str, str] | None = None
+        if tool not in HTTP_TOOLS:  # the HTTP deny list (sessions_send, ...) and unknown names
+            refusal = (404, "not_found", f"Tool not available: {tool}")
+        elif tool in state.block_tools:
+            refusal = (403, "tool_call_blocked", f"{tool} blocked by policy")
+        elif tool in state.throw_tools:
+            refusal = (500, "tool_error", "tool execution failed")
+        if refusal:
+            status, kind, message = refusal
+            state.record(
+                {"path": "tools/invoke", "status": status, "refused": kind, "key": key, "body": payload}
+            )
+            return JSONResponse({"ok": False, "error": {"type": kind, "message": message}}, status)
         state.record({"path": "tools/invoke", "status": 200, "key": key, "body": payload})
         result = {
             "content": [{"type": "text", "text": f"stub ran {tool}"}],
@@ -258,8 +333,17 @@ def create_stub_app(state: StubState) -> Starlette:
         req_id = str(frame.get("id"))
         raw_params = frame.get("params")
         params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
-        if params.get("minProtocol", 0) > PROTOCOL_VERSION or params.get("maxProtocol", 0) < PROTOCOL_VERSION:
-            await ws.send_json(_rpc_error(req_id, "INVALID_REQUEST", "protocol mismatch"))
+        low, high = params.get("minProtocol", 0), params.get("maxProtocol", 0)
+        if (
+            not isinstance(low, int)
+            or not isinstance(high, int)
+            or low > PROTOCOL_VERSION
+            or high < PROTOCOL_VERSION
+        ):
+            state.record({"path": "connect", "status": 400, "refused": "protocol"})
+            await ws.send_json(_rpc_error(req_id, "INVALID_REQUEST", "protocol mismatch", details={
+                "code": "PROTOCOL_MISMATCH", "clientMinProtocol": low, "clientMaxProtocol": high,
+                "expectedProtocol": PROTOCOL_VERSION}))  # fmt: skip
             await ws.close(1002, "protocol mismatch")
             return False
         raw_auth = params.get("auth")
@@ -300,7 +384,20 @@ def create_stub_app(state: StubState) -> Starlette:
             if status == 400:
                 return _rpc_error(req_id, "INVALID_REQUEST", f"injected failure {status}")
             return _rpc_error(req_id, "UNAVAILABLE", f"injected failure {status}")
-        payload = {"runId": key, "messageId": str(uuid.uuid4()), "channel": params.get("channel") or "last"}
+        channel = params.get("channel") if isinstance(params.get("channel"), str) else ""
+        configured = "any" in state.channels or channel in state.channels
+        if not channel and not state.channels:
+            message = "Error: Channel is required (no configured channels detected)."
+            state.record({"path": "send", "status": 400, "refused": "channel", "key": key, "body": params})
+            return _rpc_error(req_id, "INVALID_REQUEST", message)
+        if channel and not configured and channel not in BUNDLED_CHANNELS:
+            state.record({"path": "send", "status": 400, "refused": "channel", "key": key, "body": params})
+            return _rpc_error(req_id, "INVALID_REQUEST", f"unsupported channel: {channel}")
+        if channel and not configured:  # a bundled plugin without an account: queued for retries
+            state.record({"path": "send", "status": 202, "queued": True, "key": key, "body": params})
+            return _rpc_error(req_id, "UNAVAILABLE", f"OutboundDeliveryError: {channel} account not configured",
+                              details={"code": "OUTBOUND_DELIVERY_QUEUED"})  # fmt: skip
+        payload = {"runId": key, "messageId": str(uuid.uuid4()), "channel": channel or "last"}
         state.send_dedupe[key] = payload
         state.record(
             {"path": "send", "status": 200, "key": key, "runId": key, "replay": False, "body": params}
@@ -326,6 +423,15 @@ def create_stub_app(state: StubState) -> Starlette:
             state.hang_seconds = float(data.get("hang_seconds", state.hang_seconds))
         if "ws_drop" in data:
             state.ws_drop = int(data["ws_drop"])
+        if "session_policy" in data:  # like the gateway's hot reload of hooks.*
+            policy = data["session_policy"] or {}
+            state.allow_request_session_key = bool(policy.get("allowRequestSessionKey", False))
+            prefixes = policy.get("allowedSessionKeyPrefixes")
+            state.session_key_prefixes = [str(p).lower() for p in prefixes] if prefixes else None
+        if "block_tools" in data:
+            state.block_tools = set(data["block_tools"])
+        if "throw_tools" in data:
+            state.throw_tools = set(data["throw_tools"])
         if "admit_delay" in data:
             state.admit_delay = float(data["admit_delay"])
         return JSONResponse({"ok": True})

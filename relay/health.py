@@ -83,7 +83,7 @@ def trip(redis: Redis, reason: str, gateway: str | None = None) -> float:
     level = int(redis.incr(level_key))
     pause = min(MAX_PAUSE, MIN_PAUSE * 2 ** (level - 1))
     with redis.pipeline() as pipe:
-        pipe.set(circuit, reason[:300], px=int(pause * 1000))
+        pipe.set(circuit, reason[:500], px=int(pause * 1000))
         pipe.expire(level_key, int(MAX_PAUSE * 10))
         pipe.delete(probe)
         pipe.execute()

@@ -21,6 +21,7 @@ from typing import Any
 import json5
 
 from .mapping import FOR_EACH_INSTEAD, MappingConfig
+from .policy import SESSION_KEY_PREFIX, SESSION_KEY_SETTING
 
 TOKEN_ENV = "OPENCLAW_HOOKS_TOKEN"  # noqa: S105 - a variable name, not a secret
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -190,6 +191,21 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
                 notes.append(
                     f"hooks.gmail.{key} is not imported; set {key} on a mapping for path gmail instead"
                 )
+    if hooks.get("allowRequestSessionKey") is not True:
+        notes.append("hooks.allowRequestSessionKey is not true in the OpenClaw config: the gateway will refuse "
+                     "every action with a sessionKey (all presets set one) and delivery pauses until it has "
+                     + " and ".join(SESSION_KEY_SETTING.splitlines()))  # fmt: skip
+    else:
+        prefixes = hooks.get("allowedSessionKeyPrefixes")
+        if (
+            isinstance(prefixes, list)
+            and prefixes
+            and not any(
+                isinstance(p, str) and SESSION_KEY_PREFIX.startswith(p.strip().lower()) for p in prefixes
+            )
+        ):
+            notes.append(f"hooks.allowedSessionKeyPrefixes lacks {SESSION_KEY_PREFIX!r}: the gateway will refuse "
+                         "the presets' session keys; add it")  # fmt: skip
     for key in _GATEWAY_POLICY:
         if key in hooks:
             notes.append(f"hooks.{key} stays a gateway setting: the gateway still enforces it on what "

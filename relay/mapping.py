@@ -164,6 +164,9 @@ class MappingConfig(BaseModel):
     tool: str | None = None
     tool_action: str | None = Field(default=None, alias="toolAction")
     args: dict[str, Any] | None = None
+    retry_tool_errors: bool | None = Field(
+        default=None, alias="retryToolErrors"
+    )  # `tool`: rerun one that threw
     transform: TransformRef | None = None
     # Relay extension: deliver to a gateway named in `gateways:` instead of the source's.
     gateway: str | None = None
@@ -314,6 +317,7 @@ def _door_fields(mapping: MappingConfig, ctx: TemplateContext) -> dict[str, Any]
             "action": mapping.tool_action,
             "args": _render_args(mapping.args, ctx) if mapping.args is not None else None,
             "sessionKey": render_optional(mapping.session_key, ctx),
+            "retryToolErrors": mapping.retry_tool_errors or None,
         }
     return {k: v for k, v in fields.items() if v is not None}
 

@@ -1,11 +1,11 @@
 """A minimal client of the OpenClaw gateway's WebSocket RPC: connect, authenticate, one request.
 
-The protocol (README, "The gateway's other doors"; taken from OpenClaw's source, not observed against a running gateway):
+The protocol (README, "The gateway's other doors"; from OpenClaw's source, checked against the real gateway):
 
     server → {"type": "event", "event": "connect.challenge", "payload": {"nonce": ..., "ts": ...}}
-    client → {"type": "req", "id": "1", "method": "connect", "params": {"minProtocol": 3, "maxProtocol": 3,
+    client → {"type": "req", "id": "1", "method": "connect", "params": {"minProtocol": 3, "maxProtocol": 4,
               "client": {...}, "role": "operator", "scopes": [...], "auth": {"token": <gateway.auth.token>}}}
-    server → {"type": "res", "id": "1", "ok": true, "payload": {"type": "hello-ok", "protocol": 3, ...}}
+    server → {"type": "res", "id": "1", "ok": true, "payload": {"type": "hello-ok", "protocol": 4, ...}}
              or ok: false, error {"code": "INVALID_REQUEST", "message": "unauthorized: ..."}, then close 1008
     client → {"type": "req", "id": "2", "method": "send", "params": {"to": ..., "message": ..., "idempotencyKey": ...}}
     server → {"type": "res", "id": "2", "ok": true, "payload": {"runId": <idempotencyKey>, "messageId": ...}}
@@ -13,10 +13,17 @@ The protocol (README, "The gateway's other doors"; taken from OpenClaw's source,
 
 Other frames (events such as `tick` or `presence`) may arrive in between and are skipped.
 
+Checked against the real gateway 2026.9.6 (tests/contract): it speaks protocol 4 and refuses a
+client range without 4 (`protocol mismatch`, close 1002); the previous release spoke 3 (not run
+here). The client offers 3..4 and reads the protocol the server picked from `hello-ok`.
+
 `call` returns an `RpcResult` whose `status` is HTTP-like, so the delivery job classifies it as it
-does a hooks answer: None = no answer (refused, reset, timed out: retry behind the circuit),
-401/403 = configuration (the gateway refused the token or the scope), 400 = the gateway refused
-the request itself (INVALID_REQUEST: dead letter), 503 = any other error (retry with backoff).
+does a hooks answer (`error_result`): None = no answer (refused, reset, timed out: retry behind
+the circuit); 401/403 = configuration (a refused token, handshake or scope: pause the gateway);
+400/422 = the gateway refused this request for good (INVALID_REQUEST, or `retryable: false` on any
+code: dead letter); 202 = `UNAVAILABLE` with `details.code OUTBOUND_DELIVERY_QUEUED`, which means
+the gateway has queued the message and owns its retries (handed over: never resend it); 503 = any
+other error (retry with backoff, same idempotencyKey).
 """
 
 from __future__ import annotations
@@ -38,7 +45,10 @@ from websockets.exceptions import (
 )
 from websockets.sync.client import ClientConnection, connect
 
-PROTOCOL_VERSION = 3
+# The range offered in `connect`: 2026.9.6 speaks 4 only; 3 keeps the previous release reachable.
+MIN_PROTOCOL = 3
+MAX_PROTOCOL = 4
+PROTOCOL_VERSION = MAX_PROTOCOL
 CLIENT_ID = "gateway-client"  # GATEWAY_CLIENT_IDS.GATEWAY_CLIENT
 CLIENT_MODE = "backend"  # GATEWAY_CLIENT_MODES.BACKEND
 ROLE = "operator"
@@ -49,8 +59,8 @@ MAX_FRAME = 25 * 1024 * 1024
 # The gateway's ErrorCodes (src/gateway/protocol/schema/error-codes.ts) as HTTP-like statuses.
 ERROR_STATUS = {"INVALID_REQUEST": 400, "FORBIDDEN": 403, "NOT_PAIRED": 401, "NOT_LINKED": 503,
                 "AGENT_TIMEOUT": 503, "UNAVAILABLE": 503}  # fmt: skip
-# Close codes that mean "you may not connect" (policy violation) rather than "gone".
-AUTH_CLOSE_CODES = frozenset({1008, 4001})
+# Close codes that mean "you may not connect" (policy, protocol) rather than "gone".
+AUTH_CLOSE_CODES = frozenset({1002, 1008, 4001})  # 1002: protocol mismatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +70,7 @@ class RpcResult:
     retry_after: float | None = None
     run_id: str | None = None
     payload: Any = None
+    protocol: int | None = None  # the protocol the server chose in hello-ok
 
 
 class RpcFailure(Exception):
@@ -89,8 +100,8 @@ def request_frame(req_id: str, method: str, params: Any = None) -> dict[str, Any
 def connect_params(token: str | None, version: str = "0.1.0") -> dict[str, Any]:
     """The `connect` request's params (ConnectParamsSchema), authenticating with the gateway token."""
     params: dict[str, Any] = {
-        "minProtocol": PROTOCOL_VERSION,
-        "maxProtocol": PROTOCOL_VERSION,
+        "minProtocol": MIN_PROTOCOL,
+        "maxProtocol": MAX_PROTOCOL,
         "client": {
             "id": CLIENT_ID,
             "displayName": "openclaw-relay",
@@ -121,18 +132,35 @@ def parse_frame(raw: str | bytes) -> dict[str, Any]:
     return frame
 
 
+QUEUED_CODE = "OUTBOUND_DELIVERY_QUEUED"  # GatewayErrorDetailCodes: queued, the gateway retries it
+
+
 def error_result(error: Any, *, handshake: bool = False) -> RpcResult:
     """An `ok: false` answer as an RpcResult. Any refusal of `connect` is a configuration problem
     (wrong or missing token, pairing required, unsupported protocol): never a dead letter."""
     error = error if isinstance(error, dict) else {}
     code = str(error.get("code") or "UNAVAILABLE")
     message = str(error.get("message") or "error")
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
     retry_ms = error.get("retryAfterMs")
     retry_after = retry_ms / 1000 if isinstance(retry_ms, int | float) and retry_ms >= 0 else None
-    status = (403 if code == "FORBIDDEN" else 401) if handshake else ERROR_STATUS.get(code, 503)
-    if status == 400 and error.get("retryable") is True:
+    text = f"{code}: {message}"[:2000]
+    if handshake:
+        return RpcResult(403 if code == "FORBIDDEN" else 401, text, retry_after)
+    if details.get("code") == QUEUED_CODE:
+        # The gateway holds the message in its outbound queue and retries it itself ("do not resend").
+        return RpcResult(202, f"{text} ({QUEUED_CODE}: handed over, the gateway retries it)", retry_after)
+    if code == "FORBIDDEN" or details.get("code") == "MISSING_SCOPE":
+        # A missing scope is the gateway's configuration (device pairing), not this action's fault.
+        return RpcResult(403, text, retry_after)
+    if code == "INVALID_REQUEST" and message.startswith("unauthorized"):
+        return RpcResult(401, text, retry_after)
+    status = ERROR_STATUS.get(code, 503)
+    if error.get("retryable") is False and status >= 500:
+        status = 422  # final, whatever the code: the gateway says resending cannot help
+    elif status == 400 and error.get("retryable") is True:
         status = 503
-    return RpcResult(status, f"{code}: {message}"[:2000], retry_after)
+    return RpcResult(status, text, retry_after)
 
 
 class _Session:
@@ -188,7 +216,14 @@ def call(
         with connect(ws_url(url), open_timeout=min(timeout, 10.0), close_timeout=1.0, max_size=MAX_FRAME,
                      user_agent_header=f"openclaw-relay/{version}") as ws:  # fmt: skip
             session = _Session(ws, deadline)
-            session.handshake(token, version)
+            hello = session.handshake(token, version)
+            protocol = hello.get("protocol") if isinstance(hello, dict) else None
+            if not isinstance(protocol, int) or not MIN_PROTOCOL <= protocol <= MAX_PROTOCOL:
+                return RpcResult(
+                    401, f"hello-ok: protocol {protocol!r} is outside {MIN_PROTOCOL}..{MAX_PROTOCOL}"
+                )
+            if method == "connect":  # a handshake check only (relay check)
+                return RpcResult(200, orjson.dumps(hello).decode()[:2000], payload=hello, protocol=protocol)
             payload = session.request(method, params)
     except RpcFailure as failure:
         return failure.result
@@ -203,4 +238,4 @@ def call(
         return RpcResult(None, f"{type(exc).__name__}: {exc}"[:500])
     text = orjson.dumps(payload).decode()[:2000]
     run_id = payload.get("runId") if isinstance(payload, dict) else None
-    return RpcResult(200, text, None, str(run_id) if run_id else None, payload)
+    return RpcResult(200, text, None, str(run_id) if run_id else None, payload, protocol)

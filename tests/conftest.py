@@ -25,6 +25,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 GITHUB_SECRET = "test-github-secret"
 HOOKS_TOKEN = "test-hooks-token"
 GENERIC_TOKEN = "test-generic-token"
+# A gateway configured for the relay: request session keys allowed, a channel to send to.
+STUB_ALLOWING = ("--allow-request-session-key", "--channel", "any")
 
 
 def free_port() -> int:
@@ -192,9 +194,12 @@ class Relay:
         self.procs.append(proc)
         return proc
 
-    def start_stub(self, *extra: str) -> Stub:
+    def start_stub(self, *extra: str, default_policy: bool = False) -> Stub:
+        """The stub allows request session keys and has every channel configured (as the suite
+        expects of a set-up gateway) unless `default_policy`: then it is a default-config gateway."""
+        allowing = () if default_policy else STUB_ALLOWING
         proc = self._start(
-            ["gateway-stub", "--port", str(self.stub_port), "--token", HOOKS_TOKEN, *extra], "stub"
+            ["gateway-stub", "--port", str(self.stub_port), "--token", HOOKS_TOKEN, *allowing, *extra], "stub"
         )
         self.stub = Stub(self.stub_port, proc)
         wait_until(lambda: _http_ok(f"{self.stub.url}/readyz"), timeout=15)

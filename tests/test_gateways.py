@@ -10,6 +10,7 @@ from relay import keys
 
 from .conftest import (
     GENERIC_TOKEN,
+    STUB_ALLOWING,
     Relay,
     Stub,
     _http_ok,
@@ -23,7 +24,9 @@ PUSH = github_fixture("push.default")
 
 
 def start_second_stub(relay: Relay, port: int) -> Stub:
-    proc = relay._start(["gateway-stub", "--port", str(port), "--token", "staging-token"], f"stub-{port}")
+    proc = relay._start(
+        ["gateway-stub", "--port", str(port), "--token", "staging-token", *STUB_ALLOWING], f"stub-{port}"
+    )
     stub = Stub(port, proc)
     wait_until(lambda: _http_ok(f"{stub.url}/readyz"), timeout=15)
     return stub

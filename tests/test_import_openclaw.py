@@ -166,3 +166,16 @@ def test_not_json5_or_no_hooks_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "openclaw.json").write_text("{ gateway: {} }")
     result = run_import(tmp_path, tmp_path / "relay.yaml")
     assert result.returncode == 2 and "no `hooks` section" in result.stderr
+
+
+def test_warns_when_the_gateway_would_refuse_request_session_keys(openclaw_dir: Path) -> None:
+    hooks = {"enabled": True, "token": "${MY_HOOK_TOKEN}", "presets": ["gmail"]}
+    default = convert({"hooks": hooks}, openclaw_dir)
+    [warning] = [n for n in default.notes if "allowRequestSessionKey" in n]
+    assert 'hooks.allowRequestSessionKey: true and hooks.allowedSessionKeyPrefixes: ["hook:"]' in warning
+    allowing = convert({"hooks": {**hooks, "allowRequestSessionKey": True,
+                                  "allowedSessionKeyPrefixes": ["hook:"]}}, openclaw_dir)  # fmt: skip
+    assert not any("refuse" in n for n in allowing.notes)
+    other = convert({"hooks": {**hooks, "allowRequestSessionKey": True,
+                               "allowedSessionKeyPrefixes": ["agent:"]}}, openclaw_dir)  # fmt: skip
+    assert any("lacks 'hook:'" in n for n in other.notes)

@@ -110,7 +110,11 @@ def test_cli_error_paths(relay_factory, redis_client: redis.Redis) -> None:
     good = relay_cli(relay, "check")
     assert good.returncode == 0, good.stderr
     assert "hook token accepted" in good.stdout and HOOKS_TOKEN not in good.stdout + good.stderr
-    assert relay.stub.requests()[-1]["refused"] == "token"  # the probe started nothing at the gateway
+    # The probes started nothing at the gateway: a refused token, then a refused policy probe.
+    assert [r.get("refused", "")[:28] for r in relay.stub.requests()[-2:]] == [
+        "token", "hooks.allowedSessionKeyPrefi"]  # fmt: skip
+    assert not relay.stub.runs("agent") and not relay.stub.runs("wake")
+    assert "session keys ok" in good.stdout and "websocket ok" in good.stdout
 
 
 def test_every_command_has_help() -> None:

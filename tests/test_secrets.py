@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import redis
 
-from .conftest import Proc, Relay, Stub, _http_ok, dump, github_fixture, sign, wait_until
+from .conftest import STUB_ALLOWING, Proc, Relay, Stub, _http_ok, dump, github_fixture, sign, wait_until
 
 GITHUB = "gh-secret-" + uuid.uuid4().hex
 GENERIC = "generic-token-" + uuid.uuid4().hex
@@ -30,7 +30,7 @@ def test_no_secret_in_logs_responses_cli_output_or_redis(
     relay.env.update({"GITHUB_WEBHOOK_SECRET": GITHUB, "GENERIC_WEBHOOK_TOKEN": GENERIC,
                       "OPENCLAW_HOOKS_TOKEN": GATEWAY, "RELAY_LOG_LEVEL": "DEBUG"})  # fmt: skip
     # The stub must expect the real gateway token (Relay.start_stub uses the default one).
-    stub_proc = Proc(["gateway-stub", "--port", str(relay.stub_port), "--token", GATEWAY], relay.env,
+    stub_proc = Proc(["gateway-stub", "--port", str(relay.stub_port), "--token", GATEWAY, *STUB_ALLOWING], relay.env,
                      relay.tmp / "stub.log")  # fmt: skip
     relay.procs.append(stub_proc)
     relay.stub = stub = Stub(relay.stub_port, stub_proc)

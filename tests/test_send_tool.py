@@ -49,7 +49,8 @@ def test_connect_frame_carries_protocol_client_and_token() -> None:
     params = rpc.connect_params("gw-secret", version="1.2.3")
     frame = rpc.request_frame("1", "connect", params)
     assert frame == {"type": "req", "id": "1", "method": "connect", "params": params}
-    assert params["minProtocol"] == params["maxProtocol"] == rpc.PROTOCOL_VERSION == 3
+    # A range this gateway (2026.9.6: protocol 4 only) and the previous one (3) both accept.
+    assert (params["minProtocol"], params["maxProtocol"]) == (3, 4) == (rpc.MIN_PROTOCOL, rpc.MAX_PROTOCOL)
     assert params["client"]["id"] == "gateway-client" and params["client"]["mode"] == "backend"
     assert params["client"]["version"] == "1.2.3"
     assert params["auth"] == {"token": "gw-secret"}

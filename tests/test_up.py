@@ -13,7 +13,16 @@ import yaml
 
 from relay.embedded import start_embedded
 
-from .conftest import GITHUB_SECRET, HOOKS_TOKEN, Proc, free_port, github_fixture, sign, wait_until
+from .conftest import (
+    GITHUB_SECRET,
+    HOOKS_TOKEN,
+    STUB_ALLOWING,
+    Proc,
+    free_port,
+    github_fixture,
+    sign,
+    wait_until,
+)
 
 
 def test_embedded_redis_runs_with_aof(tmp_path: Path) -> None:
@@ -38,7 +47,9 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
     env = {"PATH": "/usr/bin:/bin", "RELAY_CONFIG": str(config), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
            "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "PYTHONUNBUFFERED": "1"}  # fmt: skip
     stub = Proc(
-        ["gateway-stub", "--port", str(stub_port), "--token", HOOKS_TOKEN], env, tmp_path / "stub.log"
+        ["gateway-stub", "--port", str(stub_port), "--token", HOOKS_TOKEN, *STUB_ALLOWING],
+        env,
+        tmp_path / "stub.log",
     )
     up = Proc(["up", "--port", str(port)], env, tmp_path / "up.log")
     try:
