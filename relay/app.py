@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 import redis.exceptions
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis import ConnectionPool as SyncConnectionPool
-from redis import Redis as SyncRedis
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,6 +24,7 @@ from .guard import AuthGuard
 from .ingress import Ingress
 from .metrics import RedisCollector
 from .queue import EventStore
+from .redisconn import connect, connect_async
 
 log = logging.getLogger("relay.app")
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -56,13 +55,15 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
-    client = redis_client or aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS)
-    store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds)
+    client = redis_client or connect_async(settings.redis_url or DEFAULT_REDIS, settings)
+    store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds,
+                       min_replicas=settings.durability.min_replicas,
+                       replica_timeout_ms=settings.durability.replica_timeout_ms)  # fmt: skip
     ingress = Ingress(settings, store)
     guard = AuthGuard(client, max_failures=settings.auth_failures_max,
                       window_seconds=settings.auth_failures_window_seconds)  # fmt: skip
     # /metrics runs in Starlette's thread pool with a plain client; see relay.metrics.
-    sync_client = SyncRedis(connection_pool=SyncConnectionPool.from_url(settings.redis_url or DEFAULT_REDIS))
+    sync_client = connect(settings.redis_url or DEFAULT_REDIS, settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(sync_client, settings.queue))
 

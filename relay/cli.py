@@ -33,14 +33,14 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _redis(settings: Settings) -> Any:
-    from redis import Redis
-
     if not settings.redis_url:
         click.echo(
             "error: no redis_url configured (RELAY_REDIS_URL); `relay up` starts an embedded one", err=True
         )
         sys.exit(EXIT_CONFIG)
-    return Redis.from_url(settings.redis_url)
+    from .redisconn import connect
+
+    return connect(settings.redis_url, settings)
 
 
 @contextmanager

@@ -174,13 +174,32 @@ class ConsoleConfig(BaseModel):
         return value
 
 
+class DurabilityConfig(BaseModel):
+    """How many replicas must hold a write before it is acknowledged (docs/high-availability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="2xx only after WAIT confirms the write on this many replicas; 0: no wait",
+    )
+    replica_timeout_ms: int = Field(
+        default=1000, ge=1, description="how long WAIT waits for the replicas before the ingress answers 503"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
     )
 
     config_path: Path | None = Field(default=None, exclude=True)
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        default=None, description="redis://, rediss://, unix:// or redis+sentinel://hosts/<master>/<db>"
+    )
+    redis_password: Secret | None = Field(default=None, description="the Redis nodes' password")
+    redis_sentinel_password: Secret | None = Field(default=None, description="the Sentinels' own password")
     data_dir: Path = Path(".relay")
     queue: str = "relay"
     host: str = "127.0.0.1"
@@ -194,6 +213,7 @@ class Settings(BaseSettings):
         description="more gateways by name, chosen per source or mapping with `gateway:`",
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    durability: DurabilityConfig = Field(default_factory=DurabilityConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     mappings: list[MappingConfig] = Field(default_factory=list)
@@ -236,6 +256,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment first, then the values read from relay.yaml (passed as init kwargs).
         return env_settings, init_settings
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from .redisconn import is_sentinel, parse_sentinel_url
+
+        if value is not None and is_sentinel(value):
+            parse_sentinel_url(value)  # a ValueError names the problem
+        return value
 
     @model_validator(mode="after")
     def _known_gateways(self) -> Settings:
