@@ -101,7 +101,8 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
 
         url, embedded = start_embedded(settings.data_dir)
         settings.redis_url = url
-        click.echo(f"embedded Redis (AOF on) at {url}", err=True)
+        click.echo(f"embedded Redis at {url}", err=True)
+        _echo_durability(embedded, settings, err=True)
     env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
     if ctx.obj.get("config"):
         env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
@@ -368,6 +369,14 @@ def _action_state(record: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _echo_durability(client: Any, settings: Settings, err: bool = False) -> None:
+    """What survives a Redis restart (relay.durability); warnings go to stderr."""
+    from .durability import report
+
+    for line in report(client, settings.redis_url, settings.durability.min_replicas):
+        click.echo(line, err=err or line.startswith("warning"))
+
+
 def _check_transforms(settings: Settings) -> None:
     """Import every mapping's transform now; exit 2 naming the mapping and module if one fails."""
     from .ingress import build_mapper
@@ -402,8 +411,10 @@ def check(ctx: click.Context, offline: bool) -> None:
     if offline:
         return
     with _redis_errors():
-        _redis(settings).ping()
-    click.echo("redis ok")
+        client = _redis(settings)
+        client.ping()
+        click.echo("redis ok")
+        _echo_durability(client, settings)
     # POST to the bare hooks path: the gateway checks the token first (401 when wrong) and then
     # answers 404 for the empty hook name, so this proves the token without starting anything.
     gateway = settings.gateway

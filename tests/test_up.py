@@ -56,6 +56,7 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
         assert runs[0]["key"].startswith("act_")
         assert (tmp_path / "data" / "appendonly.aof").exists() or any((tmp_path / "data").glob("appendonly*"))
         socket_url = re.search(r"unix://\S+", up.output()).group(0)  # type: ignore[union-attr]
+        assert "redis persistence: appendonly yes, appendfsync everysec" in up.output()  # the banner
         assert redis.Redis.from_url(socket_url).ping()
         up.proc.send_signal(signal.SIGINT)  # Ctrl-C: ingress, worker and embedded Redis all stop
         up.proc.wait(timeout=60)
