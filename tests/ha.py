@@ -135,6 +135,7 @@ class SentinelCluster:
 @dataclass
 class FailoverReport:
     min_replicas: int
+    lag: float = 0.0
     sent: int = 0
     acknowledged: int = 0
     lost: int = 0  # answered 2xx, never reached the gateway
@@ -146,14 +147,16 @@ class FailoverReport:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"min_replicas={self.min_replicas} sent={self.sent} acknowledged={self.acknowledged} "
+        return (f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s sent={self.sent} acknowledged={self.acknowledged} "
                 f"lost={self.lost} doubled={self.doubled} retried_answers={self.refused} "
                 f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s")  # fmt: skip
 
 
 class Soak:
-    def __init__(self, tmp: Path, events: int, rate: float, min_replicas: int, kill_at: float) -> None:
+    def __init__(self, tmp: Path, events: int, rate: float, min_replicas: int, kill_at: float,
+                 lag: float = 0.0) -> None:  # fmt: skip
         self.events = events
+        self.lag = lag
         self.rate = rate
         self.kill_at = kill_at
         self.cluster = SentinelCluster(tmp / "redis")
@@ -162,7 +165,7 @@ class Soak:
             "durability": {"min_replicas": min_replicas, "replica_timeout_ms": 500},
         })  # fmt: skip
         self.ingress_ports = [self.relay.port, free_port()]
-        self.report = FailoverReport(min_replicas)
+        self.report = FailoverReport(min_replicas, lag)
         self.acked: dict[str, float] = {}
         self.lock = threading.Lock()
         self.procs: list[Proc] = []
@@ -209,6 +212,14 @@ class Soak:
 
     def kill_primary(self) -> None:
         old = self.cluster.primary()
+        if self.lag:
+            # The replica falls behind (a slow network, a busy host): its link to the primary is
+            # cut (pointed at a port where nothing listens) for `lag` seconds while the primary
+            # keeps acknowledging; then the primary dies, and Sentinel promotes the replica
+            # without what it missed.
+            replica = next(node for node in self.cluster.nodes if node is not old)
+            replica.client().replicaof("127.0.0.1", free_port())
+            time.sleep(self.lag)
         killed_at = time.monotonic()
         old.kill()
         self.killed.set()
@@ -285,8 +296,8 @@ class Soak:
 
 
 def run_failover(tmp: Path, events: int = 400, rate: float = 40.0, min_replicas: int = 1, kill_at: float = 0.4,
-                 drain_timeout: float = 60.0) -> FailoverReport:  # fmt: skip
-    soak = Soak(tmp, events, rate, min_replicas, kill_at)
+                 drain_timeout: float = 60.0, lag: float = 0.0) -> FailoverReport:  # fmt: skip
+    soak = Soak(tmp, events, rate, min_replicas, kill_at, lag)
     try:
         return soak.run(drain_timeout)
     finally:
@@ -302,9 +313,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--min-replicas", type=int, default=1)
+    parser.add_argument(
+        "--lag", type=float, default=0.0, help="seconds the replica is behind when the primary dies"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_failover(Path(tmp), args.events, args.rate, args.min_replicas, drain_timeout=120)
+        report = run_failover(
+            Path(tmp), args.events, args.rate, args.min_replicas, drain_timeout=120, lag=args.lag
+        )
     print(report.line())
     for problem in report.problems[:20]:
         print("  " + problem)
