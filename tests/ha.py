@@ -143,13 +143,15 @@ class FailoverReport:
     refused: int = 0  # answers of 503 (or no answer) the senders retried
     failover_seconds: float = 0.0  # from the SIGKILL until Sentinel names the new primary
     stall_seconds: float = 0.0  # the longest time no event was acknowledged
+    catch_up_seconds: float = 0.0  # from the SIGKILL until the last event reached the gateway
     restarted: list[str] = field(default_factory=list)  # relay processes that exited (must be none)
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         return (f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s sent={self.sent} acknowledged={self.acknowledged} "
                 f"lost={self.lost} doubled={self.doubled} retried_answers={self.refused} "
-                f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s")  # fmt: skip
+                f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s "
+                f"catch_up={self.catch_up_seconds:.1f}s")  # fmt: skip
 
 
 class Soak:
@@ -170,6 +172,8 @@ class Soak:
         self.lock = threading.Lock()
         self.procs: list[Proc] = []
         self.killed = threading.Event()
+        self.killed_wall = 0.0
+        self.last_run_at = 0.0
 
     def start(self) -> None:
         self.cluster.start()
@@ -221,6 +225,7 @@ class Soak:
             replica.client().replicaof("127.0.0.1", free_port())
             time.sleep(self.lag)
         killed_at = time.monotonic()
+        self.killed_wall = time.time()
         old.kill()
         self.killed.set()
         wait_until(lambda: self.cluster.master_port() not in (None, old.port), timeout=30, interval=0.1)
@@ -258,6 +263,7 @@ class Soak:
 
     def runs(self) -> Counter[str]:
         runs: Counter[str] = Counter()
+        self.last_run_at = 0.0
         if self.record.exists():
             for line in self.record.read_text().splitlines():
                 entry = json.loads(line) if line.strip() else None
@@ -265,6 +271,7 @@ class Soak:
                     match = re.search(r"failover-\d{6}", entry["body"].get("message", ""))
                     if match:
                         runs[match.group(0)] += 1
+                        self.last_run_at = max(self.last_run_at, entry["at"])
         return runs
 
     def missing(self) -> list[str]:
@@ -292,6 +299,7 @@ class Soak:
                 report.lost += 1
                 report.problems.append(f"lost {token}")
         report.doubled = sum(n - 1 for n in runs.values() if n > 1)
+        report.catch_up_seconds = self.last_run_at - self.killed_wall
         report.restarted = [" ".join(p.args) for p in self.procs if p.proc.poll() is not None]
 
 
