@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,29 @@ def test_failover_soak_2000_events_without_min_replicas_reports_its_losses(
     assert report.acknowledged == report.sent
     if lag:  # a replica a second behind: the events the primary acknowledged in that second die with it
         assert report.lost > 0
+
+
+def test_a_router_routes_what_it_read_before_redis_went_away_without_waiting_for_the_claim(
+    redis_client,  # type: ignore[no-untyped-def]
+) -> None:
+    """Entries read (XREADGROUP) but not routed when the connection broke stay pending for this
+    router; it routes them once Redis is back, not `claim_idle_ms` (30 s) later."""
+    from relay.actions import AgentAction
+    from relay.queue import encode_actions, record_event
+    from relay.router import Router, ensure_group
+
+    settings = Settings.model_construct(redis_url="redis://unused")
+    ensure_group(redis_client)
+    actions = encode_actions("t", "before-failover", [AgentAction(message="hi")])
+    record_event(redis_client, source="t", delivery_id="before-failover", headers={}, body=b"{}", actions=actions,
+                 action_count=1, dedupe_ttl=60, event_ttl=60)  # fmt: skip
+    router = Router(redis_client, settings, consumer="r1")
+    router._own_pending = False
+    read = redis_client.xreadgroup(keys.ROUTERS, "r1", {keys.INBOX: ">"}, count=10)  # then the link broke
+    assert len(read[0][1]) == 1
+    router._last_claim = time.monotonic()  # the abandoned-entry claim is not due
+    assert router.step() == 0  # nothing new, and its own pending entry is not idle for 30 s yet
+    router._own_pending = True  # what `Router.run` sets after a connection error
+    assert router.step() == 1
+    assert redis_client.xpending(keys.INBOX, keys.ROUTERS)["pending"] == 0
+    assert redis_client.llen("rq:queue:relay") == 1
