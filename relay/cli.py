@@ -373,7 +373,7 @@ def _echo_durability(client: Any, settings: Settings, err: bool = False) -> None
     """What survives a Redis restart (relay.durability); warnings go to stderr."""
     from .durability import report
 
-    for line in report(client, settings.redis_url, settings.durability.min_replicas):
+    for line in report(client, settings.redis_url, settings.durability.min_replicas, settings):
         click.echo(line, err=err or line.startswith("warning"))
 
 

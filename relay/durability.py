@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .redisconn import is_sentinel, parse_sentinel_url
+from .redisconn import is_sentinel, parse_sentinel_url, sentinels
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,7 @@ class Facts:
     replicas: int  # connected replicas
     sentinel: str | None  # the master's name when reached through Sentinel
     min_replicas: int = 0
+    sentinels: tuple[int, int] | None = None  # (answering, configured)
 
 
 def assess(facts: Facts) -> list[tuple[str, str]]:
@@ -46,6 +47,11 @@ def assess(facts: Facts) -> list[tuple[str, str]]:
                                  "acknowledged event is lost when Redis restarts; turn on appendonly"))  # fmt: skip
     where = f"Sentinel, master {facts.sentinel!r}" if facts.sentinel else "a single Redis URL (no Sentinel)"
     lines.append(("ok", f"redis topology: {where}, {facts.replicas} replica(s) connected"))
+    if facts.sentinels is not None:
+        up, configured = facts.sentinels
+        level = "ok" if up > configured // 2 else "warning"
+        lines.append((level, f"sentinels: {up} of {configured} answer" + (
+            "" if level == "ok" else "; without a majority no failover can happen")))  # fmt: skip
     if facts.min_replicas:
         if facts.replicas < facts.min_replicas:
             lines.append(("warning", f"durability.min_replicas is {facts.min_replicas} but {facts.replicas} "
@@ -59,7 +65,7 @@ def assess(facts: Facts) -> list[tuple[str, str]]:
     return lines
 
 
-def inspect(client: Any, url: str | None, min_replicas: int = 0) -> Facts:
+def inspect(client: Any, url: str | None, min_replicas: int = 0, settings: Any = None) -> Facts:
     """Read the facts from a live server; CONFIG GET may be refused (managed Redis): INFO then."""
     persistence = client.info("persistence")
     replication = client.info("replication")
@@ -73,18 +79,28 @@ def inspect(client: Any, url: str | None, min_replicas: int = 0) -> Facts:
     except Exception:  # noqa: S110 - CONFIG renamed or disabled: INFO's answer stands
         pass
     sentinel = parse_sentinel_url(url).master if url and is_sentinel(url) else None
-    return Facts(
-        appendonly, appendfsync, save, int(replication.get("connected_slaves", 0)), sentinel, min_replicas
-    )
+    counted = None
+    if url and sentinel:
+        clients = sentinels(url, settings)
+        counted = (sum(_answers(s) for s in clients), len(clients))
+    return Facts(appendonly, appendfsync, save, int(replication.get("connected_slaves", 0)), sentinel,
+                 min_replicas, counted)  # fmt: skip
+
+
+def _answers(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
 
 
 def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def report(client: Any, url: str | None, min_replicas: int = 0) -> list[str]:
+def report(client: Any, url: str | None, min_replicas: int = 0, settings: Any = None) -> list[str]:
     """The lines `relay check` prints."""
-    return [
-        text if level == "ok" else f"{level}: {text}"
-        for level, text in assess(inspect(client, url, min_replicas))
-    ]
+    facts = inspect(client, url, min_replicas, settings)
+    return [text if level == "ok" else f"{level}: {text}" for level, text in assess(facts)]

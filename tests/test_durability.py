@@ -82,3 +82,10 @@ def test_relay_check_through_sentinel_reports_the_master_and_its_replica(tmp_pat
         "durability.min_replicas 1: an event is acknowledged only once that many replicas hold it"
         in result.stdout
     )
+    assert "sentinels: 3 of 3 answer" in result.stdout
+
+
+def test_sentinels_without_a_majority_are_a_warning() -> None:
+    warnings = _levels(Facts(True, "always", "", 1, "relay", sentinels=(1, 3)))["warning"]
+    assert any("1 of 3 answer; without a majority no failover can happen" in w for w in warnings)
+    assert "warning" not in _levels(Facts(True, "always", "", 1, "relay", sentinels=(2, 3)))
