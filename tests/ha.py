@@ -143,7 +143,7 @@ class FailoverReport:
     refused: int = 0  # answers of 503 (or no answer) the senders retried
     failover_seconds: float = 0.0  # from the SIGKILL until Sentinel names the new primary
     stall_seconds: float = 0.0  # the longest time no event was acknowledged
-    catch_up_seconds: float = 0.0  # from the SIGKILL until the last event reached the gateway
+    drain_seconds: float = 0.0  # from the last acknowledgement until the last event reached the gateway
     restarted: list[str] = field(default_factory=list)  # relay processes that exited (must be none)
     problems: list[str] = field(default_factory=list)
 
@@ -151,7 +151,7 @@ class FailoverReport:
         return (f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s sent={self.sent} acknowledged={self.acknowledged} "
                 f"lost={self.lost} doubled={self.doubled} retried_answers={self.refused} "
                 f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s "
-                f"catch_up={self.catch_up_seconds:.1f}s")  # fmt: skip
+                f"drain={self.drain_seconds:.1f}s")  # fmt: skip
 
 
 class Soak:
@@ -172,7 +172,7 @@ class Soak:
         self.lock = threading.Lock()
         self.procs: list[Proc] = []
         self.killed = threading.Event()
-        self.killed_wall = 0.0
+        self.last_ack_wall = 0.0
         self.last_run_at = 0.0
 
     def start(self) -> None:
@@ -207,6 +207,7 @@ class Soak:
                 if response is not None and response.status_code in (200, 202):
                     with self.lock:
                         self.acked[token] = time.monotonic()
+                        self.last_ack_wall = max(self.last_ack_wall, time.time())
                     return
                 with self.lock:
                     self.report.refused += 1
@@ -225,7 +226,6 @@ class Soak:
             replica.client().replicaof("127.0.0.1", free_port())
             time.sleep(self.lag)
         killed_at = time.monotonic()
-        self.killed_wall = time.time()
         old.kill()
         self.killed.set()
         wait_until(lambda: self.cluster.master_port() not in (None, old.port), timeout=30, interval=0.1)
@@ -299,7 +299,7 @@ class Soak:
                 report.lost += 1
                 report.problems.append(f"lost {token}")
         report.doubled = sum(n - 1 for n in runs.values() if n > 1)
-        report.catch_up_seconds = self.last_run_at - self.killed_wall
+        report.drain_seconds = max(0.0, self.last_run_at - self.last_ack_wall)
         report.restarted = [" ".join(p.args) for p in self.procs if p.proc.poll() is not None]
 
 
