@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 import redis.exceptions
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis import ConnectionPool as SyncConnectionPool
-from redis import Redis as SyncRedis
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -27,6 +25,7 @@ from .ingress import Ingress
 from .metrics import RedisCollector
 from .proxies import TrustedProxies, parse_networks
 from .queue import EventStore
+from .redisconn import connect, connect_async
 
 log = logging.getLogger("relay.app")
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -57,9 +56,11 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
-    client = redis_client or aioredis.Redis.from_url(settings.redis_url or DEFAULT_REDIS)
+    client = redis_client or connect_async(settings.redis_url or DEFAULT_REDIS, settings)
     tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
-    store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds)
+    store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds,
+                       min_replicas=settings.durability.min_replicas,
+                       replica_timeout_ms=settings.durability.replica_timeout_ms)  # fmt: skip
     ingress = Ingress(settings, store)
     current = [ingress]  # relay.reload swaps in a new Ingress; a request keeps the one it started with
     guard = AuthGuard(client, max_failures=settings.auth_failures_max,
@@ -166,7 +167,7 @@ def create_metrics_app(settings: Settings) -> Starlette:
     """/metrics alone, for its own listener (`metrics.host`/`metrics.port`, loopback by default): the
     public hooks listener does not serve it, since its labels name every configured source."""
     # /metrics runs in Starlette's thread pool with a plain client; see relay.metrics.
-    sync_client = SyncRedis(connection_pool=SyncConnectionPool.from_url(settings.redis_url or DEFAULT_REDIS))
+    sync_client = connect(settings.redis_url or DEFAULT_REDIS, settings)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RedisCollector(sync_client, settings.queue))
 

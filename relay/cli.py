@@ -37,12 +37,11 @@ def _settings(ctx: click.Context, *, lenient: bool = True) -> Settings:
 
 def _redis(settings: Settings) -> Any:
     """Redis for every command but `relay up`: redis_url, else the running `relay up`'s embedded one."""
-    from redis import Redis
-
     from .embedded import NoRedis, resolve_redis_url
+    from .redisconn import connect
 
     try:
-        return Redis.from_url(resolve_redis_url(settings))
+        return connect(resolve_redis_url(settings), settings)
     except NoRedis as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
@@ -117,6 +116,7 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
             url, embedded = start_embedded(settings.data_dir)
             settings.redis_url = url
             publish_url(settings.data_dir, url)  # where `relay events`, `dlq`, `agent`, ... find it
+            _echo_durability(embedded, settings, err=True)  # what survives a restart of it
         env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
         if ctx.obj.get("config"):
             env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
@@ -578,6 +578,14 @@ def _state_text(action: dict[str, Any]) -> str:
     return state
 
 
+def _echo_durability(client: Any, settings: Settings, err: bool = False) -> None:
+    """What survives a Redis restart (relay.durability); warnings go to stderr."""
+    from .durability import report
+
+    for line in report(client, settings.redis_url, settings.durability.min_replicas, settings):
+        click.echo(line, err=err or line.startswith("warning"))
+
+
 def _check_transforms(settings: Settings) -> None:
     """Import every mapping's transform now; exit 2 naming the mapping and module if one fails."""
     from .ingress import build_mapper
@@ -623,8 +631,10 @@ def check(ctx: click.Context, offline: bool) -> None:
     if missing:
         _settings(ctx, lenient=False)  # exits 2 with the error `relay up` would give (file and key)
     with _redis_errors():
-        _redis(settings).ping()
-    click.echo("redis ok")
+        client = _redis(settings)
+        client.ping()
+        click.echo("redis ok")
+        _echo_durability(client, settings)
     from . import gateway_check
 
     failed = False

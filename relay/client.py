@@ -54,6 +54,7 @@ from .config import Settings, load_settings
 from .errors import ConfigError
 from .mapping import cut_text
 from .queue import EventStore, Recorded, encode_actions, record_event, session_lanes
+from .redisconn import connect, connect_async
 
 __all__ = [
     "ActionStatus",
@@ -220,7 +221,7 @@ class RelayClient:
         self, target: str | Settings | None = None, *, source: str = "client", redis: Redis | None = None
     ) -> None:
         self.settings, url = _settings_and_url(target)
-        self.redis = redis if redis is not None else Redis.from_url(url)
+        self.redis = redis if redis is not None else connect(url, self.settings)
         self.source = source
 
     def __enter__(self) -> RelayClient:
@@ -303,7 +304,7 @@ class AsyncRelayClient:
         self, target: str | Settings | None = None, *, source: str = "client", redis: AsyncRedis | None = None
     ) -> None:
         self.settings, url = _settings_and_url(target)
-        self.redis = redis if redis is not None else AsyncRedis.from_url(url)
+        self.redis = redis if redis is not None else connect_async(url, self.settings)
         self.source = source
         self.store = EventStore(
             self.redis, dedupe_ttl=self.settings.dedupe_ttl_seconds, event_ttl=self.settings.event_ttl_seconds

@@ -276,13 +276,32 @@ class MetricsConfig(BaseModel):
     port: int = Field(default=9464, ge=0, le=65535, description="0: no metrics listener")
 
 
+class DurabilityConfig(BaseModel):
+    """How many replicas must hold a write before it is acknowledged (docs/high-availability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="2xx only after WAIT confirms the write on this many replicas; 0: no wait",
+    )
+    replica_timeout_ms: int = Field(
+        default=1000, ge=1, description="how long WAIT waits for the replicas before the ingress answers 503"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RELAY_", env_nested_delimiter="_", env_nested_max_split=1, extra="forbid"
     )
 
     config_path: Path | None = Field(default=None, exclude=True)
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        default=None, description="redis://, rediss://, unix:// or redis+sentinel://hosts/<master>/<db>"
+    )
+    redis_password: Secret | None = Field(default=None, description="the Redis nodes' password")
+    redis_sentinel_password: Secret | None = Field(default=None, description="the Sentinels' own password")
     data_dir: Path = Path(".relay")
     queue: str = "relay"
     host: str = "127.0.0.1"
@@ -296,6 +315,7 @@ class Settings(BaseSettings):
         description="more gateways by name, chosen per source or mapping with `gateway:`",
     )
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    durability: DurabilityConfig = Field(default_factory=DurabilityConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     trusted_proxies: list[str] = Field(
@@ -350,6 +370,15 @@ class Settings(BaseSettings):
         from .proxies import parse_networks
 
         parse_networks(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        from .redisconn import is_sentinel, parse_sentinel_url
+
+        if value is not None and is_sentinel(value):
+            parse_sentinel_url(value)  # a ValueError names the problem
         return value
 
     @model_validator(mode="after")

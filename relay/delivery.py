@@ -24,6 +24,8 @@ from rq import Retry, get_current_job
 from . import health, keys, lanes, metrics, pause, policy, tracing
 from .config import Settings
 from .jobs import queue_turn
+from .queue import ReplicasUnconfirmed, confirm_replicas
+from .redisconn import connect
 
 log = logging.getLogger("relay.delivery")
 
@@ -169,7 +171,7 @@ def deliver(action_id: str) -> str | Retry:
     ctx = context()
     settings = ctx.settings
     job = get_current_job()
-    redis: Redis = job.connection if job is not None else Redis.from_url(settings.redis_url or "")
+    redis: Redis = job.connection if job is not None else connect(settings.redis_url or "", settings)
     key = keys.action(action_id)
     raw = dict(zip(RECORD_FIELDS, redis.hmget(key, *RECORD_FIELDS), strict=True))
     record = {name: value.decode() for name, value in raw.items() if value is not None and name != "body"}
@@ -232,11 +234,20 @@ def persist(write: Callable[[], None], patience: float = 300.0) -> None:
             write()
             return
         except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError,
-                redis_exceptions.BusyLoadingError) as exc:  # fmt: skip
+                redis_exceptions.BusyLoadingError, ReplicasUnconfirmed) as exc:  # fmt: skip
             if time.monotonic() > deadline:
                 raise
             log.warning("redis unavailable while recording a delivery (%s); retrying", exc)
             time.sleep(0.2)
+
+
+def _confirm(redis: Redis, settings: Settings, key: str, state: str) -> None:
+    """With `durability.min_replicas`, wait until replicas hold the final state before the job ends:
+    a failover must not bring back a delivered action as undelivered (and send it again)."""
+    durability = settings.durability
+    if durability.min_replicas:
+        persist(lambda: confirm_replicas(redis, key, "state", state, durability.min_replicas,
+                                         durability.replica_timeout_ms))  # fmt: skip
 
 
 def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action_id: str) -> None:
@@ -293,6 +304,7 @@ def _attempt(
         # The gateway has the action: a Redis blip now must not make this job fail and be re-run,
         # which would send it again (a wake, which the gateway never dedupes, twice).
         persist(record_delivered)
+        _confirm(redis, settings, key, "delivered")
         log.info("action delivered", extra=fields)
         _next_in_lane(redis, settings, lane_key, action_id)
         return "delivered"
@@ -315,6 +327,7 @@ def _attempt(
             metrics.count_action(pipe, "dead", kind)
             pipe.zrem(keys.PENDING, action_id)
             pipe.execute()
+        _confirm(redis, settings, key, "dead")
         log.warning("action dead-lettered: %s", reason, extra={**fields, "error": answer.text[:200]})
         _next_in_lane(redis, settings, lane_key, action_id)
         return "dead"

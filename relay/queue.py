@@ -8,6 +8,7 @@ RQ jobs; the delivery job updates the action's record.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -15,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.exceptions
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from . import keys, tracing
 from .actions import AnyAction, action_id
+from .errors import Unavailable
 from .lanes import lua_append
 
 # The console's per-source index of the event log (trimmed by age here) and its per-minute
@@ -85,6 +88,8 @@ end
 return out
 """
 )
+
+log = logging.getLogger("relay.queue")
 
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 4 * 1024 * 1024
@@ -179,10 +184,13 @@ class EventStore:
     still answers only after the call that carries its event has returned.
     """
 
-    def __init__(self, redis: AsyncRedis, *, dedupe_ttl: int, event_ttl: int) -> None:
+    def __init__(self, redis: AsyncRedis, *, dedupe_ttl: int, event_ttl: int, min_replicas: int = 0,
+                 replica_timeout_ms: int = 1000) -> None:  # fmt: skip
         self.redis = redis
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
+        self.min_replicas = min_replicas
+        self.replica_timeout_ms = replica_timeout_ms
         self._record_many = redis.register_script(_RECORD_MANY)
         self._pending: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
         self._flushing = False
@@ -224,7 +232,7 @@ class EventStore:
                 counts = [n for event_keys, args, _, _ in batch for n in (len(event_keys), len(args))]
                 all_args = [a for _, args, _, _ in batch for a in args]
                 try:
-                    results = await self._record_many(keys=all_keys, args=[len(batch), *counts, *all_args])
+                    results = await self._write(all_keys, [len(batch), *counts, *all_args])
                 except Exception as exc:  # every request of the batch answers 503
                     for *_, future in batch:
                         if not future.done():
@@ -235,6 +243,50 @@ class EventStore:
                         future.set_result(result)
         finally:
             self._flushing = False
+
+    async def _write(self, all_keys: list[Any], args: list[Any]) -> Any:
+        """One script call for the batch; with `min_replicas`, followed by one WAIT on the same
+        connection (a pipeline), so the batch is acknowledged only once that many replicas hold it."""
+        if not self.min_replicas:
+            return await self._record_many(keys=all_keys, args=args)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # A Script on a pipeline is loaded first when the server lacks it (NOSCRIPT).
+                await self._record_many(keys=all_keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)
+                results, confirmed = await pipe.execute()
+        except redis.exceptions.ResponseError as exc:  # a pipeline cut by a failover, a demoted primary
+            log.warning("recording a batch failed: %s", exc)
+            raise Unavailable("storage unavailable; nothing was accepted, retry later") from exc
+        if int(confirmed) < self.min_replicas:
+            raise ReplicasUnconfirmed(
+                "storage replicas did not confirm the write in time; retry later",
+                headers={"Retry-After": "1"},
+            )
+        return results
+
+
+class ReplicasUnconfirmed(Unavailable):
+    """The write reached the primary but not `durability.min_replicas` replicas in time: answer 503."""
+
+
+def confirm_replicas(
+    redis: Redis, key: str, field: str, value: str, min_replicas: int, timeout_ms: int
+) -> None:
+    """Raise ReplicasUnconfirmed unless `min_replicas` replicas hold every write made so far.
+
+    WAIT counts the writes of its own connection, so it follows a write on the same one: setting
+    `field` to the value it already has. Its offset is past every earlier write, whichever
+    connection made it; after a failover it puts the field back on the new primary.
+    """
+    if not min_replicas:
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, field, value)
+        pipe.execute_command("WAIT", min_replicas, timeout_ms)
+        _, confirmed = pipe.execute()
+    if int(confirmed) < min_replicas:
+        raise ReplicasUnconfirmed(f"{confirmed} of {min_replicas} replicas confirmed within {timeout_ms} ms")
 
 
 def load_event(redis: Redis, event_id: str) -> dict[str, Any] | None:

@@ -52,6 +52,7 @@ class Router:
         self._last_trim = 0.0
         self._last_sweep = time.monotonic()
         self._last_cooldown = 0.0
+        self._own_pending = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -65,6 +66,10 @@ class Router:
                     self.step(block_ms)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("router cannot reach redis (%s); retrying", exc)
+                # Entries this router read but had not routed when Redis went away (a restart, a
+                # failover) are its own pending ones: route them when it is back, not when they
+                # are claimed as abandoned `claim_idle_ms` later (holding up their session lanes).
+                self._own_pending = True
                 self._stop.wait(1.0)
             except redis.exceptions.ResponseError as exc:
                 if "NOGROUP" not in str(exc):  # the stream vanished (e.g. Redis restarted empty)
@@ -78,7 +83,15 @@ class Router:
     def step(self, block_ms: int = 0) -> int:
         """Route one batch: entries abandoned by a dead router first, then new ones."""
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
-        if time.monotonic() - self._last_claim > self.claim_idle_ms / 2000:
+        if self._own_pending:
+            read = self.redis.xreadgroup(keys.ROUTERS, self.consumer, {keys.INBOX: "0"}, count=BATCH)
+            mine = [entry for _stream, items in read or [] for entry in items]
+            entries.extend(entry for entry in mine if entry[1])  # a deleted entry has no fields
+            gone = [entry_id for entry_id, fields in mine if not fields]
+            if gone:
+                self.redis.xack(keys.INBOX, keys.ROUTERS, *gone)
+            self._own_pending = len(mine) >= BATCH  # more may be left; read once, not forever
+        if not entries and time.monotonic() - self._last_claim > self.claim_idle_ms / 2000:
             self._last_claim = time.monotonic()
             _, claimed, *_ = self.redis.xautoclaim(
                 keys.INBOX, keys.ROUTERS, self.consumer, self.claim_idle_ms, "0-0", count=BATCH

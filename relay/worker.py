@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import redis.exceptions
 from redis import Redis
 from rq import Queue, SimpleWorker, worker_registration
 from rq.executions import Execution
@@ -80,7 +82,35 @@ class RelayWorker(SimpleWorker):
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if state == WorkerStatus.IDLE and self._running:
             state = WorkerStatus.BUSY
-        super().set_state(state, pipeline=pipeline)
+        self._patiently(super().set_state, state, pipeline=pipeline)
+
+    # RQ's work loop quits on any Redis error outside its blocking dequeue. While Redis is away (a
+    # restart, a Sentinel failover) the worker waits for it instead, and carries on with the new
+    # primary: the calls its loop makes are retried until Redis answers or a stop is requested.
+    def _patiently(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        wait = 0.1
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError) as exc:  # fmt: skip
+                if self._stop_requested:
+                    raise
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 2.0)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        self._patiently(super().heartbeat, timeout, pipeline=pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._patiently(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        self._patiently(super().run_maintenance_tasks)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        return self._patiently(super().prepare_execution, job)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         while not self._slots.acquire(timeout=1.0):
@@ -88,7 +118,7 @@ class RelayWorker(SimpleWorker):
                 return None
         # While the gateway circuit is open (or its one probe is out), leave jobs in the queue, in
         # order, rather than taking them only to put them back on the scheduler.
-        while health.hold_deliveries(self.connection, self.gateways):
+        while self._patiently(health.hold_deliveries, self.connection, self.gateways):
             self.heartbeat()
             if self._stop_requested or self._stopping.wait(0.5):
                 self._slots.release()

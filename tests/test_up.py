@@ -67,6 +67,7 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
         assert (tmp_path / "data" / "appendonly.aof").exists() or any((tmp_path / "data").glob("appendonly*"))
         socket_url = (tmp_path / "data" / "redis.url").read_text().strip()  # where other commands find it
         assert socket_url.startswith("unix://")
+        assert "redis persistence: appendonly yes, appendfsync everysec" in up.output()  # the banner
         assert redis.Redis.from_url(socket_url).ping()
         up.proc.send_signal(signal.SIGINT)  # Ctrl-C: ingress, worker and embedded Redis all stop
         up.proc.wait(timeout=60)

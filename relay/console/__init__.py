@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import jinja2
-from redis import ConnectionPool, Redis
+from redis import Redis
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -26,6 +26,7 @@ from .. import keys
 from ..app import read_body
 from ..config import Settings
 from ..errors import ConfigError, RelayError
+from ..redisconn import connect
 from . import data, render
 from .auth import COOKIE, SECURITY_HEADERS, SESSION_SECONDS, Gate, Session, is_loopback
 
@@ -54,9 +55,7 @@ class Console:
             raise ConfigError("console.enabled needs console.token (a secret of 16 characters or more)")
         self.settings = settings
         self.gate = Gate(config.token.get_secret_value())
-        self.redis = Redis(
-            connection_pool=ConnectionPool.from_url(settings.redis_url or "redis://127.0.0.1:6379/0")
-        )
+        self.redis: Redis = connect(settings.redis_url or "redis://127.0.0.1:6379/0", settings)
         self.templates = _environment()
         self._replayer: Any = None
         self._replay_lock = threading.Lock()
