@@ -3,10 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-# Development defaults for the demo configuration (relay.yaml); set real values in production.
-export OPENCLAW_HOOKS_TOKEN ?= dev-hooks-token
-export GITHUB_WEBHOOK_SECRET ?= dev-github-secret
-export GENERIC_WEBHOOK_TOKEN ?= dev-generic-token
+# Development secrets for the demo configuration (relay.yaml), written once to .env beside it:
+# every relay command, in any terminal, reads them there. Set real values in production.
+DEV_SECRETS := OPENCLAW_HOOKS_TOKEN=dev-hooks-token GITHUB_WEBHOOK_SECRET=dev-github-secret \
+	GENERIC_WEBHOOK_TOKEN=dev-generic-token
 
 .PHONY: run test test-contract test-repeat test-slow lint install system-deps
 
@@ -33,7 +33,10 @@ $(BIN)/relay: pyproject.toml
 
 install: $(BIN)/relay
 
-run: install
+.env:
+	@umask 077 && printf '%s\n' $(DEV_SECRETS) > .env && echo "wrote .env (development secrets for relay.yaml)"
+
+run: install .env
 	$(BIN)/relay up
 
 # The default suite includes tests/contract (marker `contract`): it installs the pinned OpenClaw

@@ -215,11 +215,17 @@ def _serve(settings: Settings, host: str | None, port: int | None, metrics_port:
     side = uvicorn.Server(uvicorn.Config(create_metrics_app(settings), host=settings.metrics.host, port=metrics_port,
                                          log_level="warning", access_log=False, server_header=False,
                                          proxy_headers=False))  # fmt: skip
+    import socket
+
+    metrics_socket = socket.socket(socket.AF_INET6 if ":" in settings.metrics.host else socket.AF_INET)
+    metrics_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        metrics_socket = side.config.bind_socket()
-    except SystemExit:  # uvicorn logged why (address in use): the hooks are served all the same
+        metrics_socket.bind((settings.metrics.host, metrics_port))
+    except OSError as exc:  # e.g. a second ingress on this host: the hooks are served all the same
+        metrics_socket.close()
         click.echo(f"warning: /metrics not served: cannot listen on {settings.metrics.host}:{metrics_port} "
-                   "(set metrics.port, or --metrics-port; 0 turns the listener off)", err=True)  # fmt: skip
+                   f"({exc.strerror}); set metrics.port or --metrics-port (0 turns the listener off)",
+                   err=True)  # fmt: skip
         main.run()
         return
 
@@ -297,6 +303,9 @@ def gateway_stub(host: str, port: int, token: str, hooks_path: str, admit_delay:
                       auth_token=auth_token, allow_request_session_key=allow_request_session_key,
                       session_key_prefixes=[p.lower() for p in prefixes] or None,
                       channels=frozenset(channels))  # fmt: skip
+    policy = "request session keys allowed" if allow_request_session_key else "request session keys refused"
+    click.echo(f"gateway stub listening on http://{host}:{port}{hooks_path} ({policy}; "
+               f"records {record or 'in memory'})", err=True)  # fmt: skip
     uvicorn.run(create_stub_app(state), host=host, port=port, log_level="warning", access_log=False)
 
 
@@ -827,7 +836,13 @@ def init(sources: tuple[str, ...], directory: Path, public_url: str, gateway_url
     config.write_text(setup.config)
     click.echo(f"wrote {config} and {dotenv} (mode 0600; keep it out of version control)\n")
     click.echo(setup.instructions)
-    click.echo("\nthen: relay up   (relay check, to prove the gateway token)")
+    click.echo(
+        "\nIn the OpenClaw config (a default gateway refuses the session keys every preset sets):\n"
+        "  hooks.allowRequestSessionKey: true\n"
+        '  hooks.allowedSessionKeyPrefixes: ["hook:"]\n'
+        "and, for send and tool actions, gateway.auth_token here = the gateway's gateway.auth.token.\n"
+        "\nthen: relay up, and in another terminal relay check (it proves the tokens and the settings)"
+    )
 
 
 def _submit_options(fn: Any) -> Any:

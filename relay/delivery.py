@@ -29,6 +29,10 @@ from .redisconn import connect
 
 log = logging.getLogger("relay.delivery")
 
+# The longest pause after a policy refusal (hooks.allowRequestSessionKey and the like): the gateway
+# reloads its hooks config live, so a fixed setting is picked up within this long.
+POLICY_MAX_PAUSE = 30.0
+
 Verdict = Literal["delivered", "retry", "dead"]
 
 # What a delivery job reads of its action's record.
@@ -340,12 +344,15 @@ def _attempt(
         if hint:  # the gateway's policy: its message and the one setting to change
             reason = f"{status_text}: {policy.gateway_message(answer.text)[:200]} -- to fix: {hint}"
             redis.hset(key, mapping={"last_status": status_text, "last_error": reason})
-        pause = health.trip(redis, reason, gateway)
-        log.warning(
-            "gateway unavailable; delivery paused for %.0fs",
-            pause,
-            extra={**fields, "error": answer.text[:200]},
-        )
+            # An operator is changing a setting the gateway reloads live: look again soon.
+            pause = health.trip(redis, reason, gateway, max_pause=POLICY_MAX_PAUSE)
+            log.warning(
+                "gateway refuses by policy; delivery paused for %.0fs: %s", pause, reason, extra=fields
+            )
+        else:
+            pause = health.trip(redis, reason, gateway)
+            log.warning("gateway unavailable; delivery paused for %.0fs", pause,
+                        extra={**fields, "error": answer.text[:200]})  # fmt: skip
         return _defer(redis, key, "paused", pause)
 
     delay = backoff(attempts, delivery.backoff_base_seconds, delivery.backoff_max_seconds, answer.retry_after)

@@ -77,11 +77,11 @@ def hold_deliveries(redis: Redis, gateways: list[str | None]) -> bool:
     return all(held)
 
 
-def trip(redis: Redis, reason: str, gateway: str | None = None) -> float:
-    """Open the circuit (again) for an exponentially longer pause; returns the pause."""
+def trip(redis: Redis, reason: str, gateway: str | None = None, max_pause: float = MAX_PAUSE) -> float:
+    """Open the circuit (again) for an exponentially longer pause, up to `max_pause`; returns the pause."""
     circuit, level_key, probe = keys.circuit(gateway)
     level = int(redis.incr(level_key))
-    pause = min(MAX_PAUSE, MIN_PAUSE * 2 ** (level - 1))
+    pause = min(max_pause, MIN_PAUSE * 2 ** (level - 1))
     with redis.pipeline() as pipe:
         pipe.set(circuit, reason[:500], px=int(pause * 1000))
         pipe.expire(level_key, int(MAX_PAUSE * 10))

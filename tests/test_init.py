@@ -50,7 +50,8 @@ def test_init_writes_config_and_private_secrets_that_a_sender_can_use(tmp_path: 
     assert read_dotenv(dotenv) == values
 
     # The printed instructions work: `relay up` with nothing exported, a push signed with the printed secret.
-    stub = Proc(["gateway-stub", "--port", str(stub_port), "--token", values["OPENCLAW_HOOKS_TOKEN"]],
+    stub = Proc(["gateway-stub", "--port", str(stub_port), "--token", values["OPENCLAW_HOOKS_TOKEN"],
+                 "--allow-request-session-key", "--session-key-prefix", "hook:"],
                 BARE, tmp_path / "stub.log")  # fmt: skip
     up = subprocess.Popen([sys.executable, "-m", "relay.cli", "up", "--port", str(port)], cwd=tmp_path, env=BARE,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip

@@ -34,9 +34,12 @@ def shell_blocks(text: str) -> list[str]:
     return re.findall(r"^```(?:sh|bash|shell)\n(.*?)^```", text, re.S | re.M)
 
 
-def make_exports() -> dict[str, str]:
-    """The development secrets `make run` exports (the Makefile's `export NAME ?= value` lines)."""
-    return dict(re.findall(r"^export (\w+) \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M))
+def dev_secrets() -> str:
+    """The .env `make run` writes: the Makefile's DEV_SECRETS, one NAME=value a line."""
+    makefile = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    found = re.search(r"^DEV_SECRETS := (.*)$", makefile, re.M)
+    assert found, "no DEV_SECRETS in the Makefile"
+    return "".join(f"{item}\n" for item in found.group(1).split())
 
 
 def _ready(url: str) -> bool:
@@ -77,8 +80,9 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
             if lines[0].startswith("make "):
                 for line in lines:
                     target = line.split("#")[0].split()[1]
-                    if target == "run":  # `relay up`, with the dev secrets make exports for itself only
-                        env = {**bare, **make_exports(), "RELAY_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+                    if target == "run":  # `relay up`, after writing the .env of dev secrets as make does
+                        (copy / ".env").write_text(dev_secrets())
+                        env = {**bare, "RELAY_PORT": str(port), "PYTHONUNBUFFERED": "1"}
                         logs.append((tmp_path / "run.log").open("wb"))
                         background.append(subprocess.Popen([".venv/bin/relay", "up"], cwd=copy, env=env,
                                           stdout=logs[-1], stderr=subprocess.STDOUT,
