@@ -131,6 +131,9 @@ assert len(_MAY_MATCH) == len(PATTERNS)
 _TRIGGERS = frozenset(_ONE_WORD)
 
 
+_SEVERAL_WORDS = frozenset(w for words, _ in _SEVERAL for w in words)
+
+
 def _possible(text: str) -> set[int]:
     """Indexes of the PATTERNS an ASCII `text` may match (one pass over it for its words)."""
     low = text.lower()
@@ -138,8 +141,13 @@ def _possible(text: str) -> set[int]:
     out: set[int] = set()
     for word in tokens & _TRIGGERS:
         out |= _ONE_WORD[word]
-    out.update(i for words, i in _SEVERAL if words <= tokens)
-    out.update(i for sub, i in _SUBSTRING if sub in low)
+    if not tokens.isdisjoint(_SEVERAL_WORDS):
+        for words, i in _SEVERAL:
+            if words <= tokens:
+                out.add(i)
+    for sub, i in _SUBSTRING:
+        if sub in low:
+            out.add(i)
     return out
 
 
@@ -148,7 +156,7 @@ def scan(text: str, hidden: bool = False) -> list[str]:
     if text.isascii():
         # One pass over the text for its words; then only the patterns those words make possible.
         possible = _possible(text)
-        found = [name for i, (name, rx) in enumerate(PATTERNS) if i in possible and rx.search(text)]
+        found = [name for i, (name, rx) in enumerate(PATTERNS) if i in possible and rx.search(text)] if possible else []
     else:
         normal = unicodedata.normalize("NFKC", text)
         found = [name for name, rx in PATTERNS if rx.search(normal)]
