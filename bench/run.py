@@ -800,13 +800,13 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
                   "in flight on one uvloop loop, CPU = `time.process_time()` / requests (the lowest of the rounds): no "
                   "HTTP parsing, which is the same for all three. The relay writes to its own redis-server (AOF "
                   "everysec); Redis CPU from /proc. Far less sensitive to other load than req/s.", "",
-                  "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU µs/event |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                  "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU µs/event | "
+                  "redis commands/event |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         res = cpu["results"]
         for name, r in res.items():
             b, v, rl = (r[t]["cpu_us"] for t in ("bare", "verify", "relay"))
             lines.append(f"| {labels[name].label} | {b:.0f} | {v:.0f} | {rl:.0f} | {rl - v:.0f} | {ratio(rl, v)} | "
-                         f"{r['relay']['redis_cpu_us']:.0f} |")  # fmt: skip
+                         f"{r['relay']['redis_cpu_us']:.0f} | {r['relay'].get('redis_commands', float('nan')):.1f} |")  # fmt: skip
         if "push1" in res and "push7" in res:
             one, seven = res["push1"]["relay"]["cpu_us"], res["push7"]["relay"]["cpu_us"]
             targets.append(("CPU/request, 7-commit push ≤ 1.3× 1-commit push (in process)", ratio(seven, one),
