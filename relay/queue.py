@@ -20,7 +20,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from . import keys
 from .actions import AnyAction, action_id
-from .lanes import lua_append
+from .lanes import lua_add_lanes, lua_append
 
 # One call records a batch of events (group commit: the requests that arrive while the previous
 # call is in flight share the next). Per event, K: dedupe, event, events index, inbox, parked,
@@ -34,7 +34,7 @@ from .lanes import lua_append
 # with fewer commands (Redis CPU per event is the ingress's shared limit).
 _RECORD_MANY = (
     """
-local stats, minutes, trims = {}, {}, {}
+local stats, minutes, trims, lanes_seen = {}, {}, {}, {}
 local function count(t, k) t[k] = (t[k] or 0) + 1 end
 local function record(K, A)
   local lanes = tonumber(A[7])
@@ -64,7 +64,7 @@ local function record(K, A)
   if A[5] == '1' then
     redis.call('XADD', K[4], '*', 'event', A[1])
 """
-    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]")
+    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]", seen="lanes_seen")
     + """
   end
   if A[6] == '1' then redis.call('ZADD', K[5], A[2], A[1]) end
@@ -91,6 +91,9 @@ for key, by in pairs(minutes) do
     + str(keys.MINUTE_TTL)
     + """)
 end
+"""
+    + lua_add_lanes("lanes_seen")
+    + """
 for source, cutoff in pairs(trims) do
   redis.call('ZREMRANGEBYSCORE', '"""
     + keys.events_by_source("")
