@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import redis  # noqa: E402
-
 from bare_app import create_app as bare_app  # noqa: E402
 from workloads import ALERTMANAGER_TOKEN, GITHUB_SECRET, Workload, workloads  # noqa: E402
 
@@ -147,7 +146,9 @@ async def measure(app: Any, workload: Workload, n: int, tag: str, profile: cProf
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=2000, help="measured requests per workload and server")
     parser.add_argument("--only", default="push1,push7,single,alerts20")
     parser.add_argument("--rounds", type=int, default=1, help="repeat and keep each server's lowest CPU")
@@ -188,10 +189,15 @@ def main() -> int:
         from relay.logs import setup_logging
 
         settings = load_settings()
-        setup_logging(os.environ["RELAY_LOG_LEVEL"].upper(), json=True)  # as `relay serve` logs when its stderr is not a terminal
+        setup_logging(
+            os.environ["RELAY_LOG_LEVEL"].upper(), json=True
+        )  # as `relay serve` logs when its stderr is not a terminal
         # The relay logs each event at INFO or DEBUG; `relay serve` writes to stderr, here to a file.
         for h in logging.getLogger().handlers:
-            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stderr, sys.stdout):
+            if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (
+                sys.stderr,
+                sys.stdout,
+            ):
                 h.setStream(open(tmp / "relay.log", "a"))  # noqa: SIM115
         results: dict[str, dict[str, Any]] = {}
         profile_dir = Path(args.profile) if args.profile else None

@@ -188,7 +188,9 @@ class Bench:
         self.single_file = self.tmp / "variants-1.tsv"
         self.single_file.write_text(lines[0])
         self.workloads = workloads(sessions)
-        self.workload_files = {name: write_list(w, self.tmp / "workloads") for name, w in self.workloads.items()}
+        self.workload_files = {
+            name: write_list(w, self.tmp / "workloads") for name, w in self.workloads.items()
+        }
         self.signature, self.body = self.variants[0]
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
@@ -424,7 +426,13 @@ class Bench:
             h = half[target]
             log(f"open loop {target} at {rate:.0f}/s: achieved {h['achieved_rate']:.0f}/s, p50 {h['p50_ms']:.1f} ms, "
                 f"p99 {h['p99_ms']:.1f} ms, statuses {h['statuses']}")  # fmt: skip
-        return {"runs": runs, "rps": mean_rps, "half_rate": rate, "half": half, "workloads": self.workload_runs()}
+        return {
+            "runs": runs,
+            "rps": mean_rps,
+            "half_rate": rate,
+            "half": half,
+            "workloads": self.workload_runs(),
+        }
 
     def _workload_run(self, workload: str, target: str) -> dict[str, Any]:
         """One wrk run of `workload` against bare, verify or relay: req/s, server and Redis CPU per request."""
@@ -779,11 +787,15 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
                       "redis CPU µs/event | non-2xx |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
             for name, res in wl.items():
                 b, v, r = res["bare"], res["verify"], res["relay"]
-                bad = sum(x["non2xx"] + x["connect_errors"] + x["read_errors"] + x["timeouts"] for x in res.values())
+                bad = sum(
+                    x["non2xx"] + x["connect_errors"] + x["read_errors"] + x["timeouts"] for x in res.values()
+                )
                 lines.append(f"| {labels[name].label} | {f0(b['rps'])} | {f0(v['rps'])} | {f0(r['rps'])} | "
                              f"{ratio(r['rps'], v['rps'])} | {f0(r['cpu_us'])} vs {f0(v['cpu_us'])} | "
                              f"{f0(r['redis_cpu_us'])} | {bad} |")  # fmt: skip
-                targets.append((f"relay ≥ 0.5× verify: {name}", ratio(r["rps"], v["rps"]), r["rps"] / v["rps"] >= 0.5))
+                targets.append(
+                    (f"relay ≥ 0.5× verify: {name}", ratio(r["rps"], v["rps"]), r["rps"] / v["rps"] >= 0.5)
+                )
             if "push1" in wl and "push7" in wl:
                 one, seven = wl["push1"]["relay"]["cpu_us"], wl["push7"]["relay"]["cpu_us"]
                 targets.append(("CPU/request, 7-commit push ≤ 1.3× 1-commit push (wrk)", ratio(seven, one),

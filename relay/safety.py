@@ -156,7 +156,11 @@ def scan(text: str, hidden: bool = False) -> list[str]:
     if text.isascii():
         # One pass over the text for its words; then only the patterns those words make possible.
         possible = _possible(text)
-        found = [name for i, (name, rx) in enumerate(PATTERNS) if i in possible and rx.search(text)] if possible else []
+        found = (
+            [name for i, (name, rx) in enumerate(PATTERNS) if i in possible and rx.search(text)]
+            if possible
+            else []
+        )
     else:
         normal = unicodedata.normalize("NFKC", text)
         found = [name for name, rx in PATTERNS if rx.search(normal)]

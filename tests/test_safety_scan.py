@@ -54,7 +54,9 @@ def corpus() -> list[str]:
                 texts.append(node)
     rng = random.Random(21)
     for _ in range(4000):
-        texts.append(rng.choice(["", " ", "x "]).join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 6))))
+        texts.append(
+            rng.choice(["", " ", "x "]).join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 6)))
+        )
     texts += [" ".join(pair) for pair in itertools.product(FRAGMENTS[:60], repeat=2)]
     return texts
 
