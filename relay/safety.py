@@ -52,7 +52,8 @@ _GT = ">\uff1e\ufe65\u232a\u3009\u27e9"
 _MARKER_RUN = re.compile(f"[{_LT}]{{3,}}|[{_GT}]{{3,}}")
 _LABEL = re.compile(r"[^A-Za-z0-9_.\[\]\-]")
 
-# (name, pattern) checked on the cleaned, NFKC-normalised, lower-cased text.
+# (name, pattern) checked on the cleaned, NFKC-normalised, lower-cased text. A changed or added
+# pattern needs its words in `_MAY_MATCH` below (tests/test_safety_scan.py fails otherwise).
 _W = r"[\s\S]{0,40}?"
 # fmt: off
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
