@@ -53,7 +53,8 @@ _MARKER_RUN = re.compile(f"[{_LT}]{{3,}}|[{_GT}]{{3,}}")
 _LABEL = re.compile(r"[^A-Za-z0-9_.\[\]\-]")
 
 # (name, pattern) checked on the cleaned, NFKC-normalised, lower-cased text. A changed or added
-# pattern needs its words in `_MAY_MATCH` below (tests/test_safety_scan.py fails otherwise).
+# pattern needs its words in `_MAY_MATCH` below, and in tests/test_safety_scan.py's FRAGMENTS,
+# which checks the scan against running every pattern.
 _W = r"[\s\S]{0,40}?"
 # fmt: off
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
