@@ -33,7 +33,9 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
             return True
         below: list[Any] = []
         for node in level:
-            below += [c for c in (node.values() if isinstance(node, dict) else node) if isinstance(c, dict | list)]
+            below += [
+                c for c in (node.values() if isinstance(node, dict) else node) if isinstance(c, dict | list)
+            ]
         level, depth = below, depth + 1
     return False
 
