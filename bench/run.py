@@ -1,6 +1,6 @@
 """One command that measures openclaw-relay and its baselines side by side, on this machine, in one run.
 
-    python bench/run.py [--quick | --smoke] [--only ingress,delivery,e2e,burst] [--sessions N] [--out FILE]
+    python bench/run.py [--quick | --smoke] [--only ingress,cpu,delivery,e2e,burst] [--sessions N] [--out FILE]
                         [--profile DIR] [--keep]
 
 Starts its own redis-server on a free loopback port (never 127.0.0.1:6379), the relay's real
@@ -51,12 +51,17 @@ import redis  # noqa: E402
 sys.path.insert(0, str(ROOT))
 from relay.actions import action_id  # noqa: E402
 
+sys.path.insert(0, str(BENCH))
+from workloads import ALERTMANAGER_TOKEN, workloads, write_list  # noqa: E402
+
 PUSH = ROOT / "tests" / "fixtures" / "github" / "push.default.json"
 SECRET = "bench-github-secret"  # noqa: S105 - a throwaway secret for local processes
 HOOKS_TOKEN = "bench-hooks-token"  # noqa: S105
 IN_FLIGHT = 32
 WRK_CONNS = 32
-SECTIONS = ("ingress", "delivery", "e2e", "burst")
+SECTIONS = ("ingress", "cpu", "delivery", "e2e", "burst")
+# Issue 21's workloads: each against the bare and the verify baseline (push1 is section 1's own).
+WORKLOADS = ("push1", "push7", "single", "alerts20")
 
 
 @dataclass(frozen=True)
@@ -73,11 +78,13 @@ class Sizes:
     burst_n: int
     drain_timeout: float
     extra_variants: bool  # ingress decomposition rows (verify-only baseline, relay at log level WARNING)
+    cpu_n: int  # requests per server and workload in bench/cpu.py (in process)
+    workloads: tuple[str, ...]  # issue 21's workloads sent with wrk in section 1b
 
 
-FULL = Sizes(10, 2, 2, 5, 2000, 640, 100, 20, 200, 10_000, 420, True)
-QUICK = Sizes(2, 1, 1, 2, 150, 64, 0, 0, 30, 1_000, 15, False)
-SMOKE = Sizes(1, 1, 1, 1, 64, 32, 0, 0, 5, 64, 10, False)
+FULL = Sizes(10, 2, 2, 5, 2000, 640, 100, 20, 200, 10_000, 420, True, 3000, WORKLOADS)
+QUICK = Sizes(2, 1, 1, 2, 150, 64, 0, 0, 30, 1_000, 15, False, 500, WORKLOADS)
+SMOKE = Sizes(1, 1, 1, 1, 64, 32, 0, 0, 5, 64, 10, False, 50, ("alerts20",))  # the path push1 does not take
 
 
 def sign(body: bytes) -> str:
@@ -181,6 +188,10 @@ class Bench:
         self.variants_file.write_text("".join(lines))
         self.single_file = self.tmp / "variants-1.tsv"
         self.single_file.write_text(lines[0])
+        self.workloads = workloads(sessions)
+        self.workload_files = {
+            name: write_list(w, self.tmp / "workloads") for name, w in self.workloads.items()
+        }
         self.signature, self.body = self.variants[0]
         self.redis_port = free_port()
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
@@ -191,11 +202,13 @@ class Bench:
             "redis_url": self.redis_url,
             "gateway": {"url": f"http://127.0.0.1:{self.stub_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
             "delivery": {"in_flight": IN_FLIGHT},
-            "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
+            "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"},
+                        "alertmanager": {"preset": "alertmanager", "token": "env:ALERTMANAGER_TOKEN"}},
         }, indent=2))  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
         self.env = {**env, "RELAY_CONFIG": str(self.config), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-                    "GITHUB_WEBHOOK_SECRET": SECRET, "PYTHONUNBUFFERED": "1"}  # fmt: skip
+                    "GITHUB_WEBHOOK_SECRET": SECRET, "ALERTMANAGER_TOKEN": ALERTMANAGER_TOKEN,
+                    "PYTHONUNBUFFERED": "1"}  # fmt: skip
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.r: redis.Redis | None = None
         self.seq = 0
@@ -296,7 +309,7 @@ class Bench:
 
     def start_bare(self, mode: str) -> subprocess.Popen[bytes]:
         proc = self.spawn(f"bare-{mode}", [sys.executable, str(BENCH / "bare_app.py"), "--port", str(self.ingress_port),
-                                           "--mode", mode, "--secret", SECRET])  # fmt: skip
+                                           "--mode", mode, "--secret", SECRET, "--token", ALERTMANAGER_TOKEN])  # fmt: skip
         self.wait(
             lambda: self.http_ok(f"http://127.0.0.1:{self.ingress_port}/healthz"), 20, f"bare app ({mode})"
         )
@@ -322,11 +335,13 @@ class Bench:
 
     # ---- load ------------------------------------------------------------------------------
 
-    def wrk(self, seconds: float, prefix: str) -> dict[str, Any]:
+    def wrk(self, seconds: float, prefix: str, workload: str | None = None) -> dict[str, Any]:
+        w = self.workloads[workload] if workload else None
+        extra = [str(self.workload_files[w.name]), prefix, f"/hooks/{w.source}", w.source] if w else \
+            [str(self.variants_file), prefix]  # fmt: skip
         out = subprocess.run(
             ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-             "-s", str(BENCH / "wrk_github.lua"), f"http://127.0.0.1:{self.ingress_port}",
-             "--", str(self.variants_file), prefix],
+             "-s", str(BENCH / "wrk_github.lua"), f"http://127.0.0.1:{self.ingress_port}", "--", *extra],
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         )  # fmt: skip
         line = next(line for line in out.stdout.splitlines() if line.startswith("BENCH_JSON "))
@@ -413,7 +428,53 @@ class Bench:
             h = half[target]
             log(f"open loop {target} at {rate:.0f}/s: achieved {h['achieved_rate']:.0f}/s, p50 {h['p50_ms']:.1f} ms, "
                 f"p99 {h['p99_ms']:.1f} ms, statuses {h['statuses']}")  # fmt: skip
-        return {"runs": runs, "rps": mean_rps, "half_rate": rate, "half": half}
+        return {
+            "runs": runs,
+            "rps": mean_rps,
+            "half_rate": rate,
+            "half": half,
+            "workloads": self.workload_runs(),
+        }
+
+    def _workload_run(self, workload: str, target: str) -> dict[str, Any]:
+        """One wrk run of `workload` against bare, verify or relay: req/s, server and Redis CPU per request."""
+        s = self.sizes
+        self.flush()
+        proc = self.start_ingress() if target == "relay" else self.start_bare(target)
+        self.wrk(s.warm_s, f"warm-{workload}-{target}", workload)
+        before = self.r.zcard("relay:events")
+        c0, r0 = cpu_seconds(proc.pid), cpu_seconds(self.redis_proc.pid)
+        res = self.wrk(s.wrk_s, f"run-{workload}-{target}", workload)
+        c1, r1 = cpu_seconds(proc.pid), cpu_seconds(self.redis_proc.pid)
+        res["cpu_us"] = (c1 - c0) / res["requests"] * 1e6
+        res["redis_cpu_us"] = (r1 - r0) / res["requests"] * 1e6
+        if target == "relay":
+            res["stored"] = self.r.zcard("relay:events") - before
+        self.stop(proc)
+        log(f"workload {workload} {target}: {res['rps']:.0f} req/s, {res['cpu_us']:.0f} µs CPU/req, "
+            f"redis {res['redis_cpu_us']:.0f} µs/req, non-2xx {res['non2xx']}")  # fmt: skip
+        return res
+
+    def workload_runs(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Issue 21: every workload against both baselines, one wrk run each, in the same order."""
+        return {
+            w: {t: self._workload_run(w, t) for t in ("bare", "verify", "relay")}
+            for w in self.sizes.workloads
+        }
+
+    # ---- 1b. CPU per request in process ----------------------------------------------------
+
+    def cpu(self) -> dict[str, Any]:
+        """bench/cpu.py in its own process: CPU per request through each ASGI app, far less sensitive
+        to other load on the machine than req/s."""
+        out = subprocess.run([sys.executable, str(BENCH / "cpu.py"), "--json", "--n", str(self.sizes.cpu_n),
+                              "--rounds", "2" if self.sizes.extra_variants else "1"],
+                             capture_output=True, text=True, timeout=1800, check=True)  # fmt: skip
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        for name, r in res["results"].items():
+            log(f"cpu {name}: bare {r['bare']['cpu_us']:.0f}, verify {r['verify']['cpu_us']:.0f}, relay "
+                f"{r['relay']['cpu_us']:.0f} µs/request; redis {r['relay']['redis_cpu_us']:.0f} µs/event")  # fmt: skip
+        return res
 
     # ---- 2. delivery -----------------------------------------------------------------------
 
@@ -720,6 +781,54 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
                          f"{f1(h[t]['p99_ms'])} | {f1(h[t]['max_ms'])} |")  # fmt: skip
         lines.append("")
         targets.append(("ingress ≥ 0.6× bare", ratio(rps["relay"], bare), rps["relay"] / bare >= 0.6))
+        wl = ing.get("workloads")
+        if wl:
+            labels = workloads(sessions)
+            lines += ["### 1b. Every workload against both baselines (wrk, one run each)",
+                      f"wrk -t1 -c{WRK_CONNS}, {wl[next(iter(wl))]['relay']['duration_us'] / 1e6:.0f} s per run. "
+                      "*relay ÷ verify* is what the relay keeps of the rate of a server that only verifies and parses; "
+                      "CPU is the server process's, per request; Redis CPU is redis-server's, per request.", "",
+                      "| workload | bare req/s | verify req/s | relay req/s | relay ÷ verify | server CPU µs/req, relay vs verify | "
+                      "redis CPU µs/event | non-2xx |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+            for name, res in wl.items():
+                b, v, r = res["bare"], res["verify"], res["relay"]
+                bad = sum(
+                    x["non2xx"] + x["connect_errors"] + x["read_errors"] + x["timeouts"] for x in res.values()
+                )
+                lines.append(f"| {labels[name].label} | {f0(b['rps'])} | {f0(v['rps'])} | {f0(r['rps'])} | "
+                             f"{ratio(r['rps'], v['rps'])} | {f0(r['cpu_us'])} vs {f0(v['cpu_us'])} | "
+                             f"{f0(r['redis_cpu_us'])} | {bad} |")  # fmt: skip
+                targets.append(
+                    (f"relay ≥ 0.5× verify: {name}", ratio(r["rps"], v["rps"]), r["rps"] / v["rps"] >= 0.5)
+                )
+            if "push1" in wl and "push7" in wl:
+                one, seven = wl["push1"]["relay"]["cpu_us"], wl["push7"]["relay"]["cpu_us"]
+                targets.append(("CPU/request, 7-commit push ≤ 1.3× 1-commit push (wrk)", ratio(seven, one),
+                                seven <= 1.3 * one))  # fmt: skip
+            worst = max(res["relay"]["redis_cpu_us"] for res in wl.values())
+            targets.append(("Redis CPU ≤ 50 µs/event (worst workload, wrk)", f"{worst:.0f} µs", worst <= 50))
+            lines.append("")
+
+    cpu = results.get("cpu")
+    if cpu:
+        labels = workloads(sessions)
+        lines += ["## 1c. CPU per request, in process (bench/cpu.py)",
+                  f"Each ASGI app called directly, {cpu['n']:,} requests per server and workload, {cpu['concurrency']} "
+                  "in flight on one uvloop loop, CPU = `time.process_time()` / requests (the lowest of the rounds): no "
+                  "HTTP parsing, which is the same for all three. The relay writes to its own redis-server (AOF "
+                  "everysec); Redis CPU from /proc. Far less sensitive to other load than req/s.", "",
+                  "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU µs/event | "
+                  "redis commands/event |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        res = cpu["results"]
+        for name, r in res.items():
+            b, v, rl = (r[t]["cpu_us"] for t in ("bare", "verify", "relay"))
+            lines.append(f"| {labels[name].label} | {b:.0f} | {v:.0f} | {rl:.0f} | {rl - v:.0f} | {ratio(rl, v)} | "
+                         f"{r['relay']['redis_cpu_us']:.0f} | {r['relay'].get('redis_commands', float('nan')):.1f} |")  # fmt: skip
+        if "push1" in res and "push7" in res:
+            one, seven = res["push1"]["relay"]["cpu_us"], res["push7"]["relay"]["cpu_us"]
+            targets.append(("CPU/request, 7-commit push ≤ 1.3× 1-commit push (in process)", ratio(seven, one),
+                            seven <= 1.3 * one))  # fmt: skip
+        lines.append("")
 
     dl = results.get("delivery")
     if dl:
@@ -756,6 +865,11 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
             if delay == 1.0 and one:
                 targets.append((f"one worker ≥ 16 actions/s (stub 1 s, in_flight {IN_FLIGHT})", f"{one['rate']:.1f}/s",
                                 one["rate"] >= 16))  # fmt: skip
+                targets.append((f"one worker ≥ 0.95× in-flight ÷ admission time (stub 1 s: {0.95 * IN_FLIGHT:.1f}/s)",
+                                ratio(one["rate"], IN_FLIGHT), one["rate"] >= 0.95 * IN_FLIGHT))  # fmt: skip
+                if two:
+                    targets.append(("2 workers ≥ 1.8× one (stub 1 s)", ratio(two["rate"], one["rate"]),
+                                    two["rate"] / one["rate"] >= 1.8))  # fmt: skip
         lines.append("")
 
     e2e = results.get("e2e")
@@ -766,6 +880,7 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
                   "| | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|",
                   f"| sender → stub receives the action | {f1(e2e['p50_ms'])} | {f1(e2e['p99_ms'])} | {f1(e2e['max_ms'])} |",
                   f"| sender → ingress answers 202 | {f1(e2e['ack_p50_ms'])} | {f1(e2e['ack_p99_ms'])} | |", ""]  # fmt: skip
+        targets.append(("end-to-end p50 at idle ≤ 5 ms", f"{e2e['p50_ms']:.1f} ms", e2e["p50_ms"] <= 5))
 
     b = results.get("burst")
     if b:
@@ -794,7 +909,7 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
                   "(sent right after the last action arrived) and were killed.", ""]  # fmt: skip
     if targets:
         lines += [
-            "## Targets (issue 9; reported, not asserted)",
+            "## Targets (issues 9 and 21; reported, not asserted)",
             "",
             "| target | measured | |",
             "|---|---:|---|",

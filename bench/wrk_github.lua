@@ -5,9 +5,13 @@
 -- and their signatures in a list file, one "<signature>\t<body file>" per line; request i uses
 -- body i mod N. The delivery id is a header, not signed: "<prefix>-t<thread>-<i>", unique.
 --
--- args: <list file> <delivery id prefix> [path]
+-- With kind "alertmanager" (bench/workloads.py), the first field is a bearer token and the body's
+-- placeholder SEQ is replaced by the request number: each request is a new notification.
+--
+-- args: <list file> <delivery id prefix> [path] [kind: github | alertmanager]
 local counter = 0
-local bodies, sigs, prefix, path = {}, {}, nil, nil
+local bodies, sigs, prefix, path, kind = {}, {}, nil, nil, nil
+local heads, tails = {}, {}
 local threads = {}
 
 function setup(thread)
@@ -25,11 +29,24 @@ function init(args)
   end
   prefix = args[2] .. "-t" .. tostring(tid) .. "-"
   path = args[3] or "/hooks/github"
+  kind = args[4] or "github"
+  for k, body in ipairs(bodies) do
+    local at = body:find("SEQ", 1, true)
+    if at then
+      heads[k], tails[k] = body:sub(1, at - 1), body:sub(at + 3)
+    end
+  end
 end
 
 function request()
   local k = counter % #bodies + 1
   counter = counter + 1
+  if kind == "alertmanager" then
+    return wrk.format("POST", path, {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. sigs[k],
+    }, heads[k] .. tostring(tid) .. "-" .. tostring(counter) .. "-" .. prefix .. tails[k])
+  end
   return wrk.format("POST", path, {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",

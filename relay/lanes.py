@@ -62,13 +62,15 @@ return 0
 """
 
 
-def lua_append(count: str, lane_key: str, action_id: str, now: str, ttl: str) -> str:
+def lua_append(count: str, lane_key: str, action_id: str, now: str, ttl: str, seen: str | None = None) -> str:
     """Lua that appends `count` actions to their lanes (for scripts that record or re-queue events).
 
     Each argument is a Lua expression; `lane_key` and `action_id` may use the loop index `i`. The
     action's record is created too, so a lane never holds an id the turn check would take for an
-    expired one.
+    expired one. With `seen` (a Lua table), the lane keys are gathered there instead of added to
+    the lanes set one by one: the script adds them once at its end (`lua_add_lanes`).
     """
+    add = f"{seen}[{lane_key}] = true" if seen else f"redis.call('SADD', '{keys.LANES}', {lane_key})"
     return f"""
 for i = 1, {count} do
   local action = '{keys.PREFIX}action:' .. {action_id}
@@ -76,8 +78,17 @@ for i = 1, {count} do
   redis.call('HSETNX', action, 'queued_at', {now})
   redis.call('EXPIRE', action, {ttl})
   redis.call('RPUSH', {lane_key}, {action_id})
-  redis.call('SADD', '{keys.LANES}', {lane_key})
+  {add}
 end
+"""
+
+
+def lua_add_lanes(seen: str) -> str:
+    """Lua that adds the lane keys gathered in the table `seen` to the lanes set, in one command."""
+    return f"""
+local lane_keys = {{}}
+for lane in pairs({seen}) do lane_keys[#lane_keys + 1] = lane end
+if #lane_keys > 0 then redis.call('SADD', '{keys.LANES}', unpack(lane_keys)) end
 """
 
 

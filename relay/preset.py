@@ -25,19 +25,18 @@ MAX_JSON_DEPTH = 64
 
 
 def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether parsed JSON nests more than `limit` containers deep (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    """Whether parsed JSON nests more than `limit` containers deep (level by level: no recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        below: list[Any] = []
+        for node in level:
+            below += [
+                c for c in (node.values() if isinstance(node, dict) else node) if isinstance(c, dict | list)
+            ]
+        level, depth = below, depth + 1
     return False
 
 

@@ -23,51 +23,51 @@ from redis.asyncio import Redis as AsyncRedis
 from . import keys, tracing
 from .actions import AnyAction, action_id
 from .errors import Unavailable
-from .lanes import lua_append
-
-# The console's per-source index of the event log (trimmed by age here) and its per-minute
-# chart counters (relay.console), written with each recorded event.
-_CONSOLE_INDEXES = f"""
-  local by_source = '{keys.events_by_source("")}' .. source
-  redis.call('ZADD', by_source, A[2], A[1])
-  redis.call('ZREMRANGEBYSCORE', by_source, '-inf', tonumber(A[2]) - tonumber(A[4]))
-  local minute = '{keys.minute(0)[:-1]}' .. math.floor(tonumber(A[2]) / 60)
-  redis.call('HINCRBY', minute, 'received', 1)
-  redis.call('EXPIRE', minute, {keys.MINUTE_TTL})
-"""
+from .lanes import lua_add_lanes, lua_append
 
 # One call records a batch of events (group commit: the requests that arrive while the previous
 # call is in flight share the next). Per event, K: dedupe, event, events index, inbox, parked,
 # then one session lane per lane entry; A: event id, now, dedupe ttl, event ttl, route ("1" to
 # queue for delivery), parked ("1"), n lanes, n action ids (one per lane key), field, value, ...
 # ARGV: n events, then (number of keys, number of args) per event, then every event's args.
+#
+# What every event of a batch adds to (the stats counters, the console's per-minute counters and
+# the trim of its per-source index by age) is gathered in Lua tables and written once per batch
+# at the end: the script runs atomically, so the final state is the same as writing it per event,
+# with fewer commands (Redis CPU per event is the ingress's shared limit).
 _RECORD_MANY = (
     """
+local stats, minutes, trims, lanes_seen = {}, {}, {}, {}
+local function count(t, k) t[k] = (t[k] or 0) + 1 end
 local function record(K, A)
   local lanes = tonumber(A[7])
   local source = A[9 + lanes]  -- the first field is "source"
   local existing = redis.call('GET', K[1])
   if existing then
-    redis.call('HINCRBY', '"""
-    + keys.STATS
-    + """', 'event|duplicate|' .. source, 1)
+    count(stats, 'event|duplicate|' .. source)
     return {0, existing}
   end
   local outcome = 'event|accepted|'
   if A[6] == '1' then outcome = 'event|parked|' elseif A[5] ~= '1' then outcome = 'event|skipped|' end
-  redis.call('HINCRBY', '"""
-    + keys.STATS
-    + """', outcome .. source, 1)
+  count(stats, outcome .. source)
   redis.call('SET', K[1], A[1], 'EX', A[3])
   redis.call('HSET', K[2], unpack(A, 8 + lanes))
   redis.call('EXPIRE', K[2], A[4])
   redis.call('ZADD', K[3], A[2], A[1])
-"""
-    + _CONSOLE_INDEXES
-    + """  if A[5] == '1' then
+  -- The console's per-source index of the event log (trimmed by age below) and its per-minute
+  -- chart counters (relay.console).
+  redis.call('ZADD', '"""
+    + keys.events_by_source("")
+    + """' .. source, A[2], A[1])
+  local cutoff = tonumber(A[2]) - tonumber(A[4])
+  if not trims[source] or trims[source] < cutoff then trims[source] = cutoff end
+  count(minutes, '"""
+    + keys.minute(0)[:-1]
+    + """' .. math.floor(tonumber(A[2]) / 60))
+  if A[5] == '1' then
     redis.call('XADD', K[4], '*', 'event', A[1])
 """
-    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]")
+    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]", seen="lanes_seen")
     + """
   end
   if A[6] == '1' then redis.call('ZADD', K[5], A[2], A[1]) end
@@ -84,6 +84,23 @@ for i = 1, n do
   for j = 1, na do A[j] = ARGV[apos + j - 1] end
   kpos, apos = kpos + nk, apos + na
   out[i] = record(K, A)
+end
+for field, by in pairs(stats) do redis.call('HINCRBY', '"""
+    + keys.STATS
+    + """', field, by) end
+for key, by in pairs(minutes) do
+  redis.call('HINCRBY', key, 'received', by)
+  redis.call('EXPIRE', key, """
+    + str(keys.MINUTE_TTL)
+    + """)
+end
+"""
+    + lua_add_lanes("lanes_seen")
+    + """
+for source, cutoff in pairs(trims) do
+  redis.call('ZREMRANGEBYSCORE', '"""
+    + keys.events_by_source("")
+    + """' .. source, '-inf', cutoff)
 end
 return out
 """

@@ -23,6 +23,7 @@ It complements the gateway's own wrapping of hook content; it never replaces it.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -51,7 +52,9 @@ _GT = ">\uff1e\ufe65\u232a\u3009\u27e9"
 _MARKER_RUN = re.compile(f"[{_LT}]{{3,}}|[{_GT}]{{3,}}")
 _LABEL = re.compile(r"[^A-Za-z0-9_.\[\]\-]")
 
-# (name, pattern) checked on the cleaned, NFKC-normalised, lower-cased text.
+# (name, pattern) checked on the cleaned, NFKC-normalised, lower-cased text. A changed or added
+# pattern needs its words in `_MAY_MATCH` below, and in tests/test_safety_scan.py's FRAGMENTS,
+# which checks the scan against running every pattern.
 _W = r"[\s\S]{0,40}?"
 # fmt: off
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -76,7 +79,10 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 def clean(text: str) -> tuple[str, bool]:
     """`text` without hidden and control characters (tabs and newlines kept); and whether any were."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if text.isascii():  # every hidden character is outside ASCII
+        return _CONTROL.sub("", text), False
     stripped = _HIDDEN.sub("", text)
     hidden = stripped != text
     return _CONTROL.sub("", stripped), hidden
@@ -84,13 +90,82 @@ def clean(text: str) -> tuple[str, bool]:
 
 def neutralise(text: str) -> str:
     """Runs of three or more `<`/`>` (or look-alikes) become guillemets: no fence can be forged."""
+    if text.isascii() and "<<<" not in text and ">>>" not in text:  # the look-alikes are not ASCII
+        return text
     return _MARKER_RUN.sub(lambda m: ("‹" if m.group(0)[0] in _LT else "›") * len(m.group(0)), text)
+
+
+_WORD = re.compile(r"\w+")
+
+
+# For ASCII text: per pattern, conditions of which at least one holds whenever the pattern matches.
+# A condition is a set of words that must all be whole tokens of the lower-cased text, or (a "~"
+# entry) a substring of it. A text that meets none of a pattern's conditions cannot match it, so
+# that regex is not run. On ASCII text NFKC changes nothing and IGNORECASE is plain lower-casing,
+# so the tokens are exact; other text runs every pattern. tests/test_safety_scan.py checks that
+# the result equals running every pattern.
+# fmt: off
+_MAY_MATCH: dict[str, list[str]] = {
+    "ignore previous instructions": ["ignore", "disregard", "forget", "override", "overrule", "skip", "bypass"],
+    "new instructions": ["instead", "instruction", "instructions", "orders", "directives", "system"],
+    "reveal secrets or the system prompt": [
+        "reveal", "print", "show", "output", "repeat", "leak", "dump", "display", "disclose", "tell", "send", "post",
+        "exfiltrate", "share", "paste", "system"],
+    "run commands": ["curl", "wget", "fetch", "iwr", "invoke", "rm", "base64", "run", "execute", "exec", "eval",
+                     "chmod", "nc", "~/dev/tcp/"],
+    "role-play": ["you are now", "act", "pretend", "role", "roleplay", "from now on", "developer mode", "~jailbreak",
+                  "do anything now", "your new"],
+    "fake markers or chat roles": ["~<", "~>", "~[", "~untrusted", "end", "system", "assistant"],
+}
+# fmt: on
+_ONE_WORD: dict[str, set[int]] = {}  # word -> patterns it alone makes possible
+_SEVERAL: list[tuple[frozenset[str], int]] = []  # words that together make a pattern possible
+_SUBSTRING: list[tuple[str, int]] = []
+for _i, (_name, _) in enumerate(PATTERNS):
+    for _cond in _MAY_MATCH[_name]:
+        if _cond.startswith("~"):
+            _SUBSTRING.append((_cond[1:], _i))
+        elif " " in _cond:
+            _SEVERAL.append((frozenset(_cond.split()), _i))
+        else:
+            _ONE_WORD.setdefault(_cond, set()).add(_i)
+assert len(_MAY_MATCH) == len(PATTERNS)
+_TRIGGERS = frozenset(_ONE_WORD)
+
+
+_SEVERAL_WORDS = frozenset(w for words, _ in _SEVERAL for w in words)
+
+
+def _possible(text: str) -> set[int]:
+    """Indexes of the PATTERNS an ASCII `text` may match (one pass over it for its words)."""
+    low = text.lower()
+    tokens = set(_WORD.findall(low))
+    out: set[int] = set()
+    for word in tokens & _TRIGGERS:
+        out |= _ONE_WORD[word]
+    if not tokens.isdisjoint(_SEVERAL_WORDS):
+        for words, i in _SEVERAL:
+            if words <= tokens:
+                out.add(i)
+    for sub, i in _SUBSTRING:
+        if sub in low:
+            out.add(i)
+    return out
 
 
 def scan(text: str, hidden: bool = False) -> list[str]:
     """Names of the prompt-injection patterns `text` shows (checked on a normalised copy)."""
-    normal = unicodedata.normalize("NFKC", text)
-    found = [name for name, rx in PATTERNS if rx.search(normal)]
+    if text.isascii():
+        # One pass over the text for its words; then only the patterns those words make possible.
+        possible = _possible(text)
+        found = (
+            [name for i, (name, rx) in enumerate(PATTERNS) if i in possible and rx.search(text)]
+            if possible
+            else []
+        )
+    else:
+        normal = unicodedata.normalize("NFKC", text)
+        found = [name for name, rx in PATTERNS if rx.search(normal)]
     if hidden:
         found.append("hidden Unicode characters")
     return found
@@ -100,6 +175,7 @@ def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"… [cut, {len(text) - limit} more characters]"
 
 
+@functools.lru_cache(maxsize=1024)  # labels come from presets and mapping templates: a small set
 def label_of(label: str) -> str:
     return _LABEL.sub("_", label)[:80] or "text"
 

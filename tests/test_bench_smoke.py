@@ -37,6 +37,7 @@ def test_bench_smoke_ingress_section(tmp_path: Path) -> None:
     text = run_bench(tmp_path, "--only", "ingress")
     assert "## 1. Ingress" in text and "## Targets" in text
     assert "| **relay serve**" in text and "| bare Starlette" in text and "vs bare" in text
+    assert "### 1b. Every workload" in text and "| Alertmanager group of 20 firing alerts" in text
     assert "Versions: python" in text and "Machine: nproc" in text
 
 
