@@ -10,6 +10,8 @@ import http.server
 import json
 import selectors
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +25,7 @@ import psutil
 import pytest
 import redis
 
+from relay.client import RelayClient
 from relay.proxies import parse_networks, resolve
 
 from .conftest import (
@@ -440,3 +443,18 @@ def test_events_past_events_max_give_their_memory_back(relay_factory: Callable[.
     assert redis_client.zcard("relay:events") == 20
     assert before - after > 35 * 200_000  # the trimmed events' bodies are gone, not only their index
     assert after < 30 * 200_000 + 20_000_000
+
+
+# -- 9. control characters from a sender's ids never reach the terminal raw -------------------------
+
+
+def test_cli_listings_escape_control_characters_in_ids(relay_factory, redis_server) -> None:
+    relay = relay_factory()
+    hostile = "job-\x1b[2J\x1b]0;pwned\x07-1"  # clear screen, set the terminal title
+    with RelayClient(redis_server.url) as client:
+        client.agent(message="hi", idempotency_key=hostile)
+    events = subprocess.run([sys.executable, "-m", "relay.cli", "events"], env=relay.env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert events.returncode == 0, events.stderr
+    assert "\x1b" not in events.stdout and "\x07" not in events.stdout
+    assert "job-\\x1b[2J" in events.stdout  # shown, escaped
