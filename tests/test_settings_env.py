@@ -37,6 +37,14 @@ ENVIRONMENT: dict[str, tuple[dict[str, str], Any]] = {
     "transform_max_threads": ({"RELAY_TRANSFORM_MAX_THREADS": "3"}, 3),
     "max_message_bytes": ({"RELAY_MAX_MESSAGE_BYTES": "4096"}, 4096),
     "events_max": ({"RELAY_EVENTS_MAX": "1000"}, 1000),
+    "trusted_proxies": ({"RELAY_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"}, ["10.0.0.0/8", "127.0.0.1"]),
+    "metrics": ({"RELAY_METRICS_HOST": "0.0.0.0", "RELAY_METRICS_PORT": "9500"}, ("0.0.0.0", 9500)),
+    "durability": (
+        {"RELAY_DURABILITY_MIN_REPLICAS": "1", "RELAY_DURABILITY_REPLICA_TIMEOUT_MS": "250"},
+        (1, 250),
+    ),
+    "redis_password": ({"RELAY_REDIS_PASSWORD": "rpass"}, "rpass"),
+    "redis_sentinel_password": ({"RELAY_REDIS_SENTINEL_PASSWORD": "spass"}, "spass"),
 }
 
 
@@ -55,6 +63,12 @@ def observed(settings: Settings, field: str) -> Any:
         return value.enabled
     if field == "mappings":
         return len(value)
+    if field == "metrics":
+        return value.host, value.port
+    if field == "durability":
+        return value.min_replicas, value.replica_timeout_ms
+    if field in ("redis_password", "redis_sentinel_password"):
+        return value.get_secret_value()
     return value
 
 
