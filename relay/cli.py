@@ -306,7 +306,15 @@ def gateway_stub(host: str, port: int, token: str, hooks_path: str, admit_delay:
     policy = "request session keys allowed" if allow_request_session_key else "request session keys refused"
     click.echo(f"gateway stub listening on http://{host}:{port}{hooks_path} ({policy}; "
                f"records {record or 'in memory'})", err=True)  # fmt: skip
-    uvicorn.run(create_stub_app(state), host=host, port=port, log_level="warning", access_log=False)
+    # Bounded: an open keep-alive or WebSocket connection must not keep a stopped stub alive.
+    uvicorn.run(
+        create_stub_app(state),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @cli.command("try")

@@ -12,6 +12,7 @@ import orjson
 import redis
 
 from relay import keys
+from relay.reload import STATUS
 
 from .conftest import GENERIC_TOKEN, Relay, wait_until
 from .test_operations import relay_cli
@@ -77,6 +78,10 @@ def test_a_reload_under_load_changes_the_mapping_and_refuses_no_request(
     relay = make(relay_factory)
     with Stream(relay) as stream:
         wait_until(lambda: len(stream.results) >= 30, timeout=30)
+        # Both processes have reported in (a worker still starting up would load the new config
+        # anyway, but would be missing from the report).
+        wait_until(lambda: {k.split(b":")[0] for k in redis_client.hkeys(STATUS)} >= {b"ingress", b"worker"},
+                   timeout=30)  # fmt: skip
         write_transform(relay, "v2")
         done = relay_cli(relay, "reload")
         assert done.returncode == 0, done.stdout + done.stderr
