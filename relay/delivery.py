@@ -287,8 +287,10 @@ def _attempt(
     tracing.set_attributes(http__response__status_code=answer.status)
     verdict = classify(answer)
     configuration = is_configuration(answer)
-    if answer.status is not None and not configuration:
-        health.close(redis, gateway)  # the gateway answers: whatever the circuit said, it is up
+    # The gateway answers: whatever the circuit said, it is up. A delivered action closes it in the
+    # same round trip as its record, to keep the instant between the 2xx and that write short.
+    if answer.status is not None and not configuration and verdict != "delivered":
+        health.close(redis, gateway)
     fields = {**log_fields, "status": answer.status, "attempt": attempts, "latency_ms": round(latency * 1000, 1),
               "outcome": verdict}  # fmt: skip
     status_text = "" if answer.status is None else str(answer.status)
@@ -303,6 +305,7 @@ def _attempt(
                 metrics.count_action(pipe, "delivered", kind)
                 pipe.zrem(keys.PENDING, action_id)
                 metrics.observe_latency(pipe, latency)
+                pipe.delete(*keys.circuit(gateway))  # health.close, in this round trip
                 pipe.execute()
 
         # The gateway has the action: a Redis blip now must not make this job fail and be re-run,

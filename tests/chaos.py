@@ -46,6 +46,10 @@ class Report:
     injected_dead: int = 0
     unexpected_dead: int = 0
     worker_kills: int = 0
+    # Wakes received twice with a worker SIGKILLed in between: the window the README documents (the
+    # gateway never dedupes a wake; a worker killed between its 2xx and the delivered write).
+    wakes_doubled_by_a_kill: int = 0
+    kill_times: list[float] = field(default_factory=list)
     drain_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -53,7 +57,7 @@ class Report:
         return (f"sent={self.sent} acknowledged={self.acknowledged} lost={self.lost} duplicates={self.duplicates} "
                 f"out_of_order={self.out_of_order} dead={self.dead} (injected {self.injected_dead}, "
                 f"unexpected {self.unexpected_dead}) worker_kills={self.worker_kills} "
-                f"drain={self.drain_seconds:.1f}s")  # fmt: skip
+                f"wakes_doubled_by_a_kill={self.wakes_doubled_by_a_kill} drain={self.drain_seconds:.1f}s")  # fmt: skip
 
 
 @dataclass
@@ -62,6 +66,11 @@ class Sent:
     kind: str  # agent | wake
     session: str | None
     seq: int
+
+
+def _killed_between(kill_times: list[float], first: float, second: float) -> bool:
+    """Whether a worker was SIGKILLed after the gateway took a wake and before it took it again."""
+    return any(first <= k <= second for k in kill_times)
 
 
 class Chaos:
@@ -164,6 +173,7 @@ class Chaos:
                 if victim.proc.poll() is None:
                     victim.kill()
                     self.report.worker_kills += 1
+                    self.report.kill_times.append(time.time())  # after the kill: no earlier than it
                 for i, worker in enumerate(self.workers):
                     if worker.proc.poll() is not None:
                         self.workers[i] = self.relay.start_worker()
@@ -264,7 +274,13 @@ class Chaos:
             if not got and item.token not in dead_tokens:
                 report.lost += 1
                 report.problems.append(f"lost {item.token}")
-            if len(got) > 1:
+            if (
+                len(got) == 2
+                and item.kind == "wake"
+                and _killed_between(report.kill_times, got[0]["at"], got[1]["at"])
+            ):
+                report.wakes_doubled_by_a_kill += 1
+            elif len(got) > 1:
                 report.duplicates += len(got) - 1
                 report.problems.append(f"duplicate {item.token}: {[g.get('runId') for g in got]}")
             if got and item.session:
