@@ -3,7 +3,7 @@
     python bench/cpu.py [--n 2000] [--only push1,push7,single,alerts20] [--profile DIR] [--json]
 
 Wall-clock rates need a quiet machine; CPU time is far less sensitive to what else runs. This
-calls each ASGI app (bench/bare_app.py's `bare` and `verify`, and `relay.app.create_app` on a
+calls each ASGI app (bench/bare_app.py's `bare` and `verify`, and `relay.ingress.app.create_app` on a
 generated config with a `github` and an `alertmanager` source) directly, with 32 requests in
 flight on one event loop (as wrk -c32 keeps them), and divides the process's CPU time
 (`time.process_time`) by the requests. HTTP parsing (uvicorn, httptools) is left out: it is the
@@ -184,8 +184,8 @@ def main() -> int:
         os.environ.setdefault("RELAY_LOG_LEVEL", "INFO")
         import logging
 
-        from relay.app import create_app
         from relay.config import load_settings
+        from relay.ingress.app import create_app
         from relay.logs import setup_logging
 
         settings = load_settings()

@@ -4,7 +4,7 @@
                         [--profile DIR] [--keep]
 
 Starts its own redis-server on a free loopback port (never 127.0.0.1:6379), the relay's real
-processes (`python -m relay.cli serve | worker | gateway-stub`) and the baselines
+processes (`python -m relay.cli.main serve | worker | gateway-stub`) and the baselines
 (bench/bare_app.py, bench/asyncio_consumer.py), drives them with wrk and bench/loadgen.py, and
 prints a markdown table with ratios, versions and the machine; the same table goes to --out
 (default bench/results.md). Everything is bounded in count and time. See bench/README.md.
@@ -49,7 +49,7 @@ import httpx  # noqa: E402
 import redis  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-from relay.actions import action_id  # noqa: E402
+from relay.protocol.actions import action_id  # noqa: E402
 
 sys.path.insert(0, str(BENCH))
 from workloads import ALERTMANAGER_TOKEN, workloads, write_list  # noqa: E402
@@ -229,7 +229,7 @@ class Bench:
         return proc
 
     def relay(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        return self.spawn(name, [sys.executable, "-m", "relay.cli", *args], env)
+        return self.spawn(name, [sys.executable, "-m", "relay.cli.main", *args], env)
 
     def stop(self, proc: subprocess.Popen[bytes] | None, timeout: float = 20) -> None:
         if proc is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from relay.config import SourceConfig
-from relay.preset import Preset
+from relay.protocol.preset import Preset
 
 from . import alertmanager, generic, github, gitlab, gmail, linear, openclaw, standard_webhooks, stripe
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import orjson
 
-from relay.actions import AgentAction, WakeAction
 from relay.config import SourceConfig
 from relay.errors import BadRequest, Unauthorized
-from relay.event import Event
-from relay.preset import Headers, Preset, parse_json
-from relay.safety import Fencer
-from relay.verify import presented_token, verify_basic_auth, verify_token
+from relay.protocol.actions import AgentAction, WakeAction
+from relay.protocol.event import Event
+from relay.protocol.fencing import Fencer
+from relay.protocol.preset import Headers, Preset, parse_json
+from relay.protocol.verify import presented_token, verify_basic_auth, verify_token
 
 MAX_ALERTS = 30  # alerts listed one by one in a message; the rest are counted
 MAX_TEXT = 1000  # characters of one annotation

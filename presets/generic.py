@@ -5,7 +5,7 @@ HMAC mode: the header holds `signature_prefix + hex(HMAC-<algorithm>(secret, raw
 `X-Signature: sha256=<hex>`; several secrets may be configured during a rotation.
 
 Bodies are JSON (415 for another content type) unless the source sets `content: raw`: then any
-UTF-8 body is accepted as `{"body": text, "contentType": type}` (see `relay.preset.parse_raw`).
+UTF-8 body is accepted as `{"body": text, "contentType": type}` (see `relay.protocol.preset.parse_raw`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import dataclasses
 from typing import Any
 
 from relay.config import SourceConfig
-from relay.preset import Headers, Preset, parse_raw
-from relay.verify import body_digest, bounded_id, presented_token, verify_hmac_hex, verify_token
+from relay.protocol.preset import Headers, Preset, parse_raw
+from relay.protocol.verify import body_digest, bounded_id, presented_token, verify_hmac_hex, verify_token
 
 
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import BadRequest, UnsupportedMediaType
-from relay.event import Event
-from relay.preset import Headers, Preset, load_json
-from relay.safety import RESULT_EVENTS, Fencer, first_line, sender_skip
-from relay.verify import bounded_id, verify_hmac_hex
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
+from relay.protocol.fencing import RESULT_EVENTS, Fencer, first_line, sender_skip
+from relay.protocol.preset import Headers, Preset, load_json
+from relay.protocol.verify import bounded_id, verify_hmac_hex
 
 MAX_TEXT = 4000  # characters of any one sender-written text (bodies, comments) put in a message
 
@@ -102,7 +102,7 @@ def transform(event: Event) -> AgentAction | None:
     sender = _user(p.get("sender"))
     session = f"hook:github:{repo}"
     lines: list[str]
-    f = Fencer()  # every sender-written text goes through it (relay.safety)
+    f = Fencer()  # every sender-written text goes through it (relay.protocol.fencing)
 
     if kind == "push":
         ref = str(p.get("ref", "")).removeprefix("refs/heads/")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import Unauthorized
-from relay.event import Event
-from relay.preset import Headers, Preset
-from relay.safety import RESULT_EVENTS, Fencer, first_line, sender_skip
-from relay.verify import body_digest, bounded_id, verify_token
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
+from relay.protocol.fencing import RESULT_EVENTS, Fencer, first_line, sender_skip
+from relay.protocol.preset import Headers, Preset
+from relay.protocol.verify import body_digest, bounded_id, verify_token
 
 MAX_TEXT = 4000
 ZERO_SHA = "0" * 40
@@ -141,7 +141,7 @@ def transform(event: Event) -> AgentAction | None:
     session = f"hook:gitlab:{project}"
     lines: list[str]
     object_kind = p.get("object_kind")
-    f = Fencer()  # every sender-written text goes through it (relay.safety)
+    f = Fencer()  # every sender-written text goes through it (relay.protocol.fencing)
 
     if object_kind in ("push", "tag_push"):
         lines = _push(p, project, f)

@@ -23,15 +23,15 @@ from typing import Any
 import jwt
 import orjson
 
-from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import BadRequest, Unauthorized
-from relay.event import Event
-from relay.mapping import MAX_ACTIONS_PER_EVENT
-from relay.preset import Headers, Preset, parse_json
-from relay.safety import Fencer
-from relay.templates import to_text
-from relay.verify import bounded_id, presented_token, token_matches
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
+from relay.protocol.fencing import Fencer
+from relay.protocol.mapping import MAX_ACTIONS_PER_EVENT
+from relay.protocol.preset import Headers, Preset, parse_json
+from relay.protocol.templates import to_text
+from relay.protocol.verify import bounded_id, presented_token, token_matches
 
 from .jwks import CACHE, GOOGLE_CERTS
 
@@ -165,7 +165,7 @@ def pubsub_data(payload: dict[str, Any]) -> dict[str, Any]:
 
 def message_action(msg: dict[str, Any]) -> AgentAction:
     """OpenClaw's `gmail` hook preset for one message, field for field, with the sender-written
-    fields fenced (relay.safety)."""
+    fields fenced (relay.protocol.fencing)."""
     f = Fencer()
     text = (f"New email from {f.inline(to_text(msg.get('from')), 'from')}\n"
             f"Subject: {f.inline(to_text(msg.get('subject')), 'subject')}\n"

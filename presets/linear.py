@@ -4,7 +4,7 @@ The body's `webhookTimestamp` (Unix milliseconds, covered by the signature) must
 `tolerance_seconds` of now: 60 s unless the source sets another value, as Linear's SDK checks it.
 Deduplicated on `Linear-Delivery`. The default transform writes a readable message for Issue and
 Comment events, with one session per issue (`hook:linear:<issue id>`), and a one-line
-summary for other types. Titles, descriptions and comments are fenced (relay.safety).
+summary for other types. Titles, descriptions and comments are fenced (relay.protocol.fencing).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import re
 import time
 from typing import Any
 
-from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import Unauthorized
-from relay.event import Event
-from relay.preset import Headers, Preset, load_json
-from relay.safety import Fencer, sender_skip
-from relay.verify import body_digest, bounded_id, stale_message, verify_hmac_hex
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
+from relay.protocol.fencing import Fencer, sender_skip
+from relay.protocol.preset import Headers, Preset, load_json
+from relay.protocol.verify import body_digest, bounded_id, stale_message, verify_hmac_hex
 
 DEFAULT_TOLERANCE_SECONDS = 60  # Linear's SDK refuses a webhookTimestamp more than a minute off
 MAX_TEXT = 4000

@@ -11,11 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from relay.actions import AgentAction, WakeAction
 from relay.errors import BadRequest
-from relay.event import Event
-from relay.preset import Headers, Preset, load_json, parse_json
-from relay.verify import bounded_id
+from relay.protocol.actions import AgentAction, WakeAction
+from relay.protocol.event import Event
+from relay.protocol.preset import Headers, Preset, load_json, parse_json
+from relay.protocol.verify import bounded_id
 
 from .generic import UNIQUE_HEADERS, delivery_id, verify
 

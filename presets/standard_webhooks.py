@@ -13,12 +13,12 @@ from typing import Any
 
 import orjson
 
-from relay.actions import AgentAction
 from relay.config import SourceConfig, UnresolvedSecret
 from relay.errors import BadRequest
-from relay.event import Event
-from relay.preset import Headers, Preset
-from relay.verify import bounded_id, decode_standard_webhooks_secret, verify_standard_webhook
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
+from relay.protocol.preset import Headers, Preset
+from relay.protocol.verify import bounded_id, decode_standard_webhooks_secret, verify_standard_webhook
 
 MAX_DATA = 3000  # characters of the event's data shown in the message
 

@@ -11,12 +11,12 @@ import fnmatch
 from datetime import UTC, datetime
 from typing import Any
 
-from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import BadRequest
-from relay.event import Event
-from relay.preset import Headers, Preset, parse_json
-from relay.verify import bounded_id, verify_stripe_signature
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
+from relay.protocol.preset import Headers, Preset, parse_json
+from relay.protocol.verify import bounded_id, verify_stripe_signature
 
 # Currencies whose amounts are not in hundredths (https://docs.stripe.com/currencies#zero-decimal).
 ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",

@@ -5,7 +5,7 @@ Transforms import what they need from here::
     from relay import Event, AgentAction, WakeAction
 """
 
-from .actions import AgentAction, WakeAction
-from .event import Event
+from relay.protocol.actions import AgentAction, WakeAction
+from relay.protocol.event import Event
 
 __all__ = ["AgentAction", "Event", "WakeAction"]

@@ -48,13 +48,13 @@ import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from . import keys
-from .actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction, action_id
-from .config import Settings, load_settings
-from .errors import ConfigError
-from .mapping import cut_text
-from .queue import EventStore, Recorded, encode_actions, record_event, session_lanes
-from .redisconn import connect, connect_async
+from relay.config import Settings, load_settings
+from relay.errors import ConfigError
+from relay.protocol.actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction, action_id
+from relay.protocol.mapping import cut_text
+from relay.store import keys
+from relay.store.connection import connect, connect_async
+from relay.store.events import EventStore, Recorded, encode_actions, record_event, session_lanes
 
 __all__ = [
     "ActionStatus",
@@ -200,7 +200,7 @@ def _settings_and_url(target: str | Settings | None) -> tuple[Settings, str]:
     if isinstance(target, str):
         # Defaults without reading the environment or a file: the URL is all the caller gave.
         return Settings.model_construct(redis_url=target), target
-    from .embedded import NoRedis, resolve_redis_url
+    from relay.store.embedded import NoRedis, resolve_redis_url
 
     settings = target if target is not None else load_settings(lenient_secrets=True)
     try:  # redis_url, else the running `relay up`'s embedded Redis

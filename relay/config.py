@@ -34,9 +34,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from .errors import ConfigError
-from .mapping import MappingConfig
-from .schedules import ScheduleConfig, ScheduleName
+from relay.errors import ConfigError
+from relay.protocol.mapping import MappingConfig
+from relay.protocol.schedules import ScheduleConfig, ScheduleName
 
 DEFAULT_CONFIG = "relay.yaml"
 
@@ -367,7 +367,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        from .proxies import parse_networks
+        from relay.ingress.proxies import parse_networks
 
         parse_networks(value)
         return value
@@ -375,7 +375,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        from .redisconn import is_sentinel, parse_sentinel_url
+        from relay.store.connection import is_sentinel, parse_sentinel_url
 
         if value is not None and is_sentinel(value):
             parse_sentinel_url(value)  # a ValueError names the problem

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from rq import Queue, Worker
 
-from . import keys, pause
+from relay.store import keys, pause
 
 # Delivery latency buckets in seconds: a gateway admits runs in 0.1-3 s, at most ~15 s.
 BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)

@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
-from . import keys
-from .config import Settings, load_settings
-from .errors import ConfigError
+from relay.config import Settings, load_settings
+from relay.errors import ConfigError
+from relay.store import keys
 
 log = logging.getLogger("relay.reload")
 
@@ -70,7 +70,7 @@ def fresh_transforms(settings: Settings) -> Iterator[None]:
 def load_checked(current: Settings) -> Settings:
     """relay.yaml as it is now, validated like `relay check` (sources resolved, transforms imported
     afresh). Raises ConfigError with `relay check`'s message. Keeps the running redis_url."""
-    from .ingress import build_mapper, build_sources
+    from relay.ingress.intake import build_mapper, build_sources
 
     new = load_settings(current.config_path, redis_url=current.redis_url)
     build_sources(new)
@@ -250,7 +250,7 @@ class WorkerReloader:
 def apply_to_worker(worker: Any, router: Any) -> Callable[[Settings], None]:
     """How a worker process takes new settings: the delivery context (gateways, tokens, timeouts),
     the router's settings and the gateways whose circuits the worker watches."""
-    from . import delivery
+    from relay.delivery import attempt as delivery
 
     def apply(new: Settings) -> None:
         old = delivery._context

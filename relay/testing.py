@@ -32,13 +32,12 @@ import orjson
 import yaml
 
 import presets
-
-from .budget import TransformBudget
-from .config import Settings, SourceConfig, load_settings
-from .errors import ConfigError
-from .event import Event
-from .ingress import build_budget, build_mapper, build_sources
-from .mapping import ActionResult, MappingConfig
+from relay.config import Settings, SourceConfig, load_settings
+from relay.errors import ConfigError
+from relay.ingress.intake import build_budget, build_mapper, build_sources
+from relay.protocol.budget import TransformBudget
+from relay.protocol.event import Event
+from relay.protocol.mapping import ActionResult, MappingConfig
 
 __all__ = ["load_fixture", "load_settings", "map_event"]
 

@@ -1,9 +1,9 @@
 """OpenTelemetry tracing, optional: `pip install 'openclaw-relay[otel]'` and set the standard
 `OTEL_*` variables (an exporter or an OTLP endpoint); otherwise every function here does nothing.
 
-One trace per event: `relay.webhook` (the ingress request) with children `relay.verify`,
+One trace per event: `relay.webhook` (the ingress request) with children `relay.protocol.verify`,
 `relay.map` and `relay.record`; the worker continues the same trace from the `traceparent` kept
-on the event: `relay.queue` (from routing to the first attempt) and one `relay.deliver` per
+on the event: `relay.store.events` (from routing to the first attempt) and one `relay.deliver` per
 attempt, whose W3C `traceparent` is sent to the gateway with the action. Sampling follows the
 SDK's standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`. Spans carry ids, kinds, states
 and HTTP statuses, never payload content.
@@ -112,7 +112,7 @@ def delivery(
     stored_traceparent: str | None, queued_at: float | None, attributes: dict[str, Any]
 ) -> Iterator[None]:
     """One delivery attempt's span, a child of the event's root span when its traceparent was
-    stored; before the first attempt, a `relay.queue` span covers the wait since routing."""
+    stored; before the first attempt, a `relay.store.events` span covers the wait since routing."""
     if _tracer is None:
         yield
         return
@@ -121,7 +121,7 @@ def delivery(
 
     parent = extract({"traceparent": stored_traceparent}) if stored_traceparent else None
     if queued_at and attributes.get("relay.attempt") == 1:
-        queued = _tracer.start_span("relay.queue", context=parent, start_time=int(queued_at * 1e9),
+        queued = _tracer.start_span("relay.store.events", context=parent, start_time=int(queued_at * 1e9),
                                     attributes=_clean(attributes))  # fmt: skip
         queued.end()
     with _tracer.start_as_current_span("relay.deliver", context=parent, kind=SpanKind.CLIENT,

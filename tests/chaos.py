@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import GENERIC_TOKEN, HOOKS_TOKEN, Proc, RedisServer, Relay, github_fixture, sign, wait_until
 

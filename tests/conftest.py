@@ -105,7 +105,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 class Proc:
-    """A relay process started with `python -m relay.cli ...`, its output kept in a log file."""
+    """A relay process started with `python -m relay.cli.main ...`, its output kept in a log file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.args = args

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import HOOKS_TOKEN, Proc, Relay, free_port, wait_until
 

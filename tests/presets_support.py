@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import presets
-from relay.actions import AgentAction, WakeAction
 from relay.config import SourceConfig
-from relay.event import Event
-from relay.mapping import Mapper
+from relay.protocol.actions import AgentAction, WakeAction
+from relay.protocol.event import Event
+from relay.protocol.mapping import Mapper
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

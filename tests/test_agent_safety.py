@@ -10,10 +10,10 @@ import pytest
 
 from relay.config import Settings
 from relay.errors import ConfigError, TransformError
-from relay.event import Event
-from relay.ingress import build_mapper
-from relay.mapping import MappingConfig
-from relay.safety import GUIDE, Fencer, clean, scan
+from relay.ingress.intake import build_mapper
+from relay.protocol.event import Event
+from relay.protocol.fencing import GUIDE, Fencer, clean, scan
+from relay.protocol.mapping import MappingConfig
 
 from .conftest import GITHUB_SECRET, github_fixture, sign
 from .presets_support import run, source

@@ -13,8 +13,8 @@ import redis
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
-from relay import keys, pause
 from relay.metrics import RedisCollector, observe_latency
+from relay.store import keys, pause
 
 RULES = Path(__file__).parent.parent / "deploy" / "prometheus"
 

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import FIXTURES, GENERIC_TOKEN, Relay, wait_until
 
@@ -128,11 +128,12 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
 
     from redis.asyncio import Redis as AsyncRedis
 
-    from relay import batching, held
-    from relay.actions import AgentAction
     from relay.config import Settings
-    from relay.mapping import BatchConfig
-    from relay.queue import encode_actions, record_event
+    from relay.hold import batching
+    from relay.hold import windows as held
+    from relay.protocol.actions import AgentAction
+    from relay.protocol.mapping import BatchConfig
+    from relay.store.events import encode_actions, record_event
 
     settings = Settings.model_validate({"redis_url": redis_server.url})
     for g in range(3):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import redis
 
-from relay import keys
 from relay.client import RelayClient
+from relay.store import keys
 
 from .conftest import Relay, free_port
 from .test_scripts import relay_cli

@@ -16,13 +16,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from relay import keys
-from relay.actions import action_id
-from relay.app import create_app
 from relay.config import Settings
 from relay.console import data
 from relay.errors import ConfigError
-from relay.queue import record_event
+from relay.ingress.app import create_app
+from relay.protocol.actions import action_id
+from relay.store import keys
+from relay.store.events import record_event
 from tests.conftest import RedisServer
 
 CONSOLE_TOKEN = "console-token-for-tests"

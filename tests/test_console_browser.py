@@ -13,8 +13,8 @@ import pytest
 import redis
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from relay import keys
-from relay.actions import action_id
+from relay.protocol.actions import action_id
+from relay.store import keys
 from tests.conftest import GENERIC_TOKEN, Relay, dump, wait_until
 
 CHROMIUM = "/usr/bin/chromium"

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import Relay, github_fixture, wait_until
 

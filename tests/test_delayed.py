@@ -10,7 +10,7 @@ from collections.abc import Callable
 import orjson
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import FIXTURES, GENERIC_TOKEN, Relay, wait_until
 

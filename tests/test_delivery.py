@@ -9,7 +9,7 @@ import time
 import orjson
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import HOOKS_TOKEN, Relay, dump, wait_until
 

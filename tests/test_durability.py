@@ -1,4 +1,4 @@
-"""`relay check` reports what survives a Redis restart (relay.durability), from a real server."""
+"""`relay check` reports what survives a Redis restart (relay.store.durability), from a real server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.durability import Facts, assess
+from relay.store.durability import Facts, assess
 
 from .conftest import RedisServer, Relay
 from .ha import SentinelCluster

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from relay import keys
 from relay.config import Settings, load_settings
 from relay.errors import ConfigError
-from relay.queue import EventStore, ReplicasUnconfirmed
-from relay.redisconn import connect, connect_async, parse_sentinel_url
+from relay.store import keys
+from relay.store.connection import connect, connect_async, parse_sentinel_url
+from relay.store.events import EventStore, ReplicasUnconfirmed
 
 from .ha import SentinelCluster, run_failover
 
@@ -164,9 +164,9 @@ def test_a_router_routes_what_it_read_before_redis_went_away_without_waiting_for
 ) -> None:
     """Entries read (XREADGROUP) but not routed when the connection broke stay pending for this
     router; it routes them once Redis is back, not `claim_idle_ms` (30 s) later."""
-    from relay.actions import AgentAction
-    from relay.queue import encode_actions, record_event
-    from relay.router import Router, ensure_group
+    from relay.protocol.actions import AgentAction
+    from relay.store.events import encode_actions, record_event
+    from relay.worker.dispatch import Router, ensure_group
 
     settings = Settings.model_construct(redis_url="redis://unused")
     ensure_group(redis_client)

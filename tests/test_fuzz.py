@@ -28,11 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import presets
-from relay.app import create_app
 from relay.config import Settings, SourceConfig
 from relay.errors import RelayError, TransformError
-from relay.event import Event
-from relay.mapping import Mapper
+from relay.ingress.app import create_app
+from relay.protocol.event import Event
+from relay.protocol.mapping import Mapper
 
 from .conftest import RedisServer
 

@@ -17,8 +17,8 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.app import create_app
 from relay.config import Settings
+from relay.ingress.app import create_app
 
 from . import test_fuzz  # noqa: F401 - registers and loads the hypothesis profiles
 from .conftest import RedisServer

@@ -6,9 +6,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from relay import policy, rpc
-from relay.delivery import Answer, classify, is_configuration
-from relay.doors import tool_status
+from relay.delivery import rpc
+from relay.delivery.attempt import Answer, classify, is_configuration
+from relay.delivery.send_and_tool import tool_status
+from relay.protocol import policy
 
 DISABLED = orjson.dumps({"ok": False, "error": "sessionKey is disabled for externally supplied hook payload values; "
                          "set hooks.allowRequestSessionKey=true to enable"}).decode()  # fmt: skip
@@ -88,9 +89,9 @@ def test_the_session_key_probe_reads_each_policy() -> None:
 
 
 def test_a_mapping_may_retry_tools_that_threw() -> None:
-    from relay.actions import ToolAction
-    from relay.event import Event
-    from relay.mapping import MappingConfig, base_fields, merge
+    from relay.protocol.actions import ToolAction
+    from relay.protocol.event import Event
+    from relay.protocol.mapping import MappingConfig, base_fields, merge
 
     thrown = orjson.dumps(
         {"ok": False, "error": {"type": "tool_error", "message": "tool execution failed"}}

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from relay.banner import report_gateways
+from relay.cli.banner import report_gateways
 from relay.config import load_settings
 
 from .conftest import HOOKS_TOKEN, Relay

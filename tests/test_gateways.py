@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import (
     GENERIC_TOKEN,

@@ -24,9 +24,9 @@ import redis
 
 import presets
 from presets import gmail
-from relay import keys
 from relay.config import SourceConfig
 from relay.errors import Unauthorized
+from relay.store import keys
 
 from .conftest import Relay, free_port, wait_until
 from .presets_support import FIXTURES, run

@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from relay.client import RelayClient
-from relay.proxies import parse_networks, resolve
+from relay.ingress.proxies import parse_networks, resolve
 
 from .conftest import (
     GENERIC_TOKEN,
@@ -287,7 +287,7 @@ def test_two_ids_sharing_a_long_prefix_are_two_delivered_events(full_relay: Rela
 
 
 def _all_delivered(client: redis.Redis, event_ids: set[str]) -> bool:
-    from relay.actions import action_id
+    from relay.protocol.actions import action_id
 
     for eid in event_ids:
         source, delivery_id, count = client.hmget(
@@ -428,7 +428,7 @@ def test_a_retry_never_comes_before_retry_after(relay_factory: Callable[..., Rel
 def test_events_past_events_max_give_their_memory_back(relay_factory: Callable[..., Relay],
                                                        redis_client: redis.Redis) -> None:  # fmt: skip
     from relay.config import Settings
-    from relay.router import Router
+    from relay.worker.dispatch import Router
 
     relay = relay_factory(events_max=20)
     relay.start_ingress()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from relay.cli.import_openclaw import convert, read_openclaw
 from relay.config import load_settings
-from relay.importer import convert, read_openclaw
 from relay.testing import map_event
 
 SECRET = "DNA-hook-token-not-to-be-copied"

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from rq import Queue
 
-from relay import keys
-from relay.app import create_app
 from relay.config import GatewayConfig, Settings, load_settings
-from relay.redisconn import parse_sentinel_url
+from relay.ingress.app import create_app
+from relay.store import keys
+from relay.store.connection import parse_sentinel_url
 
 ROOT = Path(__file__).parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"

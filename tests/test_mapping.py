@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from relay.actions import AgentAction, WakeAction
-from relay.budget import TransformBudget
 from relay.errors import ConfigError, TransformError
-from relay.event import Event
-from relay.mapping import (
+from relay.protocol.actions import AgentAction, WakeAction
+from relay.protocol.budget import TransformBudget
+from relay.protocol.event import Event
+from relay.protocol.mapping import (
     MAX_ACTIONS_PER_EVENT,
     Mapper,
     MappingConfig,

@@ -13,7 +13,7 @@ import httpx
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import HOOKS_TOKEN, Relay, dump, free_port, github_fixture, wait_until
 
@@ -118,7 +118,7 @@ def test_cli_error_paths(relay_factory, redis_client: redis.Redis) -> None:
 
 
 def test_every_command_has_help() -> None:
-    from relay.cli import cli
+    from relay.cli.main import cli
 
     def walk(group, path):  # type: ignore[no-untyped-def]
         for name, command in group.commands.items():

@@ -1,4 +1,4 @@
-"""Pause and resume of sources and gateways at run time (relay.pause), on a running relay."""
+"""Pause and resume of sources and gateways at run time (relay.store.pause), on a running relay."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import redis
 
-from relay import keys, pause
+from relay.store import keys, pause
 
 from .conftest import HOOKS_TOKEN, Relay, github_fixture, wait_until
 from .test_operations import relay_cli, scrape

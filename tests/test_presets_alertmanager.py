@@ -10,9 +10,9 @@ import pytest
 import presets
 from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, Unauthorized
-from relay.event import Event
-from relay.ingress import build_sources
-from relay.safety import GUIDE
+from relay.ingress.intake import build_sources
+from relay.protocol.event import Event
+from relay.protocol.fencing import GUIDE
 
 from .presets_support import FIXTURES, run, source, verify
 
@@ -38,7 +38,7 @@ def test_firing_group_is_one_readable_action() -> None:
     lines = action.message.splitlines()
     assert lines[0] == ("Alertmanager: FIRING — alertname=InstanceDown, job=node (2 firing), "
                         "receiver relay-webhook")  # fmt: skip
-    # Annotations are fenced (relay.safety): labels they are rendered from may come from targets.
+    # Annotations are fenced (relay.protocol.fencing): labels they are rendered from may come from targets.
     assert ("- [FIRING] critical InstanceDown on web-1:9100: "
             "<<<UNTRUSTED annotations.summary: Instance web-1:9100 down>>>") in lines  # fmt: skip
     assert ("- [FIRING] critical InstanceDown on web-2:9100: "

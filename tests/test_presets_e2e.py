@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import FIXTURES, GENERIC_TOKEN, GITHUB_SECRET, Relay, wait_until
 

@@ -12,10 +12,10 @@ import pytest
 
 import presets
 from presets import github
-from relay.actions import AgentAction
 from relay.config import SourceConfig
 from relay.errors import BadRequest, Unauthorized
-from relay.event import Event
+from relay.protocol.actions import AgentAction
+from relay.protocol.event import Event
 
 from .presets_support import FIXTURES, run, source, verify
 

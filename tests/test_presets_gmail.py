@@ -24,8 +24,8 @@ from presets import gmail
 from presets.jwks import CACHE, JwksCache
 from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, ConfigError, Unauthorized, Unavailable
-from relay.ingress import build_sources
-from relay.safety import GUIDE
+from relay.ingress.intake import build_sources
+from relay.protocol.fencing import GUIDE
 
 from .presets_support import FIXTURES, run, source, verify
 
@@ -285,7 +285,7 @@ def test_gog_payload_is_one_action_per_message_like_openclaw() -> None:
     result = run(shared, push_headers("hook-token"), body)
     first, second = result.actions
     # OpenClaw's preset: "New email from {{messages[0].from}}\nSubject: ...\n{{snippet}}\n{{body}}".
-    # The relay fences every sender-written field (relay.safety) and says how to read the fences.
+    # The relay fences every sender-written field (relay.protocol.fencing) and says how to read the fences.
     assert first.message == ("New email from <<<UNTRUSTED from: Ada <ada@example.com> >>>\n"
                              "Subject: <<<UNTRUSTED subject: Lunch?>>>\n"
                              "<<<UNTRUSTED snippet\nAre you free at noon\nUNTRUSTED snippet>>>\n"

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from relay.errors import Unauthorized
-from relay.safety import GUIDE
+from relay.protocol.fencing import GUIDE
 
 from .presets_support import FIXTURES, run, source, verify
 

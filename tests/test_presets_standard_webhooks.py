@@ -12,7 +12,7 @@ import pytest
 import presets
 from relay.config import SourceConfig
 from relay.errors import Unauthorized
-from relay.verify import decode_standard_webhooks_secret, verify_standard_webhook
+from relay.protocol.verify import decode_standard_webhooks_secret, verify_standard_webhook
 
 from .presets_support import run, source, verify
 

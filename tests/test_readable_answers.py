@@ -20,7 +20,7 @@ from typing import Any
 import redis
 import yaml
 
-from relay import keys
+from relay.store import keys
 
 from .conftest import GENERIC_TOKEN, Relay, dump
 

@@ -15,7 +15,7 @@ from typing import Any
 import click
 import httpx
 
-from relay.cli import cli
+from relay.cli.main import cli
 
 from .conftest import free_port, wait_until
 

@@ -8,9 +8,9 @@ import redis
 from rq import Queue
 from rq.job import Job
 
-from relay import keys
 from relay.config import Settings
-from relay.reconcile import SLACK, reconcile
+from relay.store import keys
+from relay.worker.reconcile import SLACK, reconcile
 
 
 def settings(redis_url: str) -> Settings:

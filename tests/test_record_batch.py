@@ -9,8 +9,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from relay import keys
-from relay.queue import EventStore, record_event
+from relay.store import keys
+from relay.store.events import EventStore, record_event
 
 from .conftest import RedisServer
 

@@ -11,8 +11,8 @@ import httpx
 import orjson
 import redis
 
-from relay import keys
 from relay.reload import STATUS
+from relay.store import keys
 
 from .conftest import GENERIC_TOKEN, Relay, wait_until
 from .test_operations import relay_cli

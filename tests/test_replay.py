@@ -19,8 +19,8 @@ import httpx
 import orjson
 import redis
 
-from relay import keys
-from relay.actions import action_id
+from relay.protocol.actions import action_id
+from relay.store import keys
 
 from .conftest import GENERIC_TOKEN, Relay, dump, wait_until
 

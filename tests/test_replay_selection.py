@@ -1,4 +1,4 @@
-"""Replay by selection (relay.selection): `relay replay --since --until --state [--dry-run] [--new-key]`."""
+"""Replay by selection (relay.store.selection): `relay replay --since --until --state [--dry-run] [--new-key]`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import redis
 
-from relay import keys
-from relay.selection import replay_log
+from relay.store import keys
+from relay.store.selection import replay_log
 
 from .conftest import HOOKS_TOKEN, Relay, wait_until
 from .test_operations import relay_cli
@@ -93,7 +93,7 @@ def test_a_selection_needs_a_start(relay: Relay) -> None:
 def test_the_console_form_previews_the_count_and_replays_on_confirmation(
     redis_server, redis_client: redis.Redis
 ) -> None:
-    from relay.actions import action_id
+    from relay.protocol.actions import action_id
 
     from .test_console import Client, record, settings
 

@@ -1,4 +1,4 @@
-"""`relay.safety.scan` skips the patterns a text's words rule out; it must report exactly what running
+"""`relay.protocol.fencing.scan` skips the patterns a text's words rule out; it must report exactly what running
 every pattern on the NFKC-normalised text reports, for injections, ordinary text and near misses."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from relay.safety import PATTERNS, Fencer, scan
+from relay.protocol.fencing import PATTERNS, Fencer, scan
 
 from .test_agent_safety import CORPUS
 

@@ -10,11 +10,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from relay import keys
-from relay.actions import AgentAction, WakeAction
 from relay.config import Settings
-from relay.scheduler import Scheduler, describe, fire
-from relay.schedules import (
+from relay.protocol.actions import AgentAction, WakeAction
+from relay.protocol.schedules import (
     ScheduleConfig,
     build_action,
     decide,
@@ -23,6 +21,8 @@ from relay.schedules import (
     parse_interval,
     tick_id,
 )
+from relay.store import keys
+from relay.worker.ticker import Scheduler, describe, fire
 
 
 def ts(text: str) -> float:

@@ -16,9 +16,9 @@ import orjson
 import pytest
 import redis
 
-from relay import keys
 from relay.client import AsyncRelayClient, DeliveryFailed, RelayClient, WaitTimeout
 from relay.config import load_settings
+from relay.store import keys
 
 from .conftest import Relay, free_port, wait_until
 

@@ -1,4 +1,4 @@
-"""Search (relay.search): `relay events --source --state --since --until --grep`, bounded."""
+"""Search (relay.store.search): `relay events --source --state --since --until --grep`, bounded."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from relay import keys
-from relay.search import Query, parse_time, search
+from relay.store import keys
+from relay.store.search import Query, parse_time, search
 
 from .conftest import Relay
 from .test_operations import relay_cli

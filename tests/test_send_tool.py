@@ -8,12 +8,13 @@ import orjson
 import pytest
 import redis
 
-from relay import keys, rpc
-from relay.actions import SendAction, ToolAction, action_adapter
-from relay.doors import tool_status
+from relay.delivery import rpc
+from relay.delivery.send_and_tool import tool_status
 from relay.errors import TransformError
-from relay.event import Event
-from relay.mapping import MappingConfig, base_fields, merge
+from relay.protocol.actions import SendAction, ToolAction, action_adapter
+from relay.protocol.event import Event
+from relay.protocol.mapping import MappingConfig, base_fields, merge
+from relay.store import keys
 
 from .conftest import GENERIC_TOKEN, HOOKS_TOKEN, Relay, dump, free_port, wait_until
 

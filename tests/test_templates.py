@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relay.templates import TemplateContext, get_by_path, has_expressions, render, render_optional
+from relay.protocol.templates import TemplateContext, get_by_path, has_expressions, render, render_optional
 
 PAYLOAD: dict[str, Any] = {
     "source": "gmail",

@@ -13,10 +13,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from relay import delivery, tracing
-from relay.app import create_app
+from relay import tracing
 from relay.config import load_settings
-from relay.router import Router, ensure_group
+from relay.delivery import attempt as delivery
+from relay.ingress.app import create_app
+from relay.worker.dispatch import Router, ensure_group
 
 from .conftest import GENERIC_TOKEN, GITHUB_SECRET, HOOKS_TOKEN, Relay, github_fixture, sign
 
@@ -80,12 +81,12 @@ def test_a_webhook_is_one_trace_from_ingress_to_the_gateway(
     event_id = webhook(relay, "trace-1")["eventId"]
 
     spans = {span.name: span for span in exporter.get_finished_spans()}
-    assert set(spans) == {"relay.webhook", "relay.verify", "relay.map", "relay.record", "relay.queue",
+    assert set(spans) == {"relay.webhook", "relay.protocol.verify", "relay.map", "relay.record", "relay.store.events",
                           "relay.deliver"}  # fmt: skip
     root = spans["relay.webhook"]
     assert root.parent is None and root.attributes["relay.event_id"] == event_id
     assert root.resource.attributes["service.name"] == "relay-test"
-    for name in ("relay.verify", "relay.map", "relay.record", "relay.queue", "relay.deliver"):
+    for name in ("relay.protocol.verify", "relay.map", "relay.record", "relay.store.events", "relay.deliver"):
         assert spans[name].context.trace_id == root.context.trace_id, name
         assert spans[name].parent.span_id == root.context.span_id, name
     deliver = spans["relay.deliver"]

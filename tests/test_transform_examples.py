@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relay.actions import AgentAction, WakeAction
+from relay.protocol.actions import AgentAction, WakeAction
 from relay.testing import load_fixture, map_event
 
 ROOT = Path(__file__).parent.parent

@@ -6,10 +6,10 @@ import pytest
 from pydantic import ValidationError
 
 from relay.errors import BadRequest
-from relay.event import Event
-from relay.mapping import Mapper, MappingConfig
-from relay.preset import load_json
-from relay.verify import redact_headers
+from relay.protocol.event import Event
+from relay.protocol.mapping import Mapper, MappingConfig
+from relay.protocol.preset import load_json
+from relay.protocol.verify import redact_headers
 
 
 def event(payload: object, headers: dict[str, str] | None = None) -> Event:

@@ -11,7 +11,7 @@ import pytest
 import redis
 import yaml
 
-from relay.embedded import start_embedded
+from relay.store.embedded import start_embedded
 
 from .conftest import (
     GITHUB_SECRET,

@@ -15,9 +15,9 @@ import pytest
 from rq import Queue, Worker
 from rq.worker import WorkerStatus
 
-from relay import keys
 from relay.client import RelayClient
-from relay.worker import RelayWorker
+from relay.store import keys
+from relay.worker.process import RelayWorker
 
 from .conftest import wait_until
 

@@ -22,13 +22,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .. import keys
-from ..app import read_body
-from ..config import Settings
-from ..errors import ConfigError, RelayError
-from ..redisconn import connect
-from . import data, render
-from .auth import COOKIE, SECURITY_HEADERS, SESSION_SECONDS, Gate, Session, is_loopback
+from relay.config import Settings
+from relay.console import data, render
+from relay.console.auth import COOKIE, SECURITY_HEADERS, SESSION_SECONDS, Gate, Session, is_loopback
+from relay.errors import ConfigError, RelayError
+from relay.ingress.app import read_body
+from relay.store import keys
+from relay.store.connection import connect
 
 log = logging.getLogger("relay.console")
 HERE = Path(__file__).parent
@@ -114,7 +114,7 @@ class Console:
             if session is not None:
                 return RedirectResponse("/console", 303)
             return self.html("login.html", error="")
-        address = request.client.host if request.client else "unknown"  # relay.proxies resolved it
+        address = request.client.host if request.client else "unknown"  # relay.ingress.proxies resolved it
         key = keys.auth_failures("console", address)
         failures = int(await self.run(self.redis.get, key) or 0)
         if failures >= LOGIN_FAILURES_MAX:
@@ -147,8 +147,8 @@ class Console:
         text, since, until = q.get("q", "")[:200], q.get("since", "")[:40], q.get("until", "")[:40]
 
         def build() -> dict[str, Any]:
-            if text or since or until:  # the search box (relay.search): bounded, newest first
-                from ..search import console_page
+            if text or since or until:  # the search box (relay.store.search): bounded, newest first
+                from relay.store.search import console_page
 
                 page = console_page(self.redis, source=source, state=state, text=text, since=since, until=until,
                                     cursor=q.get("cursor"))  # fmt: skip
@@ -194,8 +194,8 @@ class Console:
     async def dead_replay(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
-        from ..deadletters import replay
-        from ..selection import record_action_replay
+        from relay.store.deadletters import replay
+        from relay.store.selection import record_action_replay
 
         source, new_key = _one(form, "source"), _one(form, "new_key") == "1"
 
@@ -221,8 +221,8 @@ class Console:
     async def parked_replay(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
-        from ..replay import Replayer, parked_ids
-        from ..selection import record_replay
+        from relay.store.replay import Replayer, parked_ids
+        from relay.store.selection import record_replay
 
         source = _one(form, "source")
 
@@ -252,9 +252,9 @@ class Console:
         return RedirectResponse(_link(target, done=message), 303)
 
     def _selection(self, params: Any) -> tuple[Any, str]:
-        """relay.selection's plan for the replay form's fields, or an error to show."""
-        from ..search import parse_time
-        from ..selection import plan
+        """relay.store.selection's plan for the replay form's fields, or an error to show."""
+        from relay.store.search import parse_time
+        from relay.store.selection import plan
 
         state = params.get("state", "")
         try:
@@ -288,7 +288,7 @@ class Console:
     async def replay_selection(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
-        from ..selection import execute
+        from relay.store.selection import execute
 
         fields = {name: _one(form, name)[:40] for name in ("source", "since", "until", "state")}
         new_key = _one(form, "new_key") == "1"
@@ -307,7 +307,7 @@ class Console:
         return RedirectResponse(_link("/console/replay", done=message), 303)
 
     async def system(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
-        from .. import pause
+        from relay.store import pause
 
         def build() -> tuple[dict[str, Any], list[dict[str, Any]]]:
             paused = {p.field: p for p in pause.list_paused(self.redis)}
@@ -322,8 +322,8 @@ class Console:
     async def pause_resume(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
     ) -> Response:
-        """The System page's Pause / Resume buttons (relay.pause), recorded as by the console."""
-        from .. import pause
+        """The System page's Pause / Resume buttons (relay.store.pause), recorded as by the console."""
+        from relay.store import pause
 
         kind, name, action = _one(form, "kind"), _one(form, "name"), _one(form, "action")
         if (

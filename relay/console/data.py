@@ -18,10 +18,10 @@ import orjson
 from redis import Redis
 from rq import Queue, Worker
 
-from .. import keys
-from ..actions import action_id
-from ..health import circuit_state
-from ..metrics import queue_sizes
+from relay.delivery.circuit import circuit_state
+from relay.metrics import queue_sizes
+from relay.protocol.actions import action_id
+from relay.store import keys
 
 PAGE = 50
 WINDOW = 1000  # events examined per page when filtering by a state no index answers
@@ -224,7 +224,7 @@ def event_detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         "body_size": len(body),
         "actions": actions,
         "replays": int(data.get("replays") or 0),
-        "replay_log": orjson.loads(data.get("replay_log") or b"[]"),  # relay.selection.record_replay
+        "replay_log": orjson.loads(data.get("replay_log") or b"[]"),  # relay.store.selection.record_replay
         "summary": summarise(
             _text(data.get("state")), states if _text(data.get("action_count")) != "0" else []
         ),

@@ -20,8 +20,10 @@ import pytest
 import redis
 from websockets.sync.client import connect
 
-from relay import health, keys, rpc
-from relay.policy import SESSION_KEY_SETTING
+from relay.delivery import circuit as health
+from relay.delivery import rpc
+from relay.protocol.policy import SESSION_KEY_SETTING
+from relay.store import keys
 
 from ..conftest import GENERIC_TOKEN, Relay, dump, github_fixture, wait_until
 from .conftest import CONTRACT, Target, contract_relay

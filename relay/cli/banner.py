@@ -1,0 +1,114 @@
+"""What `relay up` says at start: where it listens, each source's URL and auth, the gateway's answer.
+
+Readable lines on a terminal; one structured log line otherwise (then one more with the probe).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+
+from relay.config import Settings, SourceConfig
+
+log = logging.getLogger("relay.up")
+
+_AUTH = {
+    "github": "HMAC-SHA256 in X-Hub-Signature-256",
+    "gitlab": "X-Gitlab-Token",
+    "alertmanager": "bearer token or basic auth",
+    "stripe": "Stripe-Signature",
+    "linear": "HMAC-SHA256 in Linear-Signature",
+    "gmail": "Google OIDC token of the Pub/Sub push subscription",
+    "standard-webhooks": "webhook-signature (Standard Webhooks)",
+}
+
+
+def auth_mode(cfg: SourceConfig) -> str:
+    """How a source's sender authenticates, in words."""
+    if cfg.preset == "generic":
+        if cfg.signature_header:
+            return f"HMAC-{cfg.algorithm.upper()} in {cfg.signature_header}"
+        return "bearer token (Authorization or x-openclaw-token)"
+    return _AUTH.get(cfg.preset, "the preset's signature check")
+
+
+def safe_url(url: str) -> str:
+    """A Redis URL without its password."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def describe(settings: Settings, host: str, port: int, workers: int, embedded: bool) -> dict[str, Any]:
+    """The banner's facts (pure: no I/O)."""
+    base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port}"
+    hooks = [
+        {"url": f"{base}/hooks/{name}", "source": name, "preset": cfg.preset, "auth": auth_mode(cfg)}
+        for name, cfg in settings.sources.items()
+    ]
+    direct = "bearer token (ingress_token)" if settings.ingress_token else "bearer token (gateway.token)"
+    if settings.ingress_token or settings.gateway.token:
+        hooks += [{"url": f"{base}/hooks/{kind}", "source": kind, "preset": kind, "auth": direct}
+                  for kind in ("agent", "wake")]  # fmt: skip
+    return {
+        "listening": f"http://{host}:{port}",
+        "hooks": hooks,
+        "gateway": settings.gateway.url,
+        "console": f"{base}/console" if settings.console.enabled else None,
+        "data_dir": str(settings.data_dir.resolve()),
+        "redis": ("embedded, " if embedded else "") + safe_url(str(settings.redis_url)),
+        "workers": workers,
+    }
+
+
+def announce(settings: Settings, host: str, port: int, workers: int, embedded: bool) -> threading.Thread:
+    """Print the banner, then probe the gateway in the background (the start does not wait for it)."""
+    facts = describe(settings, host, port, workers, embedded)
+    human = sys.stderr.isatty()
+    if human:
+        lines = [f"relay listening on {facts['listening']}"]
+        lines += [f"  POST {h['url']:<44} {h['preset']:<13} {h['auth']}" for h in facts["hooks"]]
+        lines.append(f"  gateway   {facts['gateway']} (probing...)")
+        if facts["console"]:
+            lines.append(f"  console   {facts['console']}")
+        lines.append(f"  data dir  {facts['data_dir']}")
+        lines.append(f"  redis     {facts['redis']}")
+        lines.append(f"  workers   {facts['workers']}")
+        click.echo("\n".join(lines), err=True)
+    else:
+        log.info("relay up", extra=facts)
+
+    thread = threading.Thread(
+        target=report_gateways, args=(settings, human), name="gateway-probe", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def report_gateways(settings: Settings, human: bool) -> None:
+    """The start-up line per gateway: does it take the hooks token and the relay's session keys?
+    Informational (events are kept either way); the OpenClaw settings to add are printed when not."""
+    from relay.delivery import gateway_check
+
+    for name in settings.gateway_names():
+        gw = settings.gateway_config(name)
+        found = gateway_check.hooks_token(gw, timeout=3)
+        if found.ok:
+            found = gateway_check.session_keys(gw, timeout=5)
+        label = name or "default"
+        if human:
+            click.echo(f"{'' if found.ok else 'warning: '}gateway {label}: {found.line}", err=True)
+            for line in found.fix:
+                click.echo(f"  {line}", err=True)
+        else:
+            log.log(logging.INFO if found.ok else logging.WARNING, "gateway probe",
+                    extra={"gateway": label, "url": gw.url, "ok": found.ok, "detail": found.line,
+                           "fix": found.fix})  # fmt: skip

@@ -1,0 +1,1 @@
+"""Holding an event before its actions are queued: cooldown, batch and delay windows."""

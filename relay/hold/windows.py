@@ -1,0 +1,108 @@
+"""Held events and due windows: the machinery `cooldown: {mode: last}` and `batch:` share.
+
+An event that waits for its window is recorded with its actions but not queued; `offer` marks it
+`held` and adds it to its key's candidates (a zset, one per key and kind), and the window's first
+event schedules the flush at window end in one zset for every kind (`DUE`: candidates key -> when
+its window closes, in ms). A candidates key's prefix says which module flushes it:
+`relay:cooldown:last:` (`relay.hold.cooldown`: the latest event goes on) or `relay:batch:held:`
+(`relay.hold.batching`: one action lists them all). Each flush is one script call that checks and
+removes the due entry, so it happens exactly once whichever routers race for it; a router that
+dies before it leaves the window due for the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from relay.config import Settings
+from relay.store import keys
+from relay.store.lanes import lua_append
+
+log = logging.getLogger("relay.held")
+
+DUE = keys.PREFIX + "cooldown:due"  # zset: candidates key -> when its window closes (ms); name kept
+MAX_KEY = 300
+
+# KEYS: event, candidates, due. ARGV: event id, now ms, window ms, ttl s, reason, max (0: none).
+# Idempotent: a sender's retry of a held event offers it again without effect. With `max`
+# candidates the window is due at once.
+_OFFER = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'skipped' and state ~= 'held' then return 0 end
+if state == 'skipped' and redis.call('HEXISTS', KEYS[1], 'reason') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'held', 'reason', ARGV[5])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('ZADD', KEYS[3], 'NX', tonumber(ARGV[2]) + tonumber(ARGV[3]), KEYS[2])
+local most = tonumber(ARGV[6])
+if most > 0 and redis.call('ZCARD', KEYS[2]) >= most then
+  local due = tonumber(redis.call('ZSCORE', KEYS[3], KEYS[2]))
+  if due > tonumber(ARGV[2]) then redis.call('ZADD', KEYS[3], ARGV[2], KEYS[2]) end
+end
+return 1
+"""
+
+
+def lua_queue(eid: str, reason: str, inbox: str, now_s: str, ttl: str) -> str:
+    """Lua that queues a recorded, held event like the record script does: its actions into their
+    session lanes, `queued` with `reason`, and an inbox entry. Each argument is a Lua expression."""
+    return f"""
+local qk = '{keys.PREFIX}event:' .. {eid}
+local actions = cjson.decode(redis.call('HGET', qk, 'actions') or '[]')
+local lk, la = {{}}, {{}}
+for _, a in ipairs(actions) do
+  local sk = type(a.body) == 'table' and a.body.sessionKey or nil
+  if type(sk) == 'string' and sk ~= '' then
+    lk[#lk + 1] = '{keys.PREFIX}lane:' .. sk
+    la[#la + 1] = a.id
+  end
+end
+redis.call('HSET', qk, 'state', 'queued', 'action_count', #actions, 'reason', {reason})
+redis.call('XADD', {inbox}, '*', 'event', {eid})
+""" + lua_append("#lk", "lk[i]", "la[i]", now_s, ttl)
+
+
+def candidates(kind: str, key: str) -> str:
+    """The candidates zset of one key: `kind` is `cooldown:last` or `batch:held`."""
+    return f"{keys.PREFIX}{kind}:{key[:MAX_KEY]}"
+
+
+async def offer(
+    redis: AsyncRedis, event_id: str, candidates_key: str, window: float, ttl: int, reason: str, most: int = 0
+) -> bool:
+    """Hold a recorded event as one of its key's candidates until the window closes."""
+    window_ms = max(1, int(window * 1000))
+    done = await redis.eval(_OFFER, 3, keys.event(event_id), candidates_key, DUE, event_id,
+                            int(time.time() * 1000), window_ms, ttl, reason, most)  # fmt: skip
+    return bool(done)
+
+
+def due(redis: Redis, now: float, limit: int = 100) -> list[tuple[bytes, float]]:
+    """(candidates key, window end in ms) of the windows that have closed, oldest first."""
+    return redis.zrangebyscore(DUE, "-inf", int(now * 1000), start=0, num=limit, withscores=True)  # type: ignore[return-value]
+
+
+def flush_due(redis: Redis, settings: Settings, now: float | None = None, limit: int = 100) -> list[str]:
+    """Flush every window that has closed (run by every router); returns the queued event ids."""
+    from relay.hold import batching, cooldown, delayed
+
+    current = time.time() if now is None else now
+    flushed: list[str] = []
+    for raw, score in due(redis, current, limit):
+        if raw.startswith(cooldown.LAST_PREFIX.encode()):
+            eid = cooldown.flush_one(redis, raw, current, settings.event_ttl_seconds)
+        elif raw.startswith(batching.HELD_PREFIX.encode()):
+            eid = batching.flush_one(redis, settings, raw, score, current)
+        elif raw.startswith(delayed.PREFIX.encode()):
+            eid = delayed.fire_one(redis, raw, current, settings.event_ttl_seconds)
+        else:
+            log.error("unknown due window %r dropped", raw)
+            redis.zrem(DUE, raw)
+            continue
+        if eid:
+            flushed.append(eid)
+    return flushed

@@ -1,0 +1,1 @@
+"""The ingress: the HTTP adapter that verifies a webhook, records it and answers the sender."""

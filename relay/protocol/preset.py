@@ -1,0 +1,104 @@
+"""What a preset is: a sender's verification scheme, its delivery-id rule and a default transform.
+
+Presets are pure (no I/O); the registry of built-in ones is `presets.REGISTRY`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from relay.config import SourceConfig
+from relay.errors import BadRequest, UnsupportedMediaType
+from relay.protocol.mapping import Transform
+from relay.protocol.verify import body_digest
+
+Headers = Mapping[str, str]
+
+
+# JSON nested deeper than this is refused (400): no real webhook comes near it, and orjson can
+# write back only 254 levels, so a deeper payload could not be rendered into a message.
+MAX_JSON_DEPTH = 64
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests more than `limit` containers deep (level by level: no recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for node in level:
+            below += [
+                c for c in (node.values() if isinstance(node, dict) else node) if isinstance(c, dict | list)
+            ]
+        level, depth = below, depth + 1
+    return False
+
+
+def load_json(body: bytes) -> Any:
+    """`orjson.loads` with every failure (syntax, invalid UTF-8, a BOM, too deep) a clear 400."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc).split(":")[0]
+        if "UTF-8" in reason or "BOM" in reason:
+            raise BadRequest(f"body is not valid JSON: {reason}") from None
+        if "depth" in reason or "recursion" in reason:
+            raise BadRequest(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise BadRequest("body is not valid JSON") from None
+    # Only a body with more than `MAX_JSON_DEPTH` brackets can nest that deep; skip the walk otherwise.
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_DEPTH and too_deep(value):
+        raise BadRequest(f"body is not valid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def parse_json(headers: Headers, body: bytes) -> Any:
+    """Parse a JSON body; like the gateway, a missing Content-Type is read as JSON."""
+    ctype = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"content type {ctype!r} is not accepted here; send application/json")
+    return load_json(body)
+
+
+def parse_raw(headers: Headers, body: bytes) -> Any:
+    """A body taken as it is (a generic source with `content: raw`): `{"body": text, "contentType": ...}`.
+
+    Any content type is accepted; the body must be UTF-8 text (400 otherwise), since it becomes
+    part of an agent message. Templates reach it as `{{payload.body}}`.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not valid UTF-8 text") from None
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    return {"body": text, "contentType": ctype}
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    name: str
+    verify: Callable[[Headers, bytes, SourceConfig], None]
+    delivery_id: Callable[[Headers, Any, bytes], str] = lambda headers, payload, body: body_digest(body)
+    parse: Callable[[Headers, bytes], Any] = parse_json
+    transform: Transform | None = None
+    # Checks on the parsed event that need the source config (e.g. an event allow-list): return a
+    # reason to skip the event, or None.
+    skip: Callable[[Headers, Any, SourceConfig], str | None] = lambda headers, payload, cfg: None
+    # Payload fields written by outsiders (`pull_request.body`, `commits[].message`): fenced when a
+    # mapping's template renders them (relay.protocol.fencing); the default transform fences them itself.
+    untrusted: tuple[str, ...] = ()
+    # Verification that may also read the URL's query, used instead of `verify` when the source
+    # sets `allow_query_token` (a Pub/Sub push without OIDC carries its secret in the URL).
+    verify_query: Callable[[Headers, Mapping[str, str], bytes, SourceConfig], None] | None = None
+    # The status of an accepted event: Pub/Sub's emulator acks only 200 and 204 (202 is redelivered).
+    accepted_status: int = 202
+    # Headers this preset reads for authentication, event type, delivery id or timestamp: a request
+    # that repeats one is refused (400), since the checks and the message could read different copies.
+    unique_headers: tuple[str, ...] = ()
+    # I/O `verify` needs done first, without blocking the event loop (gmail: fetch the JWKS).
+    prepare: Callable[[Headers, SourceConfig], Awaitable[None]] | None = None

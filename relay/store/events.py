@@ -1,0 +1,327 @@
+"""The relay's records in Redis: events (deduplicated, with their actions) and per-action state.
+
+The ingress records an event, its dedupe key and its inbox entry with one script call, so a
+202 always means all three are in Redis. The router (`relay.worker.dispatch`) turns inbox entries into
+RQ jobs; the delivery job updates the action's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.exceptions
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+
+from relay import tracing
+from relay.errors import Unavailable
+from relay.protocol.actions import AnyAction, action_id
+from relay.store import keys
+from relay.store.lanes import lua_add_lanes, lua_append
+
+# One call records a batch of events (group commit: the requests that arrive while the previous
+# call is in flight share the next). Per event, K: dedupe, event, events index, inbox, parked,
+# then one session lane per lane entry; A: event id, now, dedupe ttl, event ttl, route ("1" to
+# queue for delivery), parked ("1"), n lanes, n action ids (one per lane key), field, value, ...
+# ARGV: n events, then (number of keys, number of args) per event, then every event's args.
+#
+# What every event of a batch adds to (the stats counters, the console's per-minute counters and
+# the trim of its per-source index by age) is gathered in Lua tables and written once per batch
+# at the end: the script runs atomically, so the final state is the same as writing it per event,
+# with fewer commands (Redis CPU per event is the ingress's shared limit).
+_RECORD_MANY = (
+    """
+local stats, minutes, trims, lanes_seen = {}, {}, {}, {}
+local function count(t, k) t[k] = (t[k] or 0) + 1 end
+local function record(K, A)
+  local lanes = tonumber(A[7])
+  local source = A[9 + lanes]  -- the first field is "source"
+  local existing = redis.call('GET', K[1])
+  if existing then
+    count(stats, 'event|duplicate|' .. source)
+    return {0, existing}
+  end
+  local outcome = 'event|accepted|'
+  if A[6] == '1' then outcome = 'event|parked|' elseif A[5] ~= '1' then outcome = 'event|skipped|' end
+  count(stats, outcome .. source)
+  redis.call('SET', K[1], A[1], 'EX', A[3])
+  redis.call('HSET', K[2], unpack(A, 8 + lanes))
+  redis.call('EXPIRE', K[2], A[4])
+  redis.call('ZADD', K[3], A[2], A[1])
+  -- The console's per-source index of the event log (trimmed by age below) and its per-minute
+  -- chart counters (relay.console).
+  redis.call('ZADD', '"""
+    + keys.events_by_source("")
+    + """' .. source, A[2], A[1])
+  local cutoff = tonumber(A[2]) - tonumber(A[4])
+  if not trims[source] or trims[source] < cutoff then trims[source] = cutoff end
+  count(minutes, '"""
+    + keys.minute(0)[:-1]
+    + """' .. math.floor(tonumber(A[2]) / 60))
+  if A[5] == '1' then
+    redis.call('XADD', K[4], '*', 'event', A[1])
+"""
+    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]", seen="lanes_seen")
+    + """
+  end
+  if A[6] == '1' then redis.call('ZADD', K[5], A[2], A[1]) end
+  return {1, A[1]}
+end
+
+local n = tonumber(ARGV[1])
+local out = {}
+local kpos, apos = 1, 2 + 2 * n
+for i = 1, n do
+  local nk, na = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local K, A = {}, {}
+  for j = 1, nk do K[j] = KEYS[kpos + j - 1] end
+  for j = 1, na do A[j] = ARGV[apos + j - 1] end
+  kpos, apos = kpos + nk, apos + na
+  out[i] = record(K, A)
+end
+for field, by in pairs(stats) do redis.call('HINCRBY', '"""
+    + keys.STATS
+    + """', field, by) end
+for key, by in pairs(minutes) do
+  redis.call('HINCRBY', key, 'received', by)
+  redis.call('EXPIRE', key, """
+    + str(keys.MINUTE_TTL)
+    + """)
+end
+"""
+    + lua_add_lanes("lanes_seen")
+    + """
+for source, cutoff in pairs(trims) do
+  redis.call('ZREMRANGEBYSCORE', '"""
+    + keys.events_by_source("")
+    + """' .. source, '-inf', cutoff)
+end
+return out
+"""
+)
+
+log = logging.getLogger("relay.queue")
+
+MAX_BATCH = 64
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def new_event_id() -> str:
+    # Time-ordered prefix so ids sort roughly by arrival in listings.
+    return f"evt_{int(time.time() * 1000):x}{uuid.uuid4().hex[:12]}"
+
+
+def encode_actions(
+    source: str, delivery_id: str, actions: list[AnyAction], gateway: str | None = None
+) -> bytes:
+    """The actions as stored with their event; `gateway` names a gateway from `gateways:` (None: the default)."""
+    extra = {"gateway": gateway} if gateway else {}
+    return orjson.dumps(
+        [
+            {"id": action_id(source, delivery_id, i), "kind": a.kind, "body": a.body(), **extra}
+            for i, a in enumerate(actions)
+        ]
+    )
+
+
+def session_lanes(source: str, delivery_id: str, actions: list[AnyAction]) -> list[tuple[str, str]]:
+    """(lane key, action id) for every action with a sessionKey, in order.
+
+    Lanes are filled when the event is recorded, in the same script call, so a session's order
+    is the order in which the relay acknowledged its events, whatever happens after.
+    """
+    return [
+        (keys.lane(a.session_key), action_id(source, delivery_id, i))
+        for i, a in enumerate(actions)
+        if a.session_key
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    event_id: str
+    duplicate: bool
+
+
+def _record_args(
+    *, source: str, delivery_id: str, headers: dict[str, str], body: bytes, actions: bytes,
+    action_count: int, lanes: Sequence[tuple[str, str]], error: str | None, dedupe_ttl: int, event_ttl: int,
+) -> tuple[list[Any], list[Any]]:  # fmt: skip
+    """The keys and args of one event for `_RECORD_MANY`."""
+    event_id = new_event_id()
+    now = time.time()
+    state = "parked" if error else ("queued" if action_count else "skipped")
+    fields: list[Any] = [
+        "source", source, "delivery_id", delivery_id, "received_at", repr(now), "state", state,
+        "headers", orjson.dumps(headers), "body", body, "actions", actions, "action_count", action_count,
+    ]  # fmt: skip
+    if error:
+        fields += ["error", error]
+    if tracing.traceparent():  # relay.tracing: the worker continues this event's trace
+        fields += ["traceparent", tracing.traceparent()]
+    event_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX,
+                  keys.PARKED, *(lane for lane, _ in lanes)]  # fmt: skip
+    args = [event_id, now, dedupe_ttl, event_ttl, "1" if action_count and not error else "0",
+            "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields]  # fmt: skip
+    return event_keys, args
+
+
+def _recorded(result: Any) -> Recorded:
+    created, stored_id = result
+    return Recorded(event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id,
+                    duplicate=not created)  # fmt: skip
+
+
+def record_event(
+    redis: Redis, *, source: str, delivery_id: str, headers: dict[str, str], body: bytes, actions: bytes,
+    action_count: int, lanes: Sequence[tuple[str, str]] = (), dedupe_ttl: int, event_ttl: int,
+) -> Recorded:  # fmt: skip
+    """`EventStore.record` for synchronous callers (the CLI, `relay.client`, the scheduler): the same
+    script, one event per call, so an event recorded here is indistinguishable from the ingress's."""
+    event_keys, args = _record_args(
+        source=source, delivery_id=delivery_id, headers=headers, body=body, actions=actions,
+        action_count=action_count, lanes=lanes, error=None, dedupe_ttl=dedupe_ttl, event_ttl=event_ttl,
+    )  # fmt: skip
+    script = redis.register_script(_RECORD_MANY)
+    (result,) = script(keys=event_keys, args=[1, len(event_keys), len(args), *args])
+    return _recorded(result)
+
+
+class EventStore:
+    """Writes events from the (async) ingress, with group commit.
+
+    A request's event goes to Redis at once when nothing else is being written; requests that
+    arrive while a write is in flight are written together by the next script call. Each request
+    still answers only after the call that carries its event has returned.
+    """
+
+    def __init__(self, redis: AsyncRedis, *, dedupe_ttl: int, event_ttl: int, min_replicas: int = 0,
+                 replica_timeout_ms: int = 1000) -> None:  # fmt: skip
+        self.redis = redis
+        self.dedupe_ttl = dedupe_ttl
+        self.event_ttl = event_ttl
+        self.min_replicas = min_replicas
+        self.replica_timeout_ms = replica_timeout_ms
+        self._record_many = redis.register_script(_RECORD_MANY)
+        self._pending: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
+        self._flushing = False
+
+    async def record(
+        self,
+        *,
+        source: str,
+        delivery_id: str,
+        headers: dict[str, str],
+        body: bytes,
+        actions: bytes,
+        action_count: int,
+        lanes: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        error: str | None = None,
+    ) -> Recorded:
+        event_keys, args = _record_args(
+            source=source, delivery_id=delivery_id, headers=headers, body=body, actions=actions,
+            action_count=action_count, lanes=lanes, error=error, dedupe_ttl=self.dedupe_ttl,
+            event_ttl=self.event_ttl,
+        )  # fmt: skip
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((event_keys, args, len(body) + len(actions), future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return _recorded(await future)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
+                size = 0
+                while self._pending and len(batch) < MAX_BATCH and (not batch or size < MAX_BATCH_BYTES):
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    size += item[2]
+                all_keys = [k for event_keys, _, _, _ in batch for k in event_keys]
+                counts = [n for event_keys, args, _, _ in batch for n in (len(event_keys), len(args))]
+                all_args = [a for _, args, _, _ in batch for a in args]
+                try:
+                    results = await self._write(all_keys, [len(batch), *counts, *all_args])
+                except Exception as exc:  # every request of the batch answers 503
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flushing = False
+
+    async def _write(self, all_keys: list[Any], args: list[Any]) -> Any:
+        """One script call for the batch; with `min_replicas`, followed by one WAIT on the same
+        connection (a pipeline), so the batch is acknowledged only once that many replicas hold it."""
+        if not self.min_replicas:
+            return await self._record_many(keys=all_keys, args=args)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                # A Script on a pipeline is loaded first when the server lacks it (NOSCRIPT).
+                await self._record_many(keys=all_keys, args=args, client=pipe)
+                pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)
+                results, confirmed = await pipe.execute()
+        except redis.exceptions.ResponseError as exc:  # a pipeline cut by a failover, a demoted primary
+            log.warning("recording a batch failed: %s", exc)
+            raise Unavailable("storage unavailable; nothing was accepted, retry later") from exc
+        if int(confirmed) < self.min_replicas:
+            raise ReplicasUnconfirmed(
+                "storage replicas did not confirm the write in time; retry later",
+                headers={"Retry-After": "1"},
+            )
+        return results
+
+
+class ReplicasUnconfirmed(Unavailable):
+    """The write reached the primary but not `durability.min_replicas` replicas in time: answer 503."""
+
+
+def confirm_replicas(
+    redis: Redis, key: str, field: str, value: str, min_replicas: int, timeout_ms: int
+) -> None:
+    """Raise ReplicasUnconfirmed unless `min_replicas` replicas hold every write made so far.
+
+    WAIT counts the writes of its own connection, so it follows a write on the same one: setting
+    `field` to the value it already has. Its offset is past every earlier write, whichever
+    connection made it; after a failover it puts the field back on the new primary.
+    """
+    if not min_replicas:
+        return
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, field, value)
+        pipe.execute_command("WAIT", min_replicas, timeout_ms)
+        _, confirmed = pipe.execute()
+    if int(confirmed) < min_replicas:
+        raise ReplicasUnconfirmed(f"{confirmed} of {min_replicas} replicas confirmed within {timeout_ms} ms")
+
+
+def load_event(redis: Redis, event_id: str) -> dict[str, Any] | None:
+    raw = redis.hgetall(keys.event(event_id))
+    if not raw:
+        return None
+    data = {k.decode(): v for k, v in raw.items()}
+    out: dict[str, Any] = {"id": event_id}
+    for name in ("source", "delivery_id", "state", "error", "reason"):
+        if name in data:
+            out[name] = data[name].decode()
+    out["received_at"] = float(data.get("received_at", b"0"))
+    out["headers"] = orjson.loads(data.get("headers", b"{}"))
+    out["body"] = data.get("body", b"")
+    out["actions"] = orjson.loads(data.get("actions", b"[]") or b"[]")
+    return out
+
+
+def load_action(redis: Redis, aid: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in redis.hgetall(keys.action(aid)).items()}

@@ -1,0 +1,71 @@
+"""Every Redis key and name the relay uses, in one place."""
+
+from __future__ import annotations
+
+PREFIX = "relay:"
+
+INBOX = PREFIX + "inbox"  # stream of recorded events waiting to become RQ jobs
+ROUTERS = "routers"  # the inbox's consumer group
+EVENTS = PREFIX + "events"  # zset: event id -> received_at, the event log's index
+DEAD = PREFIX + "dead"  # zset: action id -> time it was dead-lettered
+PARKED = PREFIX + "parked"  # zset: event id -> time its transform failed
+STATS = PREFIX + "stats"  # hash of counters
+CIRCUIT = PREFIX + "circuit"  # gateway circuit: the reason, alive while delivery is paused
+CIRCUIT_LEVEL = PREFIX + "circuit:level"  # consecutive trips; cleared by a success
+CIRCUIT_PROBE = PREFIX + "circuit:probe"  # the one half-open probe in flight
+RATE = PREFIX + "rate"  # token bucket toward the gateway
+PENDING = PREFIX + "pending"  # zset: routed action id -> when the reconciler next looks at it
+LANES = PREFIX + "lanes"  # set of session lanes that may hold actions
+PAUSED = PREFIX + "paused"  # hash: "source:NAME" / "gateway:NAME" -> who paused it, when (relay.store.pause)
+PAUSED_HELD = PREFIX + "paused-sets"  # set of the held-action zsets (PAUSED + ":held:" + field)
+
+
+def dedupe(source: str, delivery_id: str) -> str:
+    return f"{PREFIX}dedupe:{source}:{delivery_id}"
+
+
+def event(event_id: str) -> str:
+    return f"{PREFIX}event:{event_id}"
+
+
+def action(action_id: str) -> str:
+    return f"{PREFIX}action:{action_id}"
+
+
+def circuit(gateway: str | None = None) -> tuple[str, str, str]:
+    """The circuit, its trip level and its probe key, for the default gateway or a named one."""
+    suffix = f":{gateway}" if gateway else ""
+    return CIRCUIT + suffix, CIRCUIT_LEVEL + suffix, CIRCUIT_PROBE + suffix
+
+
+def lane(session_key: str) -> str:
+    """The actions of one sessionKey, in arrival order: only the head is sent."""
+    return f"{PREFIX}lane:{session_key}"
+
+
+def sending(action_id: str) -> str:
+    """Held while one job sends an action, so two copies of a job never send it at once."""
+    return f"{PREFIX}sending:{action_id}"
+
+
+def auth_failures(kind: str, value: str) -> str:
+    """Failed authentications of one client address (`kind` "addr") or source ("source") in the window."""
+    return f"{PREFIX}authfail:{kind}:{value}"
+
+
+def schedule(name: str) -> str:
+    """A schedule's state: the last tick fired or skipped (`last_tick`), when first seen (`since`)."""
+    return f"{PREFIX}schedule:{name}"
+
+
+def events_by_source(source: str) -> str:
+    """zset: the event log's index of one source (event id -> received_at), for the console's filter."""
+    return f"{PREFIX}events:source:{source}"
+
+
+MINUTE_TTL = 2 * 3600  # per-minute counters are kept two hours
+
+
+def minute(bucket: int) -> str:
+    """hash of counters (received, delivered, dead) for one minute (`int(time / 60)`): the console's chart."""
+    return f"{PREFIX}minute:{bucket}"

@@ -1,0 +1,202 @@
+"""The router: turns recorded events (the inbox stream) into RQ delivery jobs, in batches.
+
+Creating an RQ job costs about ten times a bare ingress request, so the ingress only records the
+event and its actions; each worker process runs a router thread that reads the inbox through a
+consumer group and enqueues one job per action. Entries are acknowledged in the same MULTI as
+their jobs; an entry whose router died is claimed by another after `claim_idle_ms`. Job ids are
+the action ids, and an existing job is never enqueued twice, so every acknowledged event becomes
+its jobs exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+import redis.exceptions
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from relay import metrics
+from relay.config import Settings
+from relay.hold import windows as held
+from relay.store import keys, lanes, pause
+from relay.store.jobs import enqueue_delivery, queue_turn
+from relay.worker.reconcile import reconcile
+
+log = logging.getLogger("relay.router")
+
+BATCH = 200
+TRIM_BATCH = 1000  # events past events_max emptied per round of `trim`
+
+
+def ensure_group(conn: Redis) -> None:
+    try:
+        conn.xgroup_create(keys.INBOX, keys.ROUTERS, id="0", mkstream=True)
+    except redis.exceptions.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class Router:
+    def __init__(self, redis: Redis, settings: Settings, consumer: str, claim_idle_ms: int = 30_000) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.consumer = consumer
+        self.claim_idle_ms = claim_idle_ms
+        self.queue = Queue(settings.queue, connection=redis)
+        self._stop = threading.Event()
+        self._last_claim = 0.0
+        self._last_trim = 0.0
+        self._last_sweep = time.monotonic()
+        self._last_cooldown = 0.0
+        self._own_pending = True
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, block_ms: int = 1000) -> None:
+        """Route until stopped; survives Redis outages by waiting and trying again."""
+        while not self._stop.is_set():
+            try:
+                ensure_group(self.redis)
+                while not self._stop.is_set():
+                    self.step(block_ms)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("router cannot reach redis (%s); retrying", exc)
+                # Entries this router read but had not routed when Redis went away (a restart, a
+                # failover) are its own pending ones: route them when it is back, not when they
+                # are claimed as abandoned `claim_idle_ms` later (holding up their session lanes).
+                self._own_pending = True
+                self._stop.wait(1.0)
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):  # the stream vanished (e.g. Redis restarted empty)
+                    log.exception("router step failed; retrying")
+                self._stop.wait(0.5)
+            except Exception:
+                # Never let the thread die: unrouted entries stay pending and are claimed again.
+                log.exception("router step failed; retrying")
+                self._stop.wait(1.0)
+
+    def step(self, block_ms: int = 0) -> int:
+        """Route one batch: entries abandoned by a dead router first, then new ones."""
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        if self._own_pending:
+            read = self.redis.xreadgroup(keys.ROUTERS, self.consumer, {keys.INBOX: "0"}, count=BATCH)
+            mine = [entry for _stream, items in read or [] for entry in items]
+            entries.extend(entry for entry in mine if entry[1])  # a deleted entry has no fields
+            gone = [entry_id for entry_id, fields in mine if not fields]
+            if gone:
+                self.redis.xack(keys.INBOX, keys.ROUTERS, *gone)
+            self._own_pending = len(mine) >= BATCH  # more may be left; read once, not forever
+        if not entries and time.monotonic() - self._last_claim > self.claim_idle_ms / 2000:
+            self._last_claim = time.monotonic()
+            _, claimed, *_ = self.redis.xautoclaim(
+                keys.INBOX, keys.ROUTERS, self.consumer, self.claim_idle_ms, "0-0", count=BATCH
+            )
+            entries.extend(claimed)
+        if not entries:
+            read = self.redis.xreadgroup(
+                keys.ROUTERS, self.consumer, {keys.INBOX: ">"}, count=BATCH, block=block_ms or None
+            )
+            for _stream, items in read or []:
+                entries.extend(items)
+        if entries:
+            self.route(entries)
+        if time.monotonic() - self._last_trim > 60:
+            self._last_trim = time.monotonic()
+            self.trim()
+        if time.monotonic() - self._last_cooldown > 0.25:  # windows of `cooldown: {mode: last}` that closed
+            self._last_cooldown = time.monotonic()
+            held.flush_due(self.redis, self.settings)  # and the batches of `batch:` (relay.hold.windows)
+        if time.monotonic() - self._last_sweep > 5:
+            self._last_sweep = time.monotonic()
+            self.sweep()
+        return len(entries)
+
+    def sweep(self) -> None:
+        """Queue a job for any session lane head whose turn was handed off by a process that died,
+        and for any action whose job vanished (relay.worker.reconcile)."""
+        if not self.redis.set(f"{keys.PREFIX}sweeper", self.consumer, nx=True, ex=30):
+            return
+        try:
+            for aid in lanes.stalled_heads(self.redis):
+                log.warning("session lane head %s had no job; queued again", aid)
+                queue_turn(self.redis, self.settings, aid)
+            reconcile(self.redis, self.settings)
+            pause.release_orphans(self.redis, self.settings)
+        finally:
+            self.redis.delete(f"{keys.PREFIX}sweeper")
+
+    def trim(self) -> None:
+        """Keep the event log and the dead letters bounded by age (and the log by count).
+
+        Events past `events_max` lose their body and headers too (what makes an event big), not
+        only their place in the index; their actions stay until `event_ttl`, so nothing queued is lost."""
+        now = time.time()
+        while True:
+            excess = self.redis.zcard(keys.EVENTS) - self.settings.events_max
+            over = self.redis.zrange(keys.EVENTS, 0, min(excess, TRIM_BATCH) - 1) if excess > 0 else []
+            if not over:
+                break
+            with self.redis.pipeline(transaction=False) as pipe:
+                for member in over:
+                    pipe.hdel(keys.event(member.decode()), "body", "headers")
+                pipe.zrem(keys.EVENTS, *over)
+                pipe.execute()
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(keys.EVENTS, "-inf", now - self.settings.event_ttl_seconds)
+            pipe.zremrangebyscore(keys.PARKED, "-inf", now - self.settings.event_ttl_seconds)
+            pipe.zremrangebyscore(keys.DEAD, "-inf", now - self.settings.delivery.dead_letter_ttl_seconds)
+            pipe.execute()
+
+    def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        event_ids = [fields[b"event"].decode() for _id, fields in entries]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for eid in event_ids:
+                pipe.hmget(keys.event(eid), "actions", "source", "received_at", "delivery_id")
+            records = pipe.execute()
+        planned: list[tuple[str, dict[str, Any]]] = []
+        for eid, (actions_raw, source, received_at, delivery_id) in zip(event_ids, records, strict=True):
+            if actions_raw is None:  # expired or trimmed before routing: nothing left to send
+                log.error("inbox entry for missing event %s dropped", eid)
+                continue
+            for action in orjson.loads(actions_raw):
+                planned.append((eid, {**action, "source": source, "received_at": received_at,
+                                      "delivery_id": delivery_id}))  # fmt: skip
+        with self.redis.pipeline(transaction=False) as pipe:
+            for _eid, action in planned:
+                pipe.exists(Job.key_for(action["id"]))
+            exists = pipe.execute() if planned else []
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.multi()  # explicit MULTI: RQ's enqueue expects it when given a pipeline
+            for (eid, action), already in zip(planned, exists, strict=True):
+                aid = action["id"]
+                body = action.get("body") or {}
+                pipe.hsetnx(keys.action(aid), "state", "queued")
+                pipe.hset(keys.action(aid), mapping={
+                    "event_id": eid, "kind": action["kind"], "body": orjson.dumps(body),
+                    "source": action["source"] or b"", "session_key": body.get("sessionKey") or "",
+                    "received_at": action["received_at"] or b"", "queued_at": repr(time.time()),
+                    "delivery_id": action["delivery_id"] or b"", "gateway": action.get("gateway") or "",
+                })  # fmt: skip
+                pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
+                if not already:
+                    pipe.zadd(keys.PENDING, {aid: time.time() + 60})
+                    metrics.count_action(pipe, "enqueued", action["kind"])
+                    enqueue_delivery(
+                        self.queue, pipe, self.settings, aid, aid, f"deliver {action['kind']} {aid} of {eid}"
+                    )
+            ids = [entry_id for entry_id, _ in entries]
+            pipe.xack(keys.INBOX, keys.ROUTERS, *ids)
+            pipe.xdel(keys.INBOX, *ids)
+            pipe.execute()
+        log.info(
+            "routed %d event(s) into %d job(s)",
+            len(entries),
+            sum(1 for e in exists if not e) if planned else 0,
+        )

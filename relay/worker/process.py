@@ -1,0 +1,254 @@
+"""The RQ worker that delivers actions: many deliveries in flight per process, and the router.
+
+RQ runs one job at a time per worker; a gateway holds each /hooks/agent request until the run is
+admitted (often seconds), so one-at-a-time delivery would cap a worker near one action per second.
+`RelayWorker` keeps RQ's own per-job path (prepare the execution, perform, success / failure /
+retry bookkeeping, registries) and changes only the dispatch: jobs run in a bounded thread pool,
+a heartbeat thread keeps every running execution alive, and shutdown waits for running jobs.
+`rq info` and rq-dashboard see an ordinary worker with several executions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis.exceptions
+from redis import Redis
+from rq import Queue, SimpleWorker, worker_registration
+from rq.executions import Execution
+from rq.job import Job
+from rq.registry import clean_registries
+from rq.scheduler import RQScheduler
+from rq.timeouts import TimerDeathPenalty
+from rq.utils import now
+from rq.worker import WorkerStatus
+
+from relay import tracing
+from relay.config import Settings
+from relay.delivery import attempt as delivery
+from relay.delivery import circuit as health
+from relay.store import keys
+from relay.worker.dispatch import Router
+from relay.worker.ticker import Scheduler
+
+log = logging.getLogger("relay.worker")
+
+# How long a stopping worker waits for its router and scheduler threads to finish their round
+# (a blocking read lasts one second; routing a batch takes milliseconds).
+SHUTDOWN_JOIN_SECONDS = 5.0
+
+
+class RelayWorker(SimpleWorker):
+    # SIGALRM only works in the main thread; jobs run in pool threads.
+    death_penalty_class = TimerDeathPenalty
+
+    def __init__(
+        self, *args: Any, in_flight: int = 16, heartbeat_interval: int = 5, grace: int = 60,
+        gateways: list[str | None] | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.in_flight = in_flight
+        self.gateways = gateways or [None]  # whose circuits decide whether to take new jobs
+        self.heartbeat_interval = heartbeat_interval
+        self.grace = grace
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="deliver")
+        self._running: dict[str, tuple[Job, Execution]] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.lock_ttl_ms = delivery.lock_ttl_ms(grace)
+
+    # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
+    # heartbeat thread renews every `heartbeat_interval` seconds while a job runs.
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.heartbeat_interval + self.grace
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # Short, so that a warm shutdown or maintenance (which re-queues abandoned jobs) never
+        # waits long for a blocking dequeue to return.
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval, 2))
+
+    def _shutdown(self) -> None:
+        # RQ raises StopRequested from the signal handler when the worker looks idle. Raised while
+        # the main thread sits in the blocking dequeue, it can land after Redis moved a job into
+        # the intermediate queue and before the job started: the job is then stranded there until
+        # RQ's one-minute cleanup. Only flag the stop instead; the dequeue loop looks at the flag
+        # every `dequeue_timeout` seconds, and a job dequeued meanwhile still runs to its end.
+        self._stop_requested = True
+        self.set_shutdown_requested_date()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if state == WorkerStatus.IDLE and self._running:
+            state = WorkerStatus.BUSY
+        self._patiently(super().set_state, state, pipeline=pipeline)
+
+    # RQ's work loop quits on any Redis error outside its blocking dequeue. While Redis is away (a
+    # restart, a Sentinel failover) the worker waits for it instead, and carries on with the new
+    # primary: the calls its loop makes are retried until Redis answers or a stop is requested.
+    def _patiently(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        wait = 0.1
+        while True:
+            try:
+                return call(*args, **kwargs)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError) as exc:  # fmt: skip
+                if self._stop_requested:
+                    raise
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 2.0)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        self._patiently(super().heartbeat, timeout, pipeline=pipeline)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        self._patiently(super().check_for_suspension, burst)
+
+    def run_maintenance_tasks(self) -> None:
+        self._patiently(super().run_maintenance_tasks)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        return self._patiently(super().prepare_execution, job)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        while not self._slots.acquire(timeout=1.0):
+            if self._stop_requested:
+                return None
+        # While the gateway circuit is open (or its one probe is out), leave jobs in the queue, in
+        # order, rather than taking them only to put them back on the scheduler.
+        while self._patiently(health.hold_deliveries, self.connection, self.gateways):
+            self.heartbeat()
+            if self._stop_requested or self._stopping.wait(0.5):
+                self._slots.release()
+                return None
+        # RQ's blocking dequeue loops until a job comes and never looks at a stop requested while
+        # a job ran (a warm shutdown); dequeue in rounds of `dequeue_timeout` and look in between.
+        while True:
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time or self.dequeue_timeout)
+            if result is not None or self._stop_requested or max_idle_time is not None:
+                break
+        if result is None:
+            self._slots.release()
+        return result
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        with self._lock:
+            self._running[execution.id] = (job, execution)
+        self._pool.submit(self._perform, job, queue, execution)
+
+    def _perform(self, job: Job, queue: Queue, execution: Execution) -> None:
+        try:
+            self.perform_job(job, queue, execution)
+        except Exception:
+            log.exception("job %s crashed outside RQ's handling", job.id)
+        finally:
+            with self._lock:
+                self._running.pop(execution.id, None)
+                self.executions.pop(execution.id, None)
+                idle = not self._running
+            if idle:
+                self.set_state(WorkerStatus.IDLE)
+            self._slots.release()
+
+    def _heartbeats(self) -> None:
+        while not self._stopping.wait(self.heartbeat_interval):
+            with self._lock:
+                running = list(self._running.values())
+            for job, execution in running:
+                try:
+                    self.maintain_heartbeats(job, execution)
+                    if job.func_name == "relay.delivery.deliver":
+                        self.connection.pexpire(keys.sending(job.args[0]), self.lock_ttl_ms)
+                except Exception as exc:  # Redis away for a moment: try again next round
+                    log.warning("heartbeat for job %s failed: %s", job.id, exc)
+
+    # RQ's own scheduler and registry cleaning hold their locks for 61 s and 899 s; a worker killed
+    # while holding one would stall retries or abandoned-job recovery that long. The relay runs
+    # both under short locks that every worker renews or takes over.
+    def clean_registries(self) -> None:
+        for queue in self.queues:
+            lock = f"{keys.PREFIX}maintenance:{queue.name}"
+            if self.connection.set(lock, self.name, nx=True, ex=30):
+                try:
+                    clean_registries(queue, self._exc_handlers)
+                    worker_registration.clean_worker_registry(queue)
+                    queue.intermediate_queue.cleanup(self, queue)
+                finally:
+                    self.connection.delete(lock)
+        self.last_cleaned_at = now()  # type: ignore[assignment]  # RQ annotates it as None only
+
+    def _schedule(self) -> None:
+        """Move due scheduled jobs (retries, deferrals) to the queue, one worker at a time."""
+        scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer)
+        scheduler.prepare_registries([q.name for q in self.queues])
+        lock = f"{keys.PREFIX}scheduler"
+        while not self._stopping.wait(0.5):
+            try:
+                if self.connection.set(lock, self.name, nx=True, px=3000) or (
+                    self.connection.get(lock) == self.name.encode() and self.connection.pexpire(lock, 3000)
+                ):
+                    scheduler.enqueue_scheduled_jobs()
+            except Exception as exc:  # Redis away for a moment: try again next round
+                log.warning("scheduling failed: %s", exc)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        beat = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
+        beat.start()
+        threading.Thread(target=self._schedule, name="scheduler", daemon=True).start()
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            self._stopping.set()
+
+    def teardown(self) -> None:
+        # Warm shutdown: let running deliveries finish and record their outcome.
+        self._pool.shutdown(wait=True)
+        super().teardown()
+
+
+def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None) -> bool:
+    """Run one worker process: RelayWorker with its router, scheduler and heartbeat threads."""
+    delivery.configure(settings)
+    tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
+    queue = Queue(settings.queue, connection=redis)
+    worker = RelayWorker(
+        [queue], connection=redis, name=name, in_flight=settings.delivery.in_flight,
+        gateways=settings.gateway_names(),
+        heartbeat_interval=min(5, settings.delivery.heartbeat_grace_seconds),
+        grace=settings.delivery.heartbeat_grace_seconds,
+        maintenance_interval=max(1, min(30, settings.delivery.heartbeat_grace_seconds)),
+        worker_ttl=60,
+    )  # fmt: skip
+    router = Router(redis, settings, consumer=worker.name)
+    thread = threading.Thread(target=router.run, name="router", daemon=True)
+    schedules = Scheduler(redis, settings)  # `schedules:` of relay.yaml, once per tick across workers
+    from relay.reload import WorkerReloader, apply_to_worker  # SIGHUP and `relay reload` (docs/operations.md)
+
+    reloader = WorkerReloader(settings, redis, apply_to_worker(worker, router), worker.name)
+    if burst:
+        while router.step():
+            pass
+    else:
+        thread.start()
+        schedules.start()
+        reloader.install_sighup()
+        reloader.start()
+    try:
+        return worker.work(
+            burst=burst, logging_level=logging.getLevelName(logging.getLogger("rq.worker").level)
+        )
+    finally:
+        # Let the router finish the batch it read (its entries would otherwise stay pending until
+        # another router claims them, `claim_idle_ms` later) and the scheduler the tick it fires.
+        router.stop()
+        schedules.stop()
+        reloader.stop()
+        if thread.is_alive():  # not started in burst mode
+            thread.join(timeout=SHUTDOWN_JOIN_SECONDS)
+        schedules.join(timeout=SHUTDOWN_JOIN_SECONDS)
