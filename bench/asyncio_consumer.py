@@ -35,9 +35,15 @@ async def run(args: argparse.Namespace) -> dict:
             while (raw := await r.rpop(args.list)) is not None:
                 item = orjson.loads(raw)
                 try:
-                    resp = await http.post(f"{args.gateway}/hooks/{item['kind']}", content=orjson.dumps(item["body"]),
-                                           headers={"Content-Type": "application/json", "Authorization": auth,
-                                                    "Idempotency-Key": item["id"]})  # fmt: skip
+                    resp = await http.post(
+                        f"{args.gateway}/hooks/{item['kind']}",
+                        content=orjson.dumps(item["body"]),
+                        headers={
+                            "Content-Type": "application/json",
+                            "Authorization": auth,
+                            "Idempotency-Key": item["id"],
+                        },
+                    )
                     statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
                     done += 1
                 except httpx.HTTPError:

@@ -59,8 +59,14 @@ def main() -> None:
     args = parser.parse_args()
     # The same uvicorn.run() arguments as relay.cli.main._serve: loop/http "auto" pick uvloop and
     # httptools when installed, exactly as for `relay serve`.
-    uvicorn.run(create_app(args.mode, args.secret.encode(), args.token.encode()), host=args.host, port=args.port,
-                log_level="warning", access_log=False, server_header=False)  # fmt: skip
+    uvicorn.run(
+        create_app(args.mode, args.secret.encode(), args.token.encode()),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
 
 
 if __name__ == "__main__":

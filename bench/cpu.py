@@ -82,9 +82,20 @@ class Driver:
         headers = [(k.encode(), v.encode()) for k, v in self.w.headers(credential, f"{self.prefix}-{i}")]
         headers.append((b"content-length", str(len(body)).encode()))
         path = f"/hooks/{self.w.source}"
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": headers, "client": ("127.0.0.1", 40000 + i % 1000), "server": ("127.0.0.1", 8080)}  # fmt: skip
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 40000 + i % 1000),
+            "server": ("127.0.0.1", 8080),
+        }
         sent = False
 
         async def receive() -> dict[str, Any]:
@@ -110,18 +121,31 @@ class Driver:
 
 def relay_config(tmp: Path, redis_port: int) -> Path:
     cfg = tmp / "relay.yaml"
-    cfg.write_text(json.dumps({  # JSON is YAML
-        "redis_url": f"redis://127.0.0.1:{redis_port}/0",
-        "gateway": {"url": "http://127.0.0.1:9", "token": "bench-hooks-token"},
-        "delivery": {"in_flight": 32},
-        "sources": {"github": {"preset": "github", "secret": GITHUB_SECRET},
-                    "alertmanager": {"preset": "alertmanager", "token": ALERTMANAGER_TOKEN}},
-    }))  # fmt: skip
+    cfg.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "redis_url": f"redis://127.0.0.1:{redis_port}/0",
+                "gateway": {"url": "http://127.0.0.1:9", "token": "bench-hooks-token"},
+                "delivery": {"in_flight": 32},
+                "sources": {
+                    "github": {"preset": "github", "secret": GITHUB_SECRET},
+                    "alertmanager": {"preset": "alertmanager", "token": ALERTMANAGER_TOKEN},
+                },
+            }
+        )
+    )
     return cfg
 
 
-async def measure(app: Any, workload: Workload, n: int, tag: str, profile: cProfile.Profile | None,
-                  r: redis.Redis | None, redis_pid: int | None) -> dict[str, Any]:  # fmt: skip
+async def measure(
+    app: Any,
+    workload: Workload,
+    n: int,
+    tag: str,
+    profile: cProfile.Profile | None,
+    r: redis.Redis | None,
+    redis_pid: int | None,
+) -> dict[str, Any]:
     warm = Driver(app, workload, f"warm-{tag}")
     await warm.run(min(n, 300))
     drv = Driver(app, workload, f"run-{tag}")
@@ -166,9 +190,25 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="relay-cpu-"))
     port = free_port()
     (tmp / "redis").mkdir()
-    rproc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp / "redis"),
-                              "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    rproc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(tmp / "redis"),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     r = redis.Redis(port=port)
     try:
         deadline = time.monotonic() + 10
@@ -216,9 +256,17 @@ def main() -> int:
                     prof = cProfile.Profile() if profile_dir and target == "relay" and rnd == 0 else None
                     loop = loop_factory()
                     try:
-                        res = loop.run_until_complete(measure(
-                            app, w, args.n, f"{name}-{target}-{rnd}", prof,
-                            r if target == "relay" else None, rproc.pid if target == "relay" else None))  # fmt: skip
+                        res = loop.run_until_complete(
+                            measure(
+                                app,
+                                w,
+                                args.n,
+                                f"{name}-{target}-{rnd}",
+                                prof,
+                                r if target == "relay" else None,
+                                rproc.pid if target == "relay" else None,
+                            )
+                        )
                         if target == "relay":
                             res["stored"] = r.zcard("relay:events")
                     finally:
@@ -232,9 +280,16 @@ def main() -> int:
                     if prof is not None:
                         profile_dir.mkdir(parents=True, exist_ok=True)
                         prof.dump_stats(profile_dir / f"{name}.pstats")
-                    print(f"[cpu] {name} {target}: {res['cpu_us']:.0f} µs CPU/request"
-                          + (f", redis {res['redis_cpu_us']:.0f} µs CPU/event, {res['redis_commands']:.1f} commands/event"
-                             if "redis_cpu_us" in res else ""), file=sys.stderr, flush=True)  # fmt: skip
+                    print(
+                        f"[cpu] {name} {target}: {res['cpu_us']:.0f} µs CPU/request"
+                        + (
+                            f", redis {res['redis_cpu_us']:.0f} µs CPU/event, {res['redis_commands']:.1f} commands/event"
+                            if "redis_cpu_us" in res
+                            else ""
+                        ),
+                        file=sys.stderr,
+                        flush=True,
+                    )
         if args.json:
             print(json.dumps({"n": args.n, "concurrency": CONCURRENCY, "results": results}))
         else:
@@ -254,16 +309,21 @@ def main() -> int:
 
 def table(results: dict[str, dict[str, Any]], n: int) -> str:
     wls = workloads()
-    lines = [f"In-process CPU per request ({n} requests per server, {CONCURRENCY} in flight, ASGI app called "
-             "directly: no HTTP parsing)", "",
-             "| workload | bare µs | verify µs | relay µs | relay − verify µs | (relay − verify) ÷ (verify − bare) | "
-             "redis CPU µs/event | redis commands/event |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = [
+        f"In-process CPU per request ({n} requests per server, {CONCURRENCY} in flight, ASGI app called "
+        "directly: no HTTP parsing)",
+        "",
+        "| workload | bare µs | verify µs | relay µs | relay − verify µs | (relay − verify) ÷ (verify − bare) | "
+        "redis CPU µs/event | redis commands/event |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, res in results.items():
         b, v, rl = (res[t]["cpu_us"] for t in TARGETS)
-        lines.append(f"| {wls[name].label} | {b:.0f} | {v:.0f} | {rl:.0f} | {rl - v:.0f} | "
-                     f"{(rl - v) / max(1e-9, v - b):.1f}× | {res['relay']['redis_cpu_us']:.0f} | "
-                     f"{res['relay']['redis_commands']:.1f} |")  # fmt: skip
+        lines.append(
+            f"| {wls[name].label} | {b:.0f} | {v:.0f} | {rl:.0f} | {rl - v:.0f} | "
+            f"{(rl - v) / max(1e-9, v - b):.1f}× | {res['relay']['redis_cpu_us']:.0f} | "
+            f"{res['relay']['redis_commands']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -35,11 +35,16 @@ class Client:
     ) -> None:
         self.host, self.port = host, port
         self.variants = [
-            ((f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-              f"X-GitHub-Event: push\r\nX-Hub-Signature-256: {signature}\r\n"
-              f"Content-Length: {len(body)}\r\nX-GitHub-Delivery: {prefix}-").encode(), body)
+            (
+                (
+                    f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                    f"X-GitHub-Event: push\r\nX-Hub-Signature-256: {signature}\r\n"
+                    f"Content-Length: {len(body)}\r\nX-GitHub-Delivery: {prefix}-"
+                ).encode(),
+                body,
+            )
             for signature, body in variants
-        ]  # fmt: skip
+        ]
         self.statuses: dict[int, int] = {}
         self.errors = 0
 
@@ -118,10 +123,18 @@ async def run_open(client: Client, rate: float, duration: float, conns: int) -> 
     t0 = time.perf_counter()
     await asyncio.gather(producer(), *(connection() for _ in range(conns)))
     elapsed = time.perf_counter() - t0
-    return {"mode": "open", "offered_rate": rate, "sent": total, "completed": len(latencies),
-            "achieved_rate": len(latencies) / max(elapsed - 0.2, 1e-9), "errors": client.errors,
-            "statuses": client.statuses, "p50_ms": percentile(latencies, 50) * 1000,
-            "p99_ms": percentile(latencies, 99) * 1000, "max_ms": max(latencies, default=0) * 1000}  # fmt: skip
+    return {
+        "mode": "open",
+        "offered_rate": rate,
+        "sent": total,
+        "completed": len(latencies),
+        "achieved_rate": len(latencies) / max(elapsed - 0.2, 1e-9),
+        "errors": client.errors,
+        "statuses": client.statuses,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "max_ms": max(latencies, default=0) * 1000,
+    }
 
 
 async def run_blast(client: Client, count: int, conns: int) -> dict:
@@ -140,9 +153,17 @@ async def run_blast(client: Client, count: int, conns: int) -> dict:
     t0 = time.perf_counter()
     await asyncio.gather(*(connection() for _ in range(conns)))
     elapsed = time.perf_counter() - t0
-    return {"mode": "blast", "sent": count, "completed": len(latencies), "elapsed_s": elapsed,
-            "rate": len(latencies) / elapsed, "errors": client.errors, "statuses": client.statuses,
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}  # fmt: skip
+    return {
+        "mode": "blast",
+        "sent": count,
+        "completed": len(latencies),
+        "elapsed_s": elapsed,
+        "rate": len(latencies) / elapsed,
+        "errors": client.errors,
+        "statuses": client.statuses,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
 
 
 def main() -> None:

@@ -198,17 +198,32 @@ class Bench:
         self.stub_port = free_port()
         self.ingress_port = free_port()
         self.config = self.tmp / "relay.yaml"
-        self.config.write_text(json.dumps({  # JSON is YAML
-            "redis_url": self.redis_url,
-            "gateway": {"url": f"http://127.0.0.1:{self.stub_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
-            "delivery": {"in_flight": IN_FLIGHT},
-            "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"},
-                        "alertmanager": {"preset": "alertmanager", "token": "env:ALERTMANAGER_TOKEN"}},
-        }, indent=2))  # fmt: skip
+        self.config.write_text(
+            json.dumps(
+                {  # JSON is YAML
+                    "redis_url": self.redis_url,
+                    "gateway": {
+                        "url": f"http://127.0.0.1:{self.stub_port}",
+                        "token": "env:OPENCLAW_HOOKS_TOKEN",
+                    },
+                    "delivery": {"in_flight": IN_FLIGHT},
+                    "sources": {
+                        "github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"},
+                        "alertmanager": {"preset": "alertmanager", "token": "env:ALERTMANAGER_TOKEN"},
+                    },
+                },
+                indent=2,
+            )
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-        self.env = {**env, "RELAY_CONFIG": str(self.config), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-                    "GITHUB_WEBHOOK_SECRET": SECRET, "ALERTMANAGER_TOKEN": ALERTMANAGER_TOKEN,
-                    "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        self.env = {
+            **env,
+            "RELAY_CONFIG": str(self.config),
+            "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
+            "GITHUB_WEBHOOK_SECRET": SECRET,
+            "ALERTMANAGER_TOKEN": ALERTMANAGER_TOKEN,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.redis_proc: subprocess.Popen[bytes] | None = None
         self.r: redis.Redis | None = None
         self.seq = 0
@@ -222,8 +237,14 @@ class Bench:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self.seq += 1
         logf = open(self.tmp / f"{self.seq:02d}-{name}.log", "ab")  # noqa: SIM115 - lives with the process
-        proc = subprocess.Popen(argv, env=env or self.env, stdout=logf, stderr=subprocess.STDOUT, cwd=self.tmp,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            env=env or self.env,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+            start_new_session=True,
+        )
         logf.close()
         self.procs.append(proc)
         return proc
@@ -241,8 +262,12 @@ class Bench:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 if os.environ.get("BENCH_DUMP_ON_HANG"):
-                    subprocess.run([str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(proc.pid)],
-                                   stdout=sys.stderr, stderr=subprocess.STDOUT, timeout=30)  # fmt: skip
+                    subprocess.run(
+                        [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(proc.pid)],
+                        stdout=sys.stderr,
+                        stderr=subprocess.STDOUT,
+                        timeout=30,
+                    )
                 proc.kill()
                 proc.wait()
                 if timeout >= 1:
@@ -274,9 +299,24 @@ class Bench:
     def start_redis(self) -> None:
         rdir = self.tmp / "redis"
         rdir.mkdir()
-        self.redis_proc = self.spawn("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                                               "--dir", str(rdir), "--save", "", "--appendonly", "yes",
-                                               "--appendfsync", "everysec"])  # fmt: skip
+        self.redis_proc = self.spawn(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(rdir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ],
+        )
         self.r = redis.Redis(port=self.redis_port)
         self.wait(lambda: self._ping(), 10, "redis-server")
 
@@ -308,17 +348,40 @@ class Bench:
         return proc
 
     def start_bare(self, mode: str) -> subprocess.Popen[bytes]:
-        proc = self.spawn(f"bare-{mode}", [sys.executable, str(BENCH / "bare_app.py"), "--port", str(self.ingress_port),
-                                           "--mode", mode, "--secret", SECRET, "--token", ALERTMANAGER_TOKEN])  # fmt: skip
+        proc = self.spawn(
+            f"bare-{mode}",
+            [
+                sys.executable,
+                str(BENCH / "bare_app.py"),
+                "--port",
+                str(self.ingress_port),
+                "--mode",
+                mode,
+                "--secret",
+                SECRET,
+                "--token",
+                ALERTMANAGER_TOKEN,
+            ],
+        )
         self.wait(
             lambda: self.http_ok(f"http://127.0.0.1:{self.ingress_port}/healthz"), 20, f"bare app ({mode})"
         )
         return proc
 
     def start_stub(self, admit_delay: float, record: Path) -> subprocess.Popen[bytes]:
-        proc = self.relay("stub", "gateway-stub", "--port", str(self.stub_port), "--token", HOOKS_TOKEN,
-                          "--admit-delay", str(admit_delay), "--record", str(record),
-                          "--allow-request-session-key")  # fmt: skip
+        proc = self.relay(
+            "stub",
+            "gateway-stub",
+            "--port",
+            str(self.stub_port),
+            "--token",
+            HOOKS_TOKEN,
+            "--admit-delay",
+            str(admit_delay),
+            "--record",
+            str(record),
+            "--allow-request-session-key",
+        )
         self.wait(lambda: self.http_ok(f"http://127.0.0.1:{self.stub_port}/readyz"), 20, "gateway stub")
         return proc
 
@@ -337,13 +400,30 @@ class Bench:
 
     def wrk(self, seconds: float, prefix: str, workload: str | None = None) -> dict[str, Any]:
         w = self.workloads[workload] if workload else None
-        extra = [str(self.workload_files[w.name]), prefix, f"/hooks/{w.source}", w.source] if w else \
-            [str(self.variants_file), prefix]  # fmt: skip
+        extra = (
+            [str(self.workload_files[w.name]), prefix, f"/hooks/{w.source}", w.source]
+            if w
+            else [str(self.variants_file), prefix]
+        )
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-             "-s", str(BENCH / "wrk_github.lua"), f"http://127.0.0.1:{self.ingress_port}", "--", *extra],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
-        )  # fmt: skip
+            [
+                "wrk",
+                "-t1",
+                f"-c{WRK_CONNS}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(BENCH / "wrk_github.lua"),
+                f"http://127.0.0.1:{self.ingress_port}",
+                "--",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
+        )
         line = next(line for line in out.stdout.splitlines() if line.startswith("BENCH_JSON "))
         res = json.loads(line[len("BENCH_JSON ") :])
         res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
@@ -351,10 +431,20 @@ class Bench:
 
     def loadgen(self, *args: str, timeout: float = 600, variants: Path | None = None) -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, str(BENCH / "loadgen.py"), *args, "--port", str(self.ingress_port),
-             "--variants", str(variants or self.variants_file)],
-            capture_output=True, text=True, timeout=timeout, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                str(BENCH / "loadgen.py"),
+                *args,
+                "--port",
+                str(self.ingress_port),
+                "--variants",
+                str(variants or self.variants_file),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     def blast(self, count: int, prefix: str, variants: Path | None = None) -> dict[str, Any]:
@@ -375,10 +465,25 @@ class Bench:
             return None
         exe = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
         self.profile_dir.mkdir(parents=True, exist_ok=True)
-        return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-                                 "--rate", "250", "--nonblocking", "--format", "raw",
-                                 "-o", str(self.profile_dir / f"{name}.txt")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.Popen(
+            [
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, int(seconds))),
+                "--rate",
+                "250",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "-o",
+                str(self.profile_dir / f"{name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     # ---- 1. ingress ------------------------------------------------------------------------
 
@@ -410,8 +515,10 @@ class Bench:
                     res["stored"] = self.r.zcard("relay:events") - before
                 self.stop(proc)
                 runs[target].append(res)
-                log(f"ingress {target} round {rnd + 1}: {res['rps']:.0f} req/s, p99 {res['p99_us'] / 1000:.1f} ms, "
-                    f"{res['cpu_us']:.0f} µs CPU/req, non-2xx {res['non2xx']}")  # fmt: skip
+                log(
+                    f"ingress {target} round {rnd + 1}: {res['rps']:.0f} req/s, p99 {res['p99_us'] / 1000:.1f} ms, "
+                    f"{res['cpu_us']:.0f} µs CPU/req, non-2xx {res['non2xx']}"
+                )
         mean_rps = {t: statistics.mean(r["rps"] for r in rs) for t, rs in runs.items()}
         # Open loop at half of the relay's capacity; the bare app gets the same absolute rate.
         rate = mean_rps["relay"] / 2
@@ -422,12 +529,23 @@ class Bench:
             self.loadgen(
                 "open", "--rate", str(rate), "--duration", "1", "--conns", "64", "--prefix", f"hwarm-{target}"
             )
-            half[target] = self.loadgen("open", "--rate", str(rate), "--duration", str(s.open_s), "--conns", "64",
-                                        "--prefix", f"half-{target}")  # fmt: skip
+            half[target] = self.loadgen(
+                "open",
+                "--rate",
+                str(rate),
+                "--duration",
+                str(s.open_s),
+                "--conns",
+                "64",
+                "--prefix",
+                f"half-{target}",
+            )
             self.stop(proc)
             h = half[target]
-            log(f"open loop {target} at {rate:.0f}/s: achieved {h['achieved_rate']:.0f}/s, p50 {h['p50_ms']:.1f} ms, "
-                f"p99 {h['p99_ms']:.1f} ms, statuses {h['statuses']}")  # fmt: skip
+            log(
+                f"open loop {target} at {rate:.0f}/s: achieved {h['achieved_rate']:.0f}/s, p50 {h['p50_ms']:.1f} ms, "
+                f"p99 {h['p99_ms']:.1f} ms, statuses {h['statuses']}"
+            )
         return {
             "runs": runs,
             "rps": mean_rps,
@@ -451,8 +569,10 @@ class Bench:
         if target == "relay":
             res["stored"] = self.r.zcard("relay:events") - before
         self.stop(proc)
-        log(f"workload {workload} {target}: {res['rps']:.0f} req/s, {res['cpu_us']:.0f} µs CPU/req, "
-            f"redis {res['redis_cpu_us']:.0f} µs/req, non-2xx {res['non2xx']}")  # fmt: skip
+        log(
+            f"workload {workload} {target}: {res['rps']:.0f} req/s, {res['cpu_us']:.0f} µs CPU/req, "
+            f"redis {res['redis_cpu_us']:.0f} µs/req, non-2xx {res['non2xx']}"
+        )
         return res
 
     def workload_runs(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -467,13 +587,27 @@ class Bench:
     def cpu(self) -> dict[str, Any]:
         """bench/cpu.py in its own process: CPU per request through each ASGI app, far less sensitive
         to other load on the machine than req/s."""
-        out = subprocess.run([sys.executable, str(BENCH / "cpu.py"), "--json", "--n", str(self.sizes.cpu_n),
-                              "--rounds", "2" if self.sizes.extra_variants else "1"],
-                             capture_output=True, text=True, timeout=1800, check=True)  # fmt: skip
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(BENCH / "cpu.py"),
+                "--json",
+                "--n",
+                str(self.sizes.cpu_n),
+                "--rounds",
+                "2" if self.sizes.extra_variants else "1",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=True,
+        )
         res = json.loads(out.stdout.strip().splitlines()[-1])
         for name, r in res["results"].items():
-            log(f"cpu {name}: bare {r['bare']['cpu_us']:.0f}, verify {r['verify']['cpu_us']:.0f}, relay "
-                f"{r['relay']['cpu_us']:.0f} µs/request; redis {r['relay']['redis_cpu_us']:.0f} µs/event")  # fmt: skip
+            log(
+                f"cpu {name}: bare {r['bare']['cpu_us']:.0f}, verify {r['verify']['cpu_us']:.0f}, relay "
+                f"{r['relay']['cpu_us']:.0f} µs/request; redis {r['relay']['redis_cpu_us']:.0f} µs/event"
+            )
         return res
 
     # ---- 2. delivery -----------------------------------------------------------------------
@@ -542,10 +676,23 @@ class Bench:
         tail = RecordTail(record)
         cs0 = cpu_seconds(stub.pid)
         t0 = time.monotonic()
-        proc = self.spawn("asyncio-consumer", [sys.executable, str(BENCH / "asyncio_consumer.py"), "--redis-url",
-                                               self.redis_url, "--list", key, "--gateway",
-                                               f"http://127.0.0.1:{self.stub_port}", "--token", HOOKS_TOKEN,
-                                               "--in-flight", str(IN_FLIGHT)])  # fmt: skip
+        proc = self.spawn(
+            "asyncio-consumer",
+            [
+                sys.executable,
+                str(BENCH / "asyncio_consumer.py"),
+                "--redis-url",
+                self.redis_url,
+                "--list",
+                key,
+                "--gateway",
+                f"http://127.0.0.1:{self.stub_port}",
+                "--token",
+                HOOKS_TOKEN,
+                "--in-flight",
+                str(IN_FLIGHT),
+            ],
+        )
         ok = tail.wait(n, timeout=max(60, n / 5))
         elapsed = time.monotonic() - t0 + delay
         cpu = cpu_seconds(proc.pid)
@@ -561,8 +708,17 @@ class Bench:
             tail, n, elapsed, ok, cpu, cs1 - cs0, delay, f"asyncio consumer, stub delay {delay:g}s"
         )
 
-    def _delivery_result(self, tail: RecordTail, n: int, elapsed: float, ok: bool, cpu: float, stub_cpu: float,
-                         delay: float, what: str) -> dict[str, Any]:  # fmt: skip
+    def _delivery_result(
+        self,
+        tail: RecordTail,
+        n: int,
+        elapsed: float,
+        ok: bool,
+        cpu: float,
+        stub_cpu: float,
+        delay: float,
+        what: str,
+    ) -> dict[str, Any]:
         # The stub records a run when it admits it, then holds the answer `delay` seconds: the last
         # run is answered `delay` after it is recorded, so both times include that hold.
         runs = tail.runs
@@ -573,11 +729,21 @@ class Bench:
             if len(ats) > 1 and ats[-1] + delay > ats[0]
             else float("nan")
         )
-        res = {"n": n, "arrived": len(runs), "complete": ok, "elapsed_s": elapsed, "rate": len(runs) / elapsed,
-               "steady_rate": steady, "duplicates": len(keys) - len(set(keys)),
-               "cpu_us": cpu / max(1, len(runs)) * 1e6, "stub_cpu_us": stub_cpu / max(1, len(runs)) * 1e6}  # fmt: skip
-        log(f"delivery {what}: {res['arrived']}/{n} in {elapsed:.1f}s = {res['rate']:.1f}/s "
-            f"(steady {steady:.1f}/s), {res['cpu_us']:.0f} µs CPU/action, dup {res['duplicates']}")  # fmt: skip
+        res = {
+            "n": n,
+            "arrived": len(runs),
+            "complete": ok,
+            "elapsed_s": elapsed,
+            "rate": len(runs) / elapsed,
+            "steady_rate": steady,
+            "duplicates": len(keys) - len(set(keys)),
+            "cpu_us": cpu / max(1, len(runs)) * 1e6,
+            "stub_cpu_us": stub_cpu / max(1, len(runs)) * 1e6,
+        }
+        log(
+            f"delivery {what}: {res['arrived']}/{n} in {elapsed:.1f}s = {res['rate']:.1f}/s "
+            f"(steady {steady:.1f}/s), {res['cpu_us']:.0f} µs CPU/action, dup {res['duplicates']}"
+        )
         return res
 
     # ---- 3. end to end ---------------------------------------------------------------------
@@ -597,8 +763,12 @@ class Bench:
             with httpx.Client(timeout=10) as client:
                 for i in range(-5, n):  # 5 warm-up events first (worker start-up, connections)
                     seen = tail.poll()
-                    headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
-                               "X-GitHub-Delivery": f"e2e-{i}", "X-Hub-Signature-256": self.signature}  # fmt: skip
+                    headers = {
+                        "Content-Type": "application/json",
+                        "X-GitHub-Event": "push",
+                        "X-GitHub-Delivery": f"e2e-{i}",
+                        "X-Hub-Signature-256": self.signature,
+                    }
                     sent = time.time()
                     resp = client.post(url, content=self.body, headers=headers)
                     ack = time.time() - sent
@@ -616,9 +786,14 @@ class Bench:
             self.stop_workers([worker])
             for p in (ingress, stub):
                 self.stop(p)
-        res = {"n": n, "p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000,
-               "max_ms": max(latencies) * 1000, "ack_p50_ms": pct(acks, 50) * 1000,
-               "ack_p99_ms": pct(acks, 99) * 1000}  # fmt: skip
+        res = {
+            "n": n,
+            "p50_ms": pct(latencies, 50) * 1000,
+            "p99_ms": pct(latencies, 99) * 1000,
+            "max_ms": max(latencies) * 1000,
+            "ack_p50_ms": pct(acks, 50) * 1000,
+            "ack_p99_ms": pct(acks, 99) * 1000,
+        }
         log(
             f"e2e: p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms (ack p50 {res['ack_p50_ms']:.1f} ms)"
         )
@@ -659,13 +834,26 @@ class Bench:
         expected = {action_id("github", f"burst-{i}", 0) for i in range(n)}
         run_keys = [r["key"] for r in tail.runs]
         all_keys = {e.get("key") for e in tail.entries if e.get("path") == "agent" and e.get("key")}
-        res = {"n": n, "send_s": sent["elapsed_s"], "send_rate": sent["rate"], "send_p99_ms": sent["p99_ms"],
-               "complete": complete, "arrived": len(set(run_keys)), "drain_s": t_done - t_stub,
-               "total_s": t_done - t0, "gateway_down_s": t_stub - t_sent + sent["elapsed_s"],
-               "distinct_keys": len(all_keys), "double_runs": len(run_keys) - len(set(run_keys)),
-               "missing": len(expected - set(run_keys)), "unexpected": len(set(run_keys) - expected),
-               "replays": sum(1 for e in tail.entries if e.get("replay")), "requests_at_stub": len(tail.entries),
-               "dead": dead, "rss_idle": idle, "rss_after": after}  # fmt: skip
+        res = {
+            "n": n,
+            "send_s": sent["elapsed_s"],
+            "send_rate": sent["rate"],
+            "send_p99_ms": sent["p99_ms"],
+            "complete": complete,
+            "arrived": len(set(run_keys)),
+            "drain_s": t_done - t_stub,
+            "total_s": t_done - t0,
+            "gateway_down_s": t_stub - t_sent + sent["elapsed_s"],
+            "distinct_keys": len(all_keys),
+            "double_runs": len(run_keys) - len(set(run_keys)),
+            "missing": len(expected - set(run_keys)),
+            "unexpected": len(set(run_keys) - expected),
+            "replays": sum(1 for e in tail.entries if e.get("replay")),
+            "requests_at_stub": len(tail.entries),
+            "dead": dead,
+            "rss_idle": idle,
+            "rss_after": after,
+        }
         res["exactly_once"] = (
             complete and res["double_runs"] == 0 and res["missing"] == 0 and res["unexpected"] == 0
         )
@@ -680,9 +868,17 @@ class Bench:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for label, dist in (("starlette", "starlette"), ("uvicorn", "uvicorn"), ("uvloop", "uvloop"),
-                        ("httptools", "httptools"), ("httpx", "httpx"), ("redis-py", "redis"), ("hiredis", "hiredis"),
-                        ("rq", "rq"), ("orjson", "orjson")):  # fmt: skip
+    for label, dist in (
+        ("starlette", "starlette"),
+        ("uvicorn", "uvicorn"),
+        ("uvloop", "uvloop"),
+        ("httptools", "httptools"),
+        ("httpx", "httpx"),
+        ("redis-py", "redis"),
+        ("hiredis", "hiredis"),
+        ("rq", "rq"),
+        ("orjson", "orjson"),
+    ):
         try:
             out[label] = pkg_version(dist)
         except PackageNotFoundError:
@@ -713,8 +909,12 @@ def machine() -> dict[str, str]:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     except OSError:
         pass
-    return {"nproc": str(len(os.sched_getaffinity(0))), "cpu": model, "memory": mem,
-            "kernel": f"{platform.system()} {platform.release()}"}  # fmt: skip
+    return {
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "cpu": model,
+        "memory": mem,
+        "kernel": f"{platform.system()} {platform.release()}",
+    }
 
 
 def f0(x: float) -> str:
@@ -735,76 +935,112 @@ def verdict(ok: bool) -> str:
 
 def report(mode: str, results: dict[str, Any], started: float, profiled: bool, sessions: int) -> str:
     v, m = versions(), machine()
-    lines = [f"# openclaw-relay benchmark ({mode})", "",
-             f"`python bench/run.py{'' if mode == 'full' else ' --' + mode}{'' if sessions == 64 else f' --sessions {sessions}'}` on {time.strftime('%Y-%m-%d %H:%M %Z')}, "
-             f"took {time.monotonic() - started:.0f} s." + (" **Profiled with py-spy: numbers are perturbed.**" if profiled else ""),
-             "", "Machine: " + ", ".join(f"{k} {val}" for k, val in m.items()) + ".",
-             "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
-             f"Payloads: tests/fixtures/github/push.default.json ({len(PUSH.read_bytes()):,} bytes) rewritten for "
-             f"{sessions} repositories, so the actions fall into {sessions} agent sessions (the github preset's "
-             "sessionKey is per repository); request i uses repository i mod "
-             f"{sessions}.", ""]  # fmt: skip
+    lines = [
+        f"# openclaw-relay benchmark ({mode})",
+        "",
+        f"`python bench/run.py{'' if mode == 'full' else ' --' + mode}{'' if sessions == 64 else f' --sessions {sessions}'}` on {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+        f"took {time.monotonic() - started:.0f} s."
+        + (" **Profiled with py-spy: numbers are perturbed.**" if profiled else ""),
+        "",
+        "Machine: " + ", ".join(f"{k} {val}" for k, val in m.items()) + ".",
+        "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        f"Payloads: tests/fixtures/github/push.default.json ({len(PUSH.read_bytes()):,} bytes) rewritten for "
+        f"{sessions} repositories, so the actions fall into {sessions} agent sessions (the github preset's "
+        "sessionKey is per repository); request i uses repository i mod "
+        f"{sessions}.",
+        "",
+    ]
     targets: list[tuple[str, str, bool | None]] = []
 
     ing = results.get("ingress")
     if ing:
         rps, runs = ing["rps"], ing["runs"]
         bare = rps["bare"]
-        lines += ["## 1. Ingress: POST /hooks/github, 7.9 KB signed push, unique X-GitHub-Delivery",
-                  f"wrk -t1 -c{WRK_CONNS}, {runs['bare'][0]['duration_us'] / 1e6:.0f} s per run, {len(runs['bare'])} round(s) "
-                  "alternating bare/relay (mean shown); one uvicorn process each, same uvicorn.run() settings.", "",
-                  "| server | req/s | vs bare | p50 ms | p99 ms | server CPU µs/req | redis CPU µs/req | non-2xx |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
-        labels = {"bare": "bare Starlette (read body, 202)", "verify": "bare + HMAC verify + orjson parse",
-                  "relay": "**relay serve** (log level INFO, the default)", "relay-warn": "relay serve, log level WARNING"}  # fmt: skip
+        lines += [
+            "## 1. Ingress: POST /hooks/github, 7.9 KB signed push, unique X-GitHub-Delivery",
+            f"wrk -t1 -c{WRK_CONNS}, {runs['bare'][0]['duration_us'] / 1e6:.0f} s per run, {len(runs['bare'])} round(s) "
+            "alternating bare/relay (mean shown); one uvicorn process each, same uvicorn.run() settings.",
+            "",
+            "| server | req/s | vs bare | p50 ms | p99 ms | server CPU µs/req | redis CPU µs/req | non-2xx |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        labels = {
+            "bare": "bare Starlette (read body, 202)",
+            "verify": "bare + HMAC verify + orjson parse",
+            "relay": "**relay serve** (log level INFO, the default)",
+            "relay-warn": "relay serve, log level WARNING",
+        }
         for t in ("bare", "verify", "relay", "relay-warn"):
             if t not in runs:
                 continue
             rs = runs[t]
-            lines.append(f"| {labels[t]} | {f0(rps[t])} | {ratio(rps[t], bare)} | "
-                         f"{f1(statistics.mean(r['p50_us'] for r in rs) / 1000)} | {f1(statistics.mean(r['p99_us'] for r in rs) / 1000)} | "
-                         f"{f0(statistics.mean(r['cpu_us'] for r in rs))} | {f0(statistics.mean(r['redis_cpu_us'] for r in rs))} | "
-                         f"{sum(r['non2xx'] + r['connect_errors'] + r['read_errors'] + r['timeouts'] for r in rs)} |")  # fmt: skip
+            lines.append(
+                f"| {labels[t]} | {f0(rps[t])} | {ratio(rps[t], bare)} | "
+                f"{f1(statistics.mean(r['p50_us'] for r in rs) / 1000)} | {f1(statistics.mean(r['p99_us'] for r in rs) / 1000)} | "
+                f"{f0(statistics.mean(r['cpu_us'] for r in rs))} | {f0(statistics.mean(r['redis_cpu_us'] for r in rs))} | "
+                f"{sum(r['non2xx'] + r['connect_errors'] + r['read_errors'] + r['timeouts'] for r in rs)} |"
+            )
         per_round = ", ".join(
             ratio(r["rps"], b["rps"]) for r, b in zip(runs["relay"], runs["bare"], strict=True)
         )
         stored = sum(r.get("stored", 0) for r in runs["relay"])
         sent = sum(r["requests"] for r in runs["relay"])
-        lines += ["", f"relay/bare per round: {per_round}. Events stored in Redis during the measured relay runs: "
-                  f"{stored:,} for {sent:,} completed requests.", ""]  # fmt: skip
+        lines += [
+            "",
+            f"relay/bare per round: {per_round}. Events stored in Redis during the measured relay runs: "
+            f"{stored:,} for {sent:,} completed requests.",
+            "",
+        ]
         h = ing["half"]
-        lines += [f"Open loop at half the relay's capacity ({f0(ing['half_rate'])} req/s offered, bench/loadgen.py, "
-                  "latency from each request's scheduled send time):", "",
-                  "| server | offered req/s | achieved req/s | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            f"Open loop at half the relay's capacity ({f0(ing['half_rate'])} req/s offered, bench/loadgen.py, "
+            "latency from each request's scheduled send time):",
+            "",
+            "| server | offered req/s | achieved req/s | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for t in ("relay", "bare"):
-            lines.append(f"| {t} | {f0(h[t]['offered_rate'])} | {f0(h[t]['achieved_rate'])} | {f1(h[t]['p50_ms'])} | "
-                         f"{f1(h[t]['p99_ms'])} | {f1(h[t]['max_ms'])} |")  # fmt: skip
+            lines.append(
+                f"| {t} | {f0(h[t]['offered_rate'])} | {f0(h[t]['achieved_rate'])} | {f1(h[t]['p50_ms'])} | "
+                f"{f1(h[t]['p99_ms'])} | {f1(h[t]['max_ms'])} |"
+            )
         lines.append("")
         targets.append(("ingress ≥ 0.6× bare", ratio(rps["relay"], bare), rps["relay"] / bare >= 0.6))
         wl = ing.get("workloads")
         if wl:
             labels = workloads(sessions)
-            lines += ["### 1b. Every workload against both baselines (wrk, one run each)",
-                      f"wrk -t1 -c{WRK_CONNS}, {wl[next(iter(wl))]['relay']['duration_us'] / 1e6:.0f} s per run. "
-                      "*relay ÷ verify* is what the relay keeps of the rate of a server that only verifies and parses; "
-                      "CPU is the server process's, per request; Redis CPU is redis-server's, per request.", "",
-                      "| workload | bare req/s | verify req/s | relay req/s | relay ÷ verify | server CPU µs/req, relay vs verify | "
-                      "redis CPU µs/event | non-2xx |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+            lines += [
+                "### 1b. Every workload against both baselines (wrk, one run each)",
+                f"wrk -t1 -c{WRK_CONNS}, {wl[next(iter(wl))]['relay']['duration_us'] / 1e6:.0f} s per run. "
+                "*relay ÷ verify* is what the relay keeps of the rate of a server that only verifies and parses; "
+                "CPU is the server process's, per request; Redis CPU is redis-server's, per request.",
+                "",
+                "| workload | bare req/s | verify req/s | relay req/s | relay ÷ verify | server CPU µs/req, relay vs verify | "
+                "redis CPU µs/event | non-2xx |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|",
+            ]
             for name, res in wl.items():
                 b, v, r = res["bare"], res["verify"], res["relay"]
                 bad = sum(
                     x["non2xx"] + x["connect_errors"] + x["read_errors"] + x["timeouts"] for x in res.values()
                 )
-                lines.append(f"| {labels[name].label} | {f0(b['rps'])} | {f0(v['rps'])} | {f0(r['rps'])} | "
-                             f"{ratio(r['rps'], v['rps'])} | {f0(r['cpu_us'])} vs {f0(v['cpu_us'])} | "
-                             f"{f0(r['redis_cpu_us'])} | {bad} |")  # fmt: skip
+                lines.append(
+                    f"| {labels[name].label} | {f0(b['rps'])} | {f0(v['rps'])} | {f0(r['rps'])} | "
+                    f"{ratio(r['rps'], v['rps'])} | {f0(r['cpu_us'])} vs {f0(v['cpu_us'])} | "
+                    f"{f0(r['redis_cpu_us'])} | {bad} |"
+                )
                 targets.append(
                     (f"relay ≥ 0.5× verify: {name}", ratio(r["rps"], v["rps"]), r["rps"] / v["rps"] >= 0.5)
                 )
             if "push1" in wl and "push7" in wl:
                 one, seven = wl["push1"]["relay"]["cpu_us"], wl["push7"]["relay"]["cpu_us"]
-                targets.append(("CPU/request, 7-commit push ≤ 1.3× 1-commit push (wrk)", ratio(seven, one),
-                                seven <= 1.3 * one))  # fmt: skip
+                targets.append(
+                    (
+                        "CPU/request, 7-commit push ≤ 1.3× 1-commit push (wrk)",
+                        ratio(seven, one),
+                        seven <= 1.3 * one,
+                    )
+                )
             worst = max(res["relay"]["redis_cpu_us"] for res in wl.values())
             targets.append(("Redis CPU ≤ 50 µs/event (worst workload, wrk)", f"{worst:.0f} µs", worst <= 50))
             lines.append("")
@@ -812,101 +1048,163 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
     cpu = results.get("cpu")
     if cpu:
         labels = workloads(sessions)
-        lines += ["## 1c. CPU per request, in process (bench/cpu.py)",
-                  f"Each ASGI app called directly, {cpu['n']:,} requests per server and workload, {cpu['concurrency']} "
-                  "in flight on one uvloop loop, CPU = `time.process_time()` / requests (the lowest of the rounds): no "
-                  "HTTP parsing, which is the same for all three. The relay writes to its own redis-server (AOF "
-                  "everysec); Redis CPU from /proc. Far less sensitive to other load than req/s.", "",
-                  "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU µs/event | "
-                  "redis commands/event |", "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "## 1c. CPU per request, in process (bench/cpu.py)",
+            f"Each ASGI app called directly, {cpu['n']:,} requests per server and workload, {cpu['concurrency']} "
+            "in flight on one uvloop loop, CPU = `time.process_time()` / requests (the lowest of the rounds): no "
+            "HTTP parsing, which is the same for all three. The relay writes to its own redis-server (AOF "
+            "everysec); Redis CPU from /proc. Far less sensitive to other load than req/s.",
+            "",
+            "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU µs/event | "
+            "redis commands/event |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         res = cpu["results"]
         for name, r in res.items():
             b, v, rl = (r[t]["cpu_us"] for t in ("bare", "verify", "relay"))
-            lines.append(f"| {labels[name].label} | {b:.0f} | {v:.0f} | {rl:.0f} | {rl - v:.0f} | {ratio(rl, v)} | "
-                         f"{r['relay']['redis_cpu_us']:.0f} | {r['relay'].get('redis_commands', float('nan')):.1f} |")  # fmt: skip
+            lines.append(
+                f"| {labels[name].label} | {b:.0f} | {v:.0f} | {rl:.0f} | {rl - v:.0f} | {ratio(rl, v)} | "
+                f"{r['relay']['redis_cpu_us']:.0f} | {r['relay'].get('redis_commands', float('nan')):.1f} |"
+            )
         if "push1" in res and "push7" in res:
             one, seven = res["push1"]["relay"]["cpu_us"], res["push7"]["relay"]["cpu_us"]
-            targets.append(("CPU/request, 7-commit push ≤ 1.3× 1-commit push (in process)", ratio(seven, one),
-                            seven <= 1.3 * one))  # fmt: skip
+            targets.append(
+                (
+                    "CPU/request, 7-commit push ≤ 1.3× 1-commit push (in process)",
+                    ratio(seven, one),
+                    seven <= 1.3 * one,
+                )
+            )
         lines.append("")
 
     dl = results.get("delivery")
     if dl:
-        lines += ["## 2. Delivery: pre-filled queue → gateway stub (`relay gateway-stub`, --record)",
-                  f"`relay worker` with delivery.in_flight = {IN_FLIGHT}; baseline: bench/asyncio_consumer.py (RPOP + "
-                  f"httpx.AsyncClient, {IN_FLIGHT} in flight). Rate = actions / time from process start until the stub "
-                  "has them all; steady = between the first and the last arrival.", "",
-                  "| stub | consumer | actions | actions/s | steady/s | vs asyncio | consumer CPU µs/action | stub CPU µs/action | dup |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "## 2. Delivery: pre-filled queue → gateway stub (`relay gateway-stub`, --record)",
+            f"`relay worker` with delivery.in_flight = {IN_FLIGHT}; baseline: bench/asyncio_consumer.py (RPOP + "
+            f"httpx.AsyncClient, {IN_FLIGHT} in flight). Rate = actions / time from process start until the stub "
+            "has them all; steady = between the first and the last arrival.",
+            "",
+            "| stub | consumer | actions | actions/s | steady/s | vs asyncio | consumer CPU µs/action | stub CPU µs/action | dup |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for delay in (0.0, 1.0):
             base = dl.get((delay, "asyncio"))
             for who in (1, 2, "asyncio", "single"):
                 res = dl.get((delay, who))
                 if res is None:
                     continue
-                name = {"asyncio": "asyncio consumer", "single": "1 relay worker, **all actions in ONE session**"}.get(
-                    who, f"**{who} relay worker{'s' if who == 2 else ''}**")  # fmt: skip
+                name = {
+                    "asyncio": "asyncio consumer",
+                    "single": "1 relay worker, **all actions in ONE session**",
+                }.get(who, f"**{who} relay worker{'s' if who == 2 else ''}**")
                 done = f"{res['arrived']}/{res['n']}" if not res["complete"] else f"{res['n']}"
-                lines.append(f"| {'at once' if delay == 0 else 'holds 1 s'} | {name} | {done} | {f1(res['rate'])} | "
-                             f"{f1(res['steady_rate'])} | {ratio(res['rate'], base['rate']) if base else 'n/a'} | "
-                             f"{f0(res['cpu_us'])} | {f0(res['stub_cpu_us'])} | {res['duplicates']} |")  # fmt: skip
+                lines.append(
+                    f"| {'at once' if delay == 0 else 'holds 1 s'} | {name} | {done} | {f1(res['rate'])} | "
+                    f"{f1(res['steady_rate'])} | {ratio(res['rate'], base['rate']) if base else 'n/a'} | "
+                    f"{f0(res['cpu_us'])} | {f0(res['stub_cpu_us'])} | {res['duplicates']} |"
+                )
         lines.append("")
         for delay in (0.0, 1.0):
             one, two, base = dl.get((delay, 1)), dl.get((delay, 2)), dl.get((delay, "asyncio"))
             if one and two:
-                lines.append(f"Scaling 1 → 2 workers, stub {'at once' if delay == 0 else 'holds 1 s'}: "
-                             f"{ratio(two['rate'], one['rate'])}.")  # fmt: skip
-                targets.append((f"2 workers ≥ 1.7× one (stub {'at once' if delay == 0 else '1 s'})",
-                                ratio(two["rate"], one["rate"]), two["rate"] / one["rate"] >= 1.7))  # fmt: skip
+                lines.append(
+                    f"Scaling 1 → 2 workers, stub {'at once' if delay == 0 else 'holds 1 s'}: "
+                    f"{ratio(two['rate'], one['rate'])}."
+                )
+                targets.append(
+                    (
+                        f"2 workers ≥ 1.7× one (stub {'at once' if delay == 0 else '1 s'})",
+                        ratio(two["rate"], one["rate"]),
+                        two["rate"] / one["rate"] >= 1.7,
+                    )
+                )
             if delay == 0 and one and base:
-                targets.insert(len(targets) - 1 if two else len(targets),
-                               ("one worker ≥ 0.5× asyncio consumer (stub at once)", ratio(one["rate"], base["rate"]),
-                                one["rate"] / base["rate"] >= 0.5))  # fmt: skip
+                targets.insert(
+                    len(targets) - 1 if two else len(targets),
+                    (
+                        "one worker ≥ 0.5× asyncio consumer (stub at once)",
+                        ratio(one["rate"], base["rate"]),
+                        one["rate"] / base["rate"] >= 0.5,
+                    ),
+                )
             if delay == 1.0 and one:
-                targets.append((f"one worker ≥ 16 actions/s (stub 1 s, in_flight {IN_FLIGHT})", f"{one['rate']:.1f}/s",
-                                one["rate"] >= 16))  # fmt: skip
-                targets.append((f"one worker ≥ 0.95× in-flight ÷ admission time (stub 1 s: {0.95 * IN_FLIGHT:.1f}/s)",
-                                ratio(one["rate"], IN_FLIGHT), one["rate"] >= 0.95 * IN_FLIGHT))  # fmt: skip
+                targets.append(
+                    (
+                        f"one worker ≥ 16 actions/s (stub 1 s, in_flight {IN_FLIGHT})",
+                        f"{one['rate']:.1f}/s",
+                        one["rate"] >= 16,
+                    )
+                )
+                targets.append(
+                    (
+                        f"one worker ≥ 0.95× in-flight ÷ admission time (stub 1 s: {0.95 * IN_FLIGHT:.1f}/s)",
+                        ratio(one["rate"], IN_FLIGHT),
+                        one["rate"] >= 0.95 * IN_FLIGHT,
+                    )
+                )
                 if two:
-                    targets.append(("2 workers ≥ 1.8× one (stub 1 s)", ratio(two["rate"], one["rate"]),
-                                    two["rate"] / one["rate"] >= 1.8))  # fmt: skip
+                    targets.append(
+                        (
+                            "2 workers ≥ 1.8× one (stub 1 s)",
+                            ratio(two["rate"], one["rate"]),
+                            two["rate"] / one["rate"] >= 1.8,
+                        )
+                    )
         lines.append("")
 
     e2e = results.get("e2e")
     if e2e:
-        lines += ["## 3. End to end at idle (sequential)",
-                  f"{e2e['n']} events one after another through ingress → Redis → router → worker → stub; latency = "
-                  "stub's `at` minus the sender's send time.", "",
-                  "| | p50 ms | p99 ms | max ms |", "|---|---:|---:|---:|",
-                  f"| sender → stub receives the action | {f1(e2e['p50_ms'])} | {f1(e2e['p99_ms'])} | {f1(e2e['max_ms'])} |",
-                  f"| sender → ingress answers 202 | {f1(e2e['ack_p50_ms'])} | {f1(e2e['ack_p99_ms'])} | |", ""]  # fmt: skip
+        lines += [
+            "## 3. End to end at idle (sequential)",
+            f"{e2e['n']} events one after another through ingress → Redis → router → worker → stub; latency = "
+            "stub's `at` minus the sender's send time.",
+            "",
+            "| | p50 ms | p99 ms | max ms |",
+            "|---|---:|---:|---:|",
+            f"| sender → stub receives the action | {f1(e2e['p50_ms'])} | {f1(e2e['p99_ms'])} | {f1(e2e['max_ms'])} |",
+            f"| sender → ingress answers 202 | {f1(e2e['ack_p50_ms'])} | {f1(e2e['ack_p99_ms'])} | |",
+            "",
+        ]
         targets.append(("end-to-end p50 at idle ≤ 5 ms", f"{e2e['p50_ms']:.1f} ms", e2e["p50_ms"] <= 5))
 
     b = results.get("burst")
     if b:
-        lines += ["## 4. Burst with the gateway down, then drain",
-                  f"{b['n']:,} events sent as fast as possible (bench/loadgen.py, {WRK_CONNS} connections) to `relay serve` "
-                  "with one `relay worker` running and the stub not started; then the stub starts.", "",
-                  "| | value |", "|---|---:|",
-                  f"| events accepted (202) | {b['n']:,} in {b['send_s']:.1f} s = {f0(b['send_rate'])}/s, p99 {f1(b['send_p99_ms'])} ms |",
-                  f"| time to drain after the stub started | {b['drain_s']:.1f} s{'' if b['complete'] else ' (**timed out**)'} |",
-                  f"| drain rate | {f1(b['arrived'] / b['drain_s'])} actions/s |",
-                  f"| distinct Idempotency-Keys at the stub | {b['distinct_keys']:,} |",
-                  f"| accepted runs / keys with two runs / missing / unexpected | {b['arrived']:,} / {b['double_runs']} / {b['missing']} / {b['unexpected']} |",
-                  f"| requests at the stub (replays) | {b['requests_at_stub']:,} ({b['replays']}) |",
-                  f"| dead-lettered | {b['dead']} |",
-                  f"| **all arrived exactly once** | {'yes' if b['exactly_once'] else '**NO**'} |", "",
-                  "## 5. Memory (VmRSS)", "", "| process | idle MB | after the burst MB |", "|---|---:|---:|",
-                  f"| relay serve | {f1(b['rss_idle']['ingress'])} | {f1(b['rss_after']['ingress'])} |",
-                  f"| relay worker | {f1(b['rss_idle']['worker'])} | {f1(b['rss_after']['worker'])} |", ""]  # fmt: skip
+        lines += [
+            "## 4. Burst with the gateway down, then drain",
+            f"{b['n']:,} events sent as fast as possible (bench/loadgen.py, {WRK_CONNS} connections) to `relay serve` "
+            "with one `relay worker` running and the stub not started; then the stub starts.",
+            "",
+            "| | value |",
+            "|---|---:|",
+            f"| events accepted (202) | {b['n']:,} in {b['send_s']:.1f} s = {f0(b['send_rate'])}/s, p99 {f1(b['send_p99_ms'])} ms |",
+            f"| time to drain after the stub started | {b['drain_s']:.1f} s{'' if b['complete'] else ' (**timed out**)'} |",
+            f"| drain rate | {f1(b['arrived'] / b['drain_s'])} actions/s |",
+            f"| distinct Idempotency-Keys at the stub | {b['distinct_keys']:,} |",
+            f"| accepted runs / keys with two runs / missing / unexpected | {b['arrived']:,} / {b['double_runs']} / {b['missing']} / {b['unexpected']} |",
+            f"| requests at the stub (replays) | {b['requests_at_stub']:,} ({b['replays']}) |",
+            f"| dead-lettered | {b['dead']} |",
+            f"| **all arrived exactly once** | {'yes' if b['exactly_once'] else '**NO**'} |",
+            "",
+            "## 5. Memory (VmRSS)",
+            "",
+            "| process | idle MB | after the burst MB |",
+            "|---|---:|---:|",
+            f"| relay serve | {f1(b['rss_idle']['ingress'])} | {f1(b['rss_after']['ingress'])} |",
+            f"| relay worker | {f1(b['rss_idle']['worker'])} | {f1(b['rss_after']['worker'])} |",
+            "",
+        ]
         targets.append(
             ("burst delivered exactly once", "yes" if b["exactly_once"] else "no", b["exactly_once"])
         )
 
     stops, slow = results.get("stops", (0, 0))
     if stops:
-        lines += [f"Worker shutdown: {slow} of {stops} `relay worker` processes were still running 5 s after SIGTERM "
-                  "(sent right after the last action arrived) and were killed.", ""]  # fmt: skip
+        lines += [
+            f"Worker shutdown: {slow} of {stops} `relay worker` processes were still running 5 s after SIGTERM "
+            "(sent right after the last action arrived) and were killed.",
+            "",
+        ]
     if targets:
         lines += [
             "## Targets (issues 9 and 21; reported, not asserted)",

@@ -56,8 +56,12 @@ class Workload:
 
     def headers(self, credential: str, delivery: str) -> list[tuple[str, str]]:
         if self.source == "github":
-            return [("content-type", "application/json"), ("x-github-event", "push"),
-                    ("x-github-delivery", delivery), ("x-hub-signature-256", credential)]  # fmt: skip
+            return [
+                ("content-type", "application/json"),
+                ("x-github-event", "push"),
+                ("x-github-delivery", delivery),
+                ("x-hub-signature-256", credential),
+            ]
         return [("content-type", "application/json"), ("authorization", f"Bearer {credential}")]
 
     def body(self, variant: int, seq: int) -> bytes:
@@ -91,9 +95,16 @@ def push7() -> bytes:
         c["url"] = c["url"].rsplit("/", 1)[0] + "/" + c["id"]
         c["added"], c["modified"] = ([], [f"src/module_{i}.py", "CHANGELOG.md"])
         commits.append(c)
-    p.update(ref="refs/heads/main", base_ref=None, created=False, before=commits[0]["id"],
-             after=commits[-1]["id"], commits=commits, head_commit=commits[-1],
-             compare=p["compare"].rsplit("/", 1)[0] + f"/{commits[0]['id'][:12]}...{commits[-1]['id'][:12]}")  # fmt: skip
+    p.update(
+        ref="refs/heads/main",
+        base_ref=None,
+        created=False,
+        before=commits[0]["id"],
+        after=commits[-1]["id"],
+        commits=commits,
+        head_commit=commits[-1],
+        compare=p["compare"].rsplit("/", 1)[0] + f"/{commits[0]['id'][:12]}...{commits[-1]['id'][:12]}",
+    )
     return json.dumps(p, separators=(",", ":")).encode()
 
 
@@ -106,8 +117,10 @@ def alerts20() -> bytes:
         a = copy.deepcopy(first)
         host = f"web-{i + 1}:9100"
         a["labels"]["instance"] = host
-        a["annotations"] = {"summary": f"Instance {host} down",
-                            "description": f"{host} of job node has been down for more than 5 minutes."}  # fmt: skip
+        a["annotations"] = {
+            "summary": f"Instance {host} down",
+            "description": f"{host} of job node has been down for more than 5 minutes.",
+        }
         a["fingerprint"] = hashlib.sha256(host.encode()).hexdigest()[:16] + ("-SEQ" if i == 0 else "")
         alerts.append(a)
     p["alerts"] = alerts
@@ -117,15 +130,32 @@ def alerts20() -> bytes:
 def workloads(sessions: int = 64) -> dict[str, Workload]:
     one_commit = PUSH.read_bytes()
     return {
-        "push1": Workload("push1", f"octokit push.default.json ({len(one_commit):,} B, head commit only), "
-                          f"{sessions} repositories", "github", _repos(one_commit, sessions)),
-        "push7": Workload("push7", f"push of 7 commits ({len(push7()):,} B), {sessions} repositories",
-                          "github", _repos(push7(), sessions)),
-        "single": Workload("single", "octokit push.default.json, ONE repository (one session)", "github",
-                           _repos(one_commit, 1)),
-        "alerts20": Workload("alerts20", f"Alertmanager group of 20 firing alerts ({len(alerts20()):,} B)",
-                             "alertmanager", [(ALERTMANAGER_TOKEN, alerts20())], per_request_body=True),
-    }  # fmt: skip
+        "push1": Workload(
+            "push1",
+            f"octokit push.default.json ({len(one_commit):,} B, head commit only), {sessions} repositories",
+            "github",
+            _repos(one_commit, sessions),
+        ),
+        "push7": Workload(
+            "push7",
+            f"push of 7 commits ({len(push7()):,} B), {sessions} repositories",
+            "github",
+            _repos(push7(), sessions),
+        ),
+        "single": Workload(
+            "single",
+            "octokit push.default.json, ONE repository (one session)",
+            "github",
+            _repos(one_commit, 1),
+        ),
+        "alerts20": Workload(
+            "alerts20",
+            f"Alertmanager group of 20 firing alerts ({len(alerts20()):,} B)",
+            "alertmanager",
+            [(ALERTMANAGER_TOKEN, alerts20())],
+            per_request_body=True,
+        ),
+    }
 
 
 def write_list(workload: Workload, directory: Path) -> Path:

@@ -43,8 +43,9 @@ def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
         )
         return
     if cfg.token:
-        verify_token(presented_token(headers), [t.get_secret_value().encode() for t in cfg.token],
-                     what="bearer token")  # fmt: skip
+        verify_token(
+            presented_token(headers), [t.get_secret_value().encode() for t in cfg.token], what="bearer token"
+        )
         return
     if scheme != "basic":
         raise Unauthorized("missing basic auth credentials")
@@ -156,6 +157,12 @@ def configure(preset: Preset, cfg: SourceConfig) -> Preset:
 UNTRUSTED = ("alerts[].annotations", "commonAnnotations")
 
 PRESET = Preset(
-    name="alertmanager", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
-    untrusted=UNTRUSTED, unique_headers=("authorization",),
-)  # fmt: skip
+    name="alertmanager",
+    verify=verify,
+    delivery_id=delivery_id,
+    parse=parse,
+    transform=transform,
+    skip=skip,
+    untrusted=UNTRUSTED,
+    unique_headers=("authorization",),
+)

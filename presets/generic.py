@@ -30,9 +30,14 @@ def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
 
 def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
     if cfg.signature_header:
-        verify_hmac_hex(body, headers.get(cfg.signature_header.lower()),
-                        [s.get_secret_value().encode() for s in cfg.secret], prefix=cfg.signature_prefix,
-                        algorithm=cfg.algorithm, header=cfg.signature_header)  # fmt: skip
+        verify_hmac_hex(
+            body,
+            headers.get(cfg.signature_header.lower()),
+            [s.get_secret_value().encode() for s in cfg.secret],
+            prefix=cfg.signature_prefix,
+            algorithm=cfg.algorithm,
+            header=cfg.signature_header,
+        )
         return
     verify_token(presented_token(headers), [t.get_secret_value().encode() for t in cfg.token])
 

@@ -32,8 +32,14 @@ def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
     if sig256 or not cfg.allow_sha1:
         verify_hmac_hex(body, sig256, secrets, header="X-Hub-Signature-256")
         return
-    verify_hmac_hex(body, headers.get("x-hub-signature"), secrets, prefix="sha1=", algorithm="sha1",
-                    header="X-Hub-Signature")  # fmt: skip
+    verify_hmac_hex(
+        body,
+        headers.get("x-hub-signature"),
+        secrets,
+        prefix="sha1=",
+        algorithm="sha1",
+        header="X-Hub-Signature",
+    )
 
 
 def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
@@ -110,16 +116,20 @@ def transform(event: Event) -> AgentAction | None:
         lines = [
             f"{_user(p.get('pusher') or p.get('sender'))} pushed {len(commits)} commit(s) to {repo}@{ref}"
         ]
-        lines += [f"- {str(c.get('id', ''))[:7]} {f.inline(first_line(c.get('message')), f'commits[{i}].message')}"
-                  for i, c in enumerate(commits[:20])]  # fmt: skip
+        lines += [
+            f"- {str(c.get('id', ''))[:7]} {f.inline(first_line(c.get('message')), f'commits[{i}].message')}"
+            for i, c in enumerate(commits[:20])
+        ]
         if p.get("compare"):
             lines.append(f"Compare: {p['compare']}")
     elif kind in ("pull_request", "pull_request_review", "pull_request_review_comment"):
         pr = _obj(p.get("pull_request"))
         session = f"hook:github:{repo}#{pr.get('number')}"
-        lines = [f"Pull request #{pr.get('number')} {action} by {sender} in {repo}: "
-                 f"{f.inline(pr.get('title', ''), 'pull_request.title')}",
-                 f"{pr.get('html_url', '')}"]  # fmt: skip
+        lines = [
+            f"Pull request #{pr.get('number')} {action} by {sender} in {repo}: "
+            f"{f.inline(pr.get('title', ''), 'pull_request.title')}",
+            f"{pr.get('html_url', '')}",
+        ]
         review = p.get("review") or p.get("comment")
         if isinstance(review, dict) and review.get("body"):
             label = "review.body" if p.get("review") else "comment.body"
@@ -131,14 +141,19 @@ def transform(event: Event) -> AgentAction | None:
         session = f"hook:github:{repo}#{issue.get('number')}"
         what = "Pull request" if issue.get("pull_request") else "Issue"
         if kind == "issue_comment":
-            lines = [f"{sender} commented on {what.lower()} #{issue.get('number')} in {repo}: "
-                     f"{f.inline(issue.get('title', ''), 'issue.title')}",
-                     _obj(p.get("comment")).get("html_url", ""), "",
-                     f.block(_obj(p.get("comment")).get("body"), "comment.body", MAX_TEXT)]  # fmt: skip
+            lines = [
+                f"{sender} commented on {what.lower()} #{issue.get('number')} in {repo}: "
+                f"{f.inline(issue.get('title', ''), 'issue.title')}",
+                _obj(p.get("comment")).get("html_url", ""),
+                "",
+                f.block(_obj(p.get("comment")).get("body"), "comment.body", MAX_TEXT),
+            ]
         else:
-            lines = [f"{what} #{issue.get('number')} {action} by {sender} in {repo}: "
-                     f"{f.inline(issue.get('title', ''), 'issue.title')}",
-                     issue.get("html_url", "")]  # fmt: skip
+            lines = [
+                f"{what} #{issue.get('number')} {action} by {sender} in {repo}: "
+                f"{f.inline(issue.get('title', ''), 'issue.title')}",
+                issue.get("html_url", ""),
+            ]
             if action == "opened" and issue.get("body"):
                 lines += ["", f.block(issue["body"], "issue.body", MAX_TEXT)]
     elif kind in ("workflow_run", "check_run", "check_suite"):
@@ -147,12 +162,17 @@ def transform(event: Event) -> AgentAction | None:
         if action != "completed" or conclusion in ("success", "skipped", "neutral", None):
             return None  # only failures need an agent
         name = run.get("name") or _obj(run.get("app")).get("name") or kind
-        lines = [f"{kind.replace('_', ' ')} {name!r} {conclusion} in {repo} on {run.get('head_branch', '')}",
-                 run.get("html_url", "")]  # fmt: skip
+        lines = [
+            f"{kind.replace('_', ' ')} {name!r} {conclusion} in {repo} on {run.get('head_branch', '')}",
+            run.get("html_url", ""),
+        ]
     elif kind == "release":
         rel = _obj(p.get("release"))
-        lines = [f"Release {rel.get('tag_name', '')} {action} in {repo} by {sender}: "
-                 f"{f.inline(rel.get('name') or '', 'release.name')}", rel.get("html_url", "")]  # fmt: skip
+        lines = [
+            f"Release {rel.get('tag_name', '')} {action} in {repo} by {sender}: "
+            f"{f.inline(rel.get('name') or '', 'release.name')}",
+            rel.get("html_url", ""),
+        ]
         if rel.get("body"):
             lines += ["", f.block(rel["body"], "release.body", MAX_TEXT)]
     else:
@@ -162,13 +182,29 @@ def transform(event: Event) -> AgentAction | None:
 
 
 # Fields outsiders write, fenced when a mapping's template renders them.
-UNTRUSTED = ("pull_request.title", "pull_request.body", "issue.title", "issue.body", "comment.body",
-             "review.body", "commits[].message", "head_commit.message", "release.name", "release.body",
-             "discussion.title", "discussion.body")  # fmt: skip
+UNTRUSTED = (
+    "pull_request.title",
+    "pull_request.body",
+    "issue.title",
+    "issue.body",
+    "comment.body",
+    "review.body",
+    "commits[].message",
+    "head_commit.message",
+    "release.name",
+    "release.body",
+    "discussion.title",
+    "discussion.body",
+)
 
 
 PRESET = Preset(
-    name="github", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform, skip=skip,
+    name="github",
+    verify=verify,
+    delivery_id=delivery_id,
+    parse=parse,
+    transform=transform,
+    skip=skip,
     untrusted=UNTRUSTED,
     unique_headers=("x-hub-signature-256", "x-hub-signature", "x-github-event", "x-github-delivery"),
-)  # fmt: skip
+)

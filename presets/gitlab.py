@@ -21,8 +21,17 @@ from relay.protocol.verify import body_digest, bounded_id, verify_token
 MAX_TEXT = 4000
 ZERO_SHA = "0" * 40
 # GitLab's `object_attributes.action` values, as words a person would write.
-_DONE = {"open": "opened", "close": "closed", "reopen": "reopened", "update": "updated", "merge": "merged",
-         "approved": "approved", "unapproved": "unapproved", "approval": "approved", "unapproval": "unapproved"}  # fmt: skip
+_DONE = {
+    "open": "opened",
+    "close": "closed",
+    "reopen": "reopened",
+    "update": "updated",
+    "merge": "merged",
+    "approved": "approved",
+    "unapproved": "unapproved",
+    "approval": "approved",
+    "unapproval": "unapproved",
+}
 
 
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
@@ -57,16 +66,31 @@ def skip(headers: Headers, payload: Any, cfg: SourceConfig) -> str | None:
     ):
         return None
     user: dict[str, Any] = payload["user"] if isinstance(payload.get("user"), dict) else {}
-    names = [str(user.get("username") or payload.get("user_username") or ""),
-             str(user.get("name") or payload.get("user_name") or ""), str(user.get("email") or "")]  # fmt: skip
-    return sender_skip(names, user.get("bot") is True or is_bot_username(names[0]), cfg.allow_bots,
-                       cfg.ignore_senders)  # fmt: skip
+    names = [
+        str(user.get("username") or payload.get("user_username") or ""),
+        str(user.get("name") or payload.get("user_name") or ""),
+        str(user.get("email") or ""),
+    ]
+    return sender_skip(
+        names, user.get("bot") is True or is_bot_username(names[0]), cfg.allow_bots, cfg.ignore_senders
+    )
 
 
 # GitLab's bot users: project/group access tokens (`project_42_bot_<hex>`, `group_7_bot`) and the
 # internal ones (alert, support, visual review, ghost, security, automation, admin bots).
-_INTERNAL_BOTS = frozenset({"alert-bot", "support-bot", "visual-review-bot", "ghost", "gitlab-security-bot",
-                            "gitlab-automation-bot", "gitlab-admin-bot", "gitlab-llm-bot", "duo-developer"})  # fmt: skip
+_INTERNAL_BOTS = frozenset(
+    {
+        "alert-bot",
+        "support-bot",
+        "visual-review-bot",
+        "ghost",
+        "gitlab-security-bot",
+        "gitlab-automation-bot",
+        "gitlab-admin-bot",
+        "gitlab-llm-bot",
+        "duo-developer",
+    }
+)
 
 
 _TITLE = {"MergeRequest": "merge_request.title", "Issue": "issue.title", "Snippet": "snippet.title"}
@@ -134,8 +158,13 @@ def transform(event: Event) -> AgentAction | None:
     p = event.payload if isinstance(event.payload, dict) else {}
     kind = event.headers.get("x-gitlab-event") or str(p.get("object_kind") or p.get("event_name") or "event")
     proj = _d(p.get("project"))
-    project = str(proj.get("path_with_namespace") or proj.get("name") or p.get("group_path")
-                  or _d(p.get("group")).get("full_path") or "gitlab")  # fmt: skip
+    project = str(
+        proj.get("path_with_namespace")
+        or proj.get("name")
+        or p.get("group_path")
+        or _d(p.get("group")).get("full_path")
+        or "gitlab"
+    )
     attrs = _d(p.get("object_attributes"))
     user = _user(p)
     session = f"hook:gitlab:{project}"
@@ -161,9 +190,11 @@ def transform(event: Event) -> AgentAction | None:
         session = _session(project, "#", attrs.get("iid"))
         action = _DONE.get(str(attrs.get("action")), attrs.get("action") or attrs.get("state") or "updated")
         what = "Confidential issue" if attrs.get("confidential") else "Issue"
-        lines = [f"{what}{_ref('#', attrs.get('iid'))} {action}{_by(user)} in {project}: "
-                 f"{f.inline(attrs.get('title', ''), 'object_attributes.title')}",
-                 str(attrs.get("url") or "")]  # fmt: skip
+        lines = [
+            f"{what}{_ref('#', attrs.get('iid'))} {action}{_by(user)} in {project}: "
+            f"{f.inline(attrs.get('title', ''), 'object_attributes.title')}",
+            str(attrs.get("url") or ""),
+        ]
         if attrs.get("action") == "open" and attrs.get("description"):
             lines += ["", f.block(attrs["description"], "object_attributes.description", MAX_TEXT)]
     elif object_kind == "note":
@@ -186,43 +217,74 @@ def transform(event: Event) -> AgentAction | None:
             )
         else:
             on = target.lower() or "something"
-        lines = [f"{user} commented on {on} in {project}" + (f": {f.inline(title, _TITLE.get(target, 'title'))}" if title else ""),
-                 str(attrs.get("url") or ""), "", f.block(attrs.get("note"), "object_attributes.note", MAX_TEXT)]  # fmt: skip
+        lines = [
+            f"{user} commented on {on} in {project}"
+            + (f": {f.inline(title, _TITLE.get(target, 'title'))}" if title else ""),
+            str(attrs.get("url") or ""),
+            "",
+            f.block(attrs.get("note"), "object_attributes.note", MAX_TEXT),
+        ]
     elif object_kind == "pipeline":
         if attrs.get("status") != "failed":
             return None  # only failures need an agent
         mr = _d(p.get("merge_request"))
         session = _session(project, "!", mr.get("iid"))
         failed = [b for b in p.get("builds") or [] if isinstance(b, dict) and b.get("status") == "failed"]
-        lines = [f"Pipeline #{attrs.get('id')} failed in {project} on {attrs.get('ref', '')}"
-                 f" ({str(attrs.get('sha', ''))[:8]}: {f.inline(first_line(_d(p.get('commit')).get('message')), 'commit.message')})"]  # fmt: skip
-        lines += [f"- job {b.get('name')} (stage {b.get('stage')}) failed" + (" [allowed to fail]" if b.get("allow_failure") else "")
-                  for b in failed[:20]]  # fmt: skip
+        lines = [
+            f"Pipeline #{attrs.get('id')} failed in {project} on {attrs.get('ref', '')}"
+            f" ({str(attrs.get('sha', ''))[:8]}: {f.inline(first_line(_d(p.get('commit')).get('message')), 'commit.message')})"
+        ]
+        lines += [
+            f"- job {b.get('name')} (stage {b.get('stage')}) failed"
+            + (" [allowed to fail]" if b.get("allow_failure") else "")
+            for b in failed[:20]
+        ]
         if proj.get("web_url") and attrs.get("id"):
             lines.append(f"{proj['web_url']}/-/pipelines/{attrs['id']}")
     elif object_kind == "build":
         if p.get("build_status") != "failed" or p.get("build_allow_failure"):
             return None  # only failures need an agent
         repo_url = _d(p.get("repository")).get("homepage")
-        lines = [f"Job {p.get('build_name')} (stage {p.get('build_stage')}) failed in {project} on {p.get('ref', '')}"
-                 + (f": {p['build_failure_reason']}" if p.get("build_failure_reason") else "")]  # fmt: skip
+        lines = [
+            f"Job {p.get('build_name')} (stage {p.get('build_stage')}) failed in {project} on {p.get('ref', '')}"
+            + (f": {p['build_failure_reason']}" if p.get("build_failure_reason") else "")
+        ]
         if repo_url and p.get("build_id"):
             lines.append(f"{repo_url}/-/jobs/{p['build_id']}")
     else:
         action = attrs.get("action") or p.get("action") or p.get("event_name") or p.get("status") or ""
         title = attrs.get("title") or p.get("name") or attrs.get("name") or p.get("environment") or ""
-        lines = [f"GitLab {kind}{' ' + str(action) if action else ''} in {project}{_by(user)}"
-                 + (f": {title}" if title else ""), str(attrs.get("url") or p.get("url") or "")]  # fmt: skip
+        lines = [
+            f"GitLab {kind}{' ' + str(action) if action else ''} in {project}{_by(user)}"
+            + (f": {title}" if title else ""),
+            str(attrs.get("url") or p.get("url") or ""),
+        ]
     text = f.finish("\n".join(lines).strip())
     return AgentAction(message=text, name="GitLab", session_key=session)
 
 
 # Fields outsiders write, fenced when a mapping's template renders them.
-UNTRUSTED = ("object_attributes.title", "object_attributes.description", "object_attributes.note",
-             "merge_request.title", "merge_request.description", "issue.title", "issue.description",
-             "commits[].message", "commits[].title", "commit.message", "snippet.title")  # fmt: skip
+UNTRUSTED = (
+    "object_attributes.title",
+    "object_attributes.description",
+    "object_attributes.note",
+    "merge_request.title",
+    "merge_request.description",
+    "issue.title",
+    "issue.description",
+    "commits[].message",
+    "commits[].title",
+    "commit.message",
+    "snippet.title",
+)
 
 
-PRESET = Preset(name="gitlab", verify=verify, delivery_id=delivery_id, transform=transform, skip=skip,
-                untrusted=UNTRUSTED, unique_headers=("x-gitlab-token", "x-gitlab-event", "x-gitlab-event-uuid",
-                                                     "idempotency-key"))  # fmt: skip
+PRESET = Preset(
+    name="gitlab",
+    verify=verify,
+    delivery_id=delivery_id,
+    transform=transform,
+    skip=skip,
+    untrusted=UNTRUSTED,
+    unique_headers=("x-gitlab-token", "x-gitlab-event", "x-gitlab-event-uuid", "idempotency-key"),
+)

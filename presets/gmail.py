@@ -104,9 +104,13 @@ def verify_oidc(token: str, cfg: SourceConfig) -> dict[str, Any]:
         raise Unauthorized("OIDC token is signed with a key that is not in the JWKS")
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, key.key, algorithms=["RS256"], audience=cfg.audience, leeway=LEEWAY_SECONDS,
+            token,
+            key.key,
+            algorithms=["RS256"],
+            audience=cfg.audience,
+            leeway=LEEWAY_SECONDS,
             options={"require": ["exp", "iat", "iss", "aud"]},
-        )  # fmt: skip
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("OIDC token has expired") from None
     except jwt.InvalidAudienceError:
@@ -167,10 +171,12 @@ def message_action(msg: dict[str, Any]) -> AgentAction:
     """OpenClaw's `gmail` hook preset for one message, field for field, with the sender-written
     fields fenced (relay.protocol.fencing)."""
     f = Fencer()
-    text = (f"New email from {f.inline(to_text(msg.get('from')), 'from')}\n"
-            f"Subject: {f.inline(to_text(msg.get('subject')), 'subject')}\n"
-            f"{f.block(to_text(msg.get('snippet')), 'snippet', 1000) if msg.get('snippet') else ''}\n"
-            f"{f.block(to_text(msg.get('body')), 'body') if msg.get('body') else ''}")  # fmt: skip
+    text = (
+        f"New email from {f.inline(to_text(msg.get('from')), 'from')}\n"
+        f"Subject: {f.inline(to_text(msg.get('subject')), 'subject')}\n"
+        f"{f.block(to_text(msg.get('snippet')), 'snippet', 1000) if msg.get('snippet') else ''}\n"
+        f"{f.block(to_text(msg.get('body')), 'body') if msg.get('body') else ''}"
+    )
     text = f.finish(text)
     session = f"hook:gmail:{to_text(msg.get('id'))}" if msg.get("id") else None
     return AgentAction(message=text, name="Gmail", session_key=session, wake_mode="now")
@@ -181,8 +187,10 @@ def transform(event: Event) -> list[AgentAction]:
     if "message" in p:
         data = pubsub_data(p)
         who = data.get("emailAddress") or "the watched mailbox"
-        lines = [f"New Gmail activity for {who} (historyId {data.get('historyId', '?')}).",
-                 "Check the mailbox for messages added since the last history id you processed."]  # fmt: skip
+        lines = [
+            f"New Gmail activity for {who} (historyId {data.get('historyId', '?')}).",
+            "Check the mailbox for messages added since the last history id you processed.",
+        ]
         published = p["message"].get("publishTime") or p["message"].get("publish_time")
         if published:
             lines.append(f"Published {published} on {p.get('subscription', 'a Pub/Sub subscription')}.")
@@ -198,8 +206,11 @@ def transform(event: Event) -> list[AgentAction]:
         rest = messages[MAX_ACTIONS_PER_EVENT - 1 :]
         lines = [f"{len(rest)} more new emails:"]
         f = Fencer()
-        lines += [f"- from {f.inline(to_text(m.get('from')), 'from')}: {f.inline(to_text(m.get('subject')), 'subject')}"
-                  f" ({to_text(m.get('id'))})" for m in rest]  # fmt: skip
+        lines += [
+            f"- from {f.inline(to_text(m.get('from')), 'from')}: {f.inline(to_text(m.get('subject')), 'subject')}"
+            f" ({to_text(m.get('id'))})"
+            for m in rest
+        ]
         actions[-1] = AgentAction(message=f.finish("\n".join(lines)), name="Gmail", wake_mode="now")
     return actions
 
@@ -207,6 +218,15 @@ def transform(event: Event) -> list[AgentAction]:
 # Fields outsiders write, fenced when a mapping's template renders them.
 UNTRUSTED = ("messages[].from", "messages[].subject", "messages[].snippet", "messages[].body")
 
-PRESET = Preset(name="gmail", verify=verify, delivery_id=delivery_id, parse=parse, transform=transform,
-                untrusted=UNTRUSTED, verify_query=verify_query, accepted_status=200,
-                unique_headers=("authorization",), prepare=prepare)  # fmt: skip
+PRESET = Preset(
+    name="gmail",
+    verify=verify,
+    delivery_id=delivery_id,
+    parse=parse,
+    transform=transform,
+    untrusted=UNTRUSTED,
+    verify_query=verify_query,
+    accepted_status=200,
+    unique_headers=("authorization",),
+    prepare=prepare,
+)

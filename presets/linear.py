@@ -23,8 +23,14 @@ from relay.protocol.verify import body_digest, bounded_id, stale_message, verify
 
 DEFAULT_TOLERANCE_SECONDS = 60  # Linear's SDK refuses a webhookTimestamp more than a minute off
 MAX_TEXT = 4000
-_DONE = {"create": "created", "update": "updated", "remove": "removed", "restore": "restored",
-         "archive": "archived", "unarchive": "unarchived"}  # fmt: skip
+_DONE = {
+    "create": "created",
+    "update": "updated",
+    "remove": "removed",
+    "restore": "restored",
+    "archive": "archived",
+    "unarchive": "unarchived",
+}
 
 
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
@@ -106,11 +112,20 @@ def transform(event: Event) -> AgentAction:
         ref = issue_ref(data)
         session = f"hook:linear:{data['id']}" if data.get("id") else f"hook:linear:{ref}"
         team = _d(data.get("team")).get("name")
-        lines = [f"Linear issue {ref} {done}{by}" + (f" in {team}" if team else "")
-                 + f": {f.inline(data.get('title', ''), 'data.title')}"]  # fmt: skip
-        facts = [f"{label}: {value}" for label, value in (
-            ("State", _d(data.get("state")).get("name")), ("Priority", data.get("priorityLabel")),
-            ("Assignee", _d(data.get("assignee")).get("name"))) if value]  # fmt: skip
+        lines = [
+            f"Linear issue {ref} {done}{by}"
+            + (f" in {team}" if team else "")
+            + f": {f.inline(data.get('title', ''), 'data.title')}"
+        ]
+        facts = [
+            f"{label}: {value}"
+            for label, value in (
+                ("State", _d(data.get("state")).get("name")),
+                ("Priority", data.get("priorityLabel")),
+                ("Assignee", _d(data.get("assignee")).get("name")),
+            )
+            if value
+        ]
         if facts:
             lines.append(" · ".join(facts))
         changed = sorted(k for k in _d(p.get("updatedFrom")) if k not in ("updatedAt", "sortOrder"))
@@ -139,5 +154,12 @@ def transform(event: Event) -> AgentAction:
 # Fields outsiders write, fenced when a mapping's template renders them.
 UNTRUSTED = ("data.title", "data.description", "data.body", "data.name", "data.issue.title", "updatedFrom")
 
-PRESET = Preset(name="linear", verify=verify, delivery_id=delivery_id, transform=transform, skip=skip,
-                untrusted=UNTRUSTED, unique_headers=("linear-signature", "linear-delivery", "linear-event"))  # fmt: skip
+PRESET = Preset(
+    name="linear",
+    verify=verify,
+    delivery_id=delivery_id,
+    transform=transform,
+    skip=skip,
+    untrusted=UNTRUSTED,
+    unique_headers=("linear-signature", "linear-delivery", "linear-event"),
+)

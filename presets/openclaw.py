@@ -72,7 +72,19 @@ def _delivery_id(headers: Any, payload: Any, body: bytes) -> str:
     return delivery_id(headers, payload, body)
 
 
-AGENT = Preset(name="agent", verify=verify, delivery_id=_delivery_id, parse=parse, transform=agent,
-               unique_headers=UNIQUE_HEADERS)  # fmt: skip
-WAKE = Preset(name="wake", verify=verify, delivery_id=_delivery_id, parse=parse, transform=wake,
-              unique_headers=UNIQUE_HEADERS)  # fmt: skip
+AGENT = Preset(
+    name="agent",
+    verify=verify,
+    delivery_id=_delivery_id,
+    parse=parse,
+    transform=agent,
+    unique_headers=UNIQUE_HEADERS,
+)
+WAKE = Preset(
+    name="wake",
+    verify=verify,
+    delivery_id=_delivery_id,
+    parse=parse,
+    transform=wake,
+    unique_headers=UNIQUE_HEADERS,
+)

@@ -46,9 +46,15 @@ def _prefix(headers: Headers) -> str:
 def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
     prefix = _prefix(headers)
     keys = [decode_standard_webhooks_secret(s.get_secret_value()) for s in cfg.secret]
-    verify_standard_webhook(body, headers.get(f"{prefix}-id"), headers.get(f"{prefix}-timestamp"),
-                            headers.get(f"{prefix}-signature"), keys, tolerance=cfg.tolerance_seconds,
-                            prefix=prefix)  # fmt: skip
+    verify_standard_webhook(
+        body,
+        headers.get(f"{prefix}-id"),
+        headers.get(f"{prefix}-timestamp"),
+        headers.get(f"{prefix}-signature"),
+        keys,
+        tolerance=cfg.tolerance_seconds,
+        prefix=prefix,
+    )
 
 
 def delivery_id(headers: Headers, payload: Any, body: bytes) -> str:
@@ -67,8 +73,10 @@ def transform(event: Event) -> AgentAction:
         data = p.get("data", {k: v for k, v in p.items() if k not in ("type", "timestamp")})
     else:
         kind, data = "event", p
-    lines = [f"Webhook {kind} from {event.source}" + (f" at {p['timestamp']}" if isinstance(p, dict)
-                                                      and p.get("timestamp") else "")]  # fmt: skip
+    lines = [
+        f"Webhook {kind} from {event.source}"
+        + (f" at {p['timestamp']}" if isinstance(p, dict) and p.get("timestamp") else "")
+    ]
     shown = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     if len(shown) > MAX_DATA:
         shown = shown[:MAX_DATA] + f"… [cut, {len(shown) - MAX_DATA} more characters]"
@@ -79,5 +87,10 @@ def transform(event: Event) -> AgentAction:
 
 
 UNIQUE_HEADERS = tuple(f"{p}-{n}" for p in ("webhook", "svix") for n in ("id", "timestamp", "signature"))
-PRESET = Preset(name="standard-webhooks", verify=verify, delivery_id=delivery_id, transform=transform,
-                unique_headers=UNIQUE_HEADERS)  # fmt: skip
+PRESET = Preset(
+    name="standard-webhooks",
+    verify=verify,
+    delivery_id=delivery_id,
+    transform=transform,
+    unique_headers=UNIQUE_HEADERS,
+)

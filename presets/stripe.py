@@ -19,11 +19,39 @@ from relay.protocol.preset import Headers, Preset, parse_json
 from relay.protocol.verify import bounded_id, verify_stripe_signature
 
 # Currencies whose amounts are not in hundredths (https://docs.stripe.com/currencies#zero-decimal).
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd",
-                "vuv", "xaf", "xof", "xpf"}  # fmt: skip
+ZERO_DECIMAL = {
+    "bif",
+    "clp",
+    "djf",
+    "gnf",
+    "jpy",
+    "kmf",
+    "krw",
+    "mga",
+    "pyg",
+    "rwf",
+    "ugx",
+    "vnd",
+    "vuv",
+    "xaf",
+    "xof",
+    "xpf",
+}
 AMOUNT_FIELDS = ("amount", "amount_due", "amount_paid", "amount_total", "amount_refunded", "unit_amount")
-DETAIL_FIELDS = ("status", "customer", "customer_email", "email", "name", "nickname", "description",
-                 "product", "subscription", "invoice", "payment_intent", "billing_reason")  # fmt: skip
+DETAIL_FIELDS = (
+    "status",
+    "customer",
+    "customer_email",
+    "email",
+    "name",
+    "nickname",
+    "description",
+    "product",
+    "subscription",
+    "invoice",
+    "payment_intent",
+    "billing_reason",
+)
 
 
 def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
@@ -33,9 +61,12 @@ def check_config(cfg: SourceConfig) -> tuple[str, str] | None:
 
 
 def verify(headers: Headers, body: bytes, cfg: SourceConfig) -> None:
-    verify_stripe_signature(body, headers.get("stripe-signature"),
-                            [s.get_secret_value().encode() for s in cfg.secret],
-                            tolerance=cfg.tolerance_seconds)  # fmt: skip
+    verify_stripe_signature(
+        body,
+        headers.get("stripe-signature"),
+        [s.get_secret_value().encode() for s in cfg.secret],
+        tolerance=cfg.tolerance_seconds,
+    )
 
 
 def parse(headers: Headers, body: bytes) -> Any:

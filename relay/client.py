@@ -99,8 +99,14 @@ class ActionStatus:
     @classmethod
     def from_record(cls, aid: str, record: dict[str, str]) -> ActionStatus:
         # No record yet: recorded, not yet routed to a job.
-        return cls(aid, record.get("state") or "queued", int(record.get("attempts") or 0),
-                   record.get("last_status", ""), record.get("last_error", ""), record.get("run_id", ""))  # fmt: skip
+        return cls(
+            aid,
+            record.get("state") or "queued",
+            int(record.get("attempts") or 0),
+            record.get("last_status", ""),
+            record.get("last_error", ""),
+            record.get("run_id", ""),
+        )
 
 
 class DeliveryFailed(Exception):
@@ -150,10 +156,14 @@ def _cut(action: AnyAction, max_bytes: int) -> AnyAction:
 
 def _event_fields(source: str, delivery_id: str, action: AnyAction) -> dict[str, Any]:
     return {
-        "source": source, "delivery_id": delivery_id, "headers": {}, "body": orjson.dumps(action.body()),
-        "actions": encode_actions(source, delivery_id, [action]), "action_count": 1,
+        "source": source,
+        "delivery_id": delivery_id,
+        "headers": {},
+        "body": orjson.dumps(action.body()),
+        "actions": encode_actions(source, delivery_id, [action]),
+        "action_count": 1,
         "lanes": session_lanes(source, delivery_id, [action]),
-    }  # fmt: skip
+    }
 
 
 def _submitted(source: str, delivery_id: str, recorded: Recorded) -> Submitted:
@@ -165,9 +175,11 @@ def record_action(
 ) -> Submitted:
     """Record one action as an event of `source` (what the CLI, the client and schedules share)."""
     recorded = record_event(
-        redis, **_event_fields(source, delivery_id, _cut(action, settings.max_message_bytes)),
-        dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds,
-    )  # fmt: skip
+        redis,
+        **_event_fields(source, delivery_id, _cut(action, settings.max_message_bytes)),
+        dedupe_ttl=settings.dedupe_ttl_seconds,
+        event_ttl=settings.event_ttl_seconds,
+    )
     return _submitted(source, delivery_id, recorded)
 
 
@@ -178,8 +190,9 @@ def agent_action(message: str, **fields: Any) -> AgentAction:
     )
 
 
-def send_action(to: str, message: str | None = None, *, media: list[str] | tuple[str, ...] = (),
-                **fields: Any) -> SendAction:  # fmt: skip
+def send_action(
+    to: str, message: str | None = None, *, media: list[str] | tuple[str, ...] = (), **fields: Any
+) -> SendAction:
     """A `SendAction` (the gateway's `send` params) from snake_case keywords; None values are left
     out. One media URL is `mediaUrl`, several are `mediaUrls`. Raises ValueError."""
     body: dict[str, Any] = {"to": to, "message": message, **fields}
@@ -240,19 +253,39 @@ class RelayClient:
         )
 
     def agent(
-        self, message: str, *, name: str | None = None, agent_id: str | None = None,
-        session_key: str | None = None, wake_mode: str | None = None, deliver: bool | None = None,
-        channel: str | None = None, to: str | None = None, model: str | None = None,
-        thinking: str | None = None, timeout_seconds: int | None = None, idempotency_key: str | None = None,
-    ) -> str:  # fmt: skip
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        agent_id: str | None = None,
+        session_key: str | None = None,
+        wake_mode: str | None = None,
+        deliver: bool | None = None,
+        channel: str | None = None,
+        to: str | None = None,
+        model: str | None = None,
+        thinking: str | None = None,
+        timeout_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
         """Queue an agent turn (`POST /hooks/agent`); returns the action id.
 
         >>> RelayClient(url).agent(message="Check the build", agent_id="ops", thinking="low")
         'act_5f0c…'
         """
-        action = agent_action(message, name=name, agent_id=agent_id, session_key=session_key,
-                              wake_mode=wake_mode, deliver=deliver, channel=channel, to=to, model=model,
-                              thinking=thinking, timeout_seconds=timeout_seconds)  # fmt: skip
+        action = agent_action(
+            message,
+            name=name,
+            agent_id=agent_id,
+            session_key=session_key,
+            wake_mode=wake_mode,
+            deliver=deliver,
+            channel=channel,
+            to=to,
+            model=model,
+            thinking=thinking,
+            timeout_seconds=timeout_seconds,
+        )
         return self.submit(action, idempotency_key=idempotency_key).action_id
 
     def wake(self, text: str, *, mode: str = "now", idempotency_key: str | None = None) -> str:
@@ -263,16 +296,23 @@ class RelayClient:
         action = WakeAction.model_validate({"text": text, "mode": mode})
         return self.submit(action, idempotency_key=idempotency_key).action_id
 
-    def send(self, to: str, message: str | None = None, *, idempotency_key: str | None = None,
-             **fields: Any) -> str:  # fmt: skip
+    def send(
+        self, to: str, message: str | None = None, *, idempotency_key: str | None = None, **fields: Any
+    ) -> str:
         """Queue a channel message (the gateway's WebSocket `send`, no agent turn); returns the action id.
 
         Keywords: channel, media (URLs), reply_to_id, thread_id, account_id, agent_id, silent, session_key.
         """
         return self.submit(send_action(to, message, **fields), idempotency_key=idempotency_key).action_id
 
-    def tool(self, tool: str, args: dict[str, Any] | None = None, *, idempotency_key: str | None = None,
-             **fields: Any) -> str:  # fmt: skip
+    def tool(
+        self,
+        tool: str,
+        args: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
+    ) -> str:
         """Queue one gateway tool call (`POST /tools/invoke`); returns the action id."""
         return self.submit(tool_action(tool, args, **fields), idempotency_key=idempotency_key).action_id
 

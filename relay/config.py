@@ -346,10 +346,12 @@ class Settings(BaseSettings):
         description="threads stuck in transforms past their budget before all transforms are refused",
     )
     max_message_bytes: int = Field(
-        default=200_000, ge=1024, le=250_000,
+        default=200_000,
+        ge=1024,
+        le=250_000,
         description="agent messages / wake texts longer than this (UTF-8 JSON bytes) are cut with a marker; "
         "the gateway refuses bodies over 256 KiB",
-    )  # fmt: skip
+    )
     events_max: int = Field(default=100_000, gt=0, description="the event log keeps at most this many events")
 
     @classmethod
@@ -383,8 +385,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_gateways(self) -> Settings:
-        for where, name in [*((f"sources.{s}.gateway", c.gateway) for s, c in self.sources.items()),
-                            *((f"mappings.{i}.gateway", m.gateway) for i, m in enumerate(self.mappings))]:  # fmt: skip
+        for where, name in [
+            *((f"sources.{s}.gateway", c.gateway) for s, c in self.sources.items()),
+            *((f"mappings.{i}.gateway", m.gateway) for i, m in enumerate(self.mappings)),
+        ]:
             if name is not None and name not in self.gateways:
                 known = ", ".join(sorted(self.gateways)) or "none"
                 raise ValueError(f"{where}: no gateway {name!r} in `gateways:` (have: {known})")

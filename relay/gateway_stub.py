@@ -100,8 +100,10 @@ PROTOCOL_VERSION = 4  # the gateway 2026.9.6: PROTOCOL_VERSION = MIN_CLIENT_PROT
 BUNDLED_CHANNELS = frozenset({"telegram"})
 # Tools a default gateway runs over HTTP with only the gateway token (checked: tests/contract).
 HTTP_TOOLS = frozenset({"sessions_list", "session_status", "agents_list"})
-SESSION_KEY_DISABLED = ("sessionKey is disabled for externally supplied hook payload values; "
-                        "set hooks.allowRequestSessionKey=true to enable")  # fmt: skip
+SESSION_KEY_DISABLED = (
+    "sessionKey is disabled for externally supplied hook payload values; "
+    "set hooks.allowRequestSessionKey=true to enable"
+)
 
 
 def session_key_problem(state: StubState, payload: dict[str, Any], *, persistent: bool) -> str | None:
@@ -120,8 +122,23 @@ def session_key_problem(state: StubState, payload: dict[str, Any], *, persistent
 
 
 # SendParamsSchema (additionalProperties: false): `to` and `idempotencyKey` required.
-SEND_FIELDS = frozenset({"to", "message", "mediaUrl", "mediaUrls", "gifPlayback", "channel", "accountId", "agentId",
-                         "replyToId", "threadId", "silent", "sessionKey", "idempotencyKey"})  # fmt: skip
+SEND_FIELDS = frozenset(
+    {
+        "to",
+        "message",
+        "mediaUrl",
+        "mediaUrls",
+        "gifPlayback",
+        "channel",
+        "accountId",
+        "agentId",
+        "replyToId",
+        "threadId",
+        "silent",
+        "sessionKey",
+        "idempotencyKey",
+    }
+)
 
 
 def _rpc_error(req_id: str, code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -191,8 +208,11 @@ def create_stub_app(state: StubState) -> Starlette:
         if sub not in ("wake", "agent"):
             return PlainTextResponse("Not Found", 404)
 
-        key = (request.headers.get("idempotency-key") or request.headers.get("x-openclaw-idempotency-key")
-               or payload.get("idempotencyKey"))  # fmt: skip
+        key = (
+            request.headers.get("idempotency-key")
+            or request.headers.get("x-openclaw-idempotency-key")
+            or payload.get("idempotencyKey")
+        )
         if state.refuse_all:
             return JSONResponse({"ok": False, "error": "shutting down"}, 503)
         if state.fail:
@@ -232,15 +252,33 @@ def create_stub_app(state: StubState) -> Starlette:
         digest = json.dumps(payload, sort_keys=True)
         if key and key in state.idempotency and state.idempotency[key][0] == digest:
             run_id = state.idempotency[key][1]
-            state.record({"path": "agent", "status": 200, "key": key, "runId": run_id, "replay": True,
-                          "body": payload, "traceparent": request.headers.get("traceparent")})  # fmt: skip
+            state.record(
+                {
+                    "path": "agent",
+                    "status": 200,
+                    "key": key,
+                    "runId": run_id,
+                    "replay": True,
+                    "body": payload,
+                    "traceparent": request.headers.get("traceparent"),
+                }
+            )
             return JSONResponse({"ok": True, "runId": run_id})
         run_id = str(uuid.uuid4())
         if key:
             state.idempotency[key] = (digest, run_id)
         # The run is admitted (it exists) before the answer is sent, as on a real gateway.
-        state.record({"path": "agent", "status": 200, "key": key, "runId": run_id, "replay": False,
-                      "body": payload, "traceparent": request.headers.get("traceparent")})  # fmt: skip
+        state.record(
+            {
+                "path": "agent",
+                "status": 200,
+                "key": key,
+                "runId": run_id,
+                "replay": False,
+                "body": payload,
+                "traceparent": request.headers.get("traceparent"),
+            }
+        )
         delay = state.admit_delay
         if state.hang > 0:
             state.hang -= 1
@@ -269,15 +307,19 @@ def create_stub_app(state: StubState) -> Starlette:
         raw_tool = payload.get("tool")
         tool = raw_tool.strip() if isinstance(raw_tool, str) else ""
         if not tool:
-            return JSONResponse({"ok": False, "error": {"type": "invalid_request", "message": "tools.invoke requires name"}},
-                                400)  # fmt: skip
+            return JSONResponse(
+                {"ok": False, "error": {"type": "invalid_request", "message": "tools.invoke requires name"}},
+                400,
+            )
         if state.fail:
             status = state.fail.popleft()
             state.record(
                 {"path": "tools/invoke", "status": status, "injected": True, "key": key, "body": payload}
             )
-            return JSONResponse({"ok": False, "error": {"type": "tool_error", "message": f"injected failure {status}"}},
-                                status)  # fmt: skip
+            return JSONResponse(
+                {"ok": False, "error": {"type": "tool_error", "message": f"injected failure {status}"}},
+                status,
+            )
         args = payload.get("args") if isinstance(payload.get("args"), dict) else {}
         refusal: tuple[int, str, str] | None = None
         if tool not in HTTP_TOOLS:  # the HTTP deny list (sessions_send, ...) and unknown names
@@ -302,8 +344,13 @@ def create_stub_app(state: StubState) -> Starlette:
     async def rpc(ws: WebSocket) -> None:
         await ws.accept()
         conn_id = str(uuid.uuid4())
-        await ws.send_json({"type": "event", "event": "connect.challenge",
-                            "payload": {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)}})  # fmt: skip
+        await ws.send_json(
+            {
+                "type": "event",
+                "event": "connect.challenge",
+                "payload": {"nonce": str(uuid.uuid4()), "ts": int(time.time() * 1000)},
+            }
+        )
         try:
             if not await _rpc_handshake(ws, conn_id):
                 return
@@ -341,9 +388,19 @@ def create_stub_app(state: StubState) -> Starlette:
             or high < PROTOCOL_VERSION
         ):
             state.record({"path": "connect", "status": 400, "refused": "protocol"})
-            await ws.send_json(_rpc_error(req_id, "INVALID_REQUEST", "protocol mismatch", details={
-                "code": "PROTOCOL_MISMATCH", "clientMinProtocol": low, "clientMaxProtocol": high,
-                "expectedProtocol": PROTOCOL_VERSION}))  # fmt: skip
+            await ws.send_json(
+                _rpc_error(
+                    req_id,
+                    "INVALID_REQUEST",
+                    "protocol mismatch",
+                    details={
+                        "code": "PROTOCOL_MISMATCH",
+                        "clientMinProtocol": low,
+                        "clientMaxProtocol": high,
+                        "expectedProtocol": PROTOCOL_VERSION,
+                    },
+                )
+            )
             await ws.close(1002, "protocol mismatch")
             return False
         raw_auth = params.get("auth")
@@ -353,15 +410,35 @@ def create_stub_app(state: StubState) -> Starlette:
             reason = "token_mismatch" if token else "token_missing"
             message = f"unauthorized: gateway token {reason.split('_')[1]} (provide gateway auth token)"
             state.record({"path": "connect", "status": 401, "refused": "token"})
-            await ws.send_json(_rpc_error(req_id, "INVALID_REQUEST", message,
-                                          details={"code": f"AUTH_{reason.upper()}", "authReason": reason}))  # fmt: skip
+            await ws.send_json(
+                _rpc_error(
+                    req_id,
+                    "INVALID_REQUEST",
+                    message,
+                    details={"code": f"AUTH_{reason.upper()}", "authReason": reason},
+                )
+            )
             await ws.close(1008, message[:120])
             return False
-        await ws.send_json({"type": "res", "id": req_id, "ok": True, "payload": {
-            "type": "hello-ok", "protocol": PROTOCOL_VERSION, "server": {"version": "stub", "connId": conn_id},
-            "features": {"methods": ["send"], "events": ["tick"]}, "snapshot": {},
-            "policy": {"maxPayload": 25 * 1024 * 1024, "maxBufferedBytes": 50 * 1024 * 1024,
-                       "tickIntervalMs": 30_000}}})  # fmt: skip
+        await ws.send_json(
+            {
+                "type": "res",
+                "id": req_id,
+                "ok": True,
+                "payload": {
+                    "type": "hello-ok",
+                    "protocol": PROTOCOL_VERSION,
+                    "server": {"version": "stub", "connId": conn_id},
+                    "features": {"methods": ["send"], "events": ["tick"]},
+                    "snapshot": {},
+                    "policy": {
+                        "maxPayload": 25 * 1024 * 1024,
+                        "maxBufferedBytes": 50 * 1024 * 1024,
+                        "tickIntervalMs": 30_000,
+                    },
+                },
+            }
+        )
         return True
 
     def _rpc_send(req_id: str, params: Any) -> dict[str, Any] | None:
@@ -395,8 +472,12 @@ def create_stub_app(state: StubState) -> Starlette:
             return _rpc_error(req_id, "INVALID_REQUEST", f"unsupported channel: {channel}")
         if channel and not configured:  # a bundled plugin without an account: queued for retries
             state.record({"path": "send", "status": 202, "queued": True, "key": key, "body": params})
-            return _rpc_error(req_id, "UNAVAILABLE", f"OutboundDeliveryError: {channel} account not configured",
-                              details={"code": "OUTBOUND_DELIVERY_QUEUED"})  # fmt: skip
+            return _rpc_error(
+                req_id,
+                "UNAVAILABLE",
+                f"OutboundDeliveryError: {channel} account not configured",
+                details={"code": "OUTBOUND_DELIVERY_QUEUED"},
+            )
         payload = {"runId": key, "messageId": str(uuid.uuid4()), "channel": channel or "last"}
         state.send_dedupe[key] = payload
         state.record(

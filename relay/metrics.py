@@ -84,12 +84,17 @@ class RedisCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.STATS).items()}
-        events = CounterMetricFamily("relay_events", "Webhooks recorded, by source and outcome",
-                                     labels=["source", "outcome"])  # fmt: skip
-        refused = CounterMetricFamily("relay_events_refused", "Webhooks refused, by source and HTTP status",
-                                      labels=["source", "status"])  # fmt: skip
-        actions = CounterMetricFamily("relay_actions", "Actions by outcome: enqueued, delivered, retried, dead",
-                                      labels=["kind", "outcome"])  # fmt: skip
+        events = CounterMetricFamily(
+            "relay_events", "Webhooks recorded, by source and outcome", labels=["source", "outcome"]
+        )
+        refused = CounterMetricFamily(
+            "relay_events_refused", "Webhooks refused, by source and HTTP status", labels=["source", "status"]
+        )
+        actions = CounterMetricFamily(
+            "relay_actions",
+            "Actions by outcome: enqueued, delivered, retried, dead",
+            labels=["kind", "outcome"],
+        )
         buckets: dict[str, float] = {}
         for field, value in stats.items():
             parts = field.split("|")
@@ -129,8 +134,9 @@ class RedisCollector(Collector):
             sizes["circuit"],
             sizes["circuit_level"],
         )
-        depth = GaugeMetricFamily("relay_queue_depth", "Delivery jobs by RQ state, and events not yet routed",
-                                  labels=["state"])  # fmt: skip
+        depth = GaugeMetricFamily(
+            "relay_queue_depth", "Delivery jobs by RQ state, and events not yet routed", labels=["state"]
+        )
         for state, value in (
             ("queued", queued),
             ("scheduled", scheduled),
@@ -144,11 +150,15 @@ class RedisCollector(Collector):
         )
         yield GaugeMetricFamily("relay_dead_letters", "Actions dead-lettered and kept", value=dead)
         state = "open" if circuit else ("half_open" if level else "closed")
-        circuit_gauge = GaugeMetricFamily("relay_gateway_circuit", "1 for the gateway circuit's current state",
-                                          labels=["state"])  # fmt: skip
+        circuit_gauge = GaugeMetricFamily(
+            "relay_gateway_circuit", "1 for the gateway circuit's current state", labels=["state"]
+        )
         for name in ("closed", "open", "half_open"):
             circuit_gauge.add_metric([name], 1.0 if name == state else 0.0)
         yield circuit_gauge
-        yield GaugeMetricFamily("relay_workers", "RQ workers registered on the relay's queue",
-                                value=Worker.count(connection=self.redis, queue=queue))  # fmt: skip
+        yield GaugeMetricFamily(
+            "relay_workers",
+            "RQ workers registered on the relay's queue",
+            value=Worker.count(connection=self.redis, queue=queue),
+        )
         yield from pause.metric_families(self.redis)  # sources and gateways paused by an operator

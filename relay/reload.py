@@ -54,8 +54,11 @@ def fresh_transforms(settings: Settings) -> Iterator[None]:
     the modules that were loaded before are put back."""
     names = {m.transform.module for m in settings.mappings if m.transform is not None}
     names = {n for n in names if not n.endswith(".py")}  # .py paths are executed afresh anyway
-    saved = {name: mod for name, mod in sys.modules.items()
-             if any(name == n or name.startswith(n + ".") for n in names)}  # fmt: skip
+    saved = {
+        name: mod
+        for name, mod in sys.modules.items()
+        if any(name == n or name.startswith(n + ".") for n in names)
+    }
     for name in saved:
         del sys.modules[name]
     importlib.invalidate_caches()
@@ -85,8 +88,9 @@ def load_checked(current: Settings) -> Settings:
 def status_entry(generation: int, error: str | None) -> bytes:
     """What a process reports after a reload (or refusal) of `generation`."""
     now = time.time()
-    return orjson.dumps({"generation": generation, "ok": error is None, "error": error or "", "at": now,
-                         "alive_at": now})  # fmt: skip
+    return orjson.dumps(
+        {"generation": generation, "ok": error is None, "error": error or "", "at": now, "alive_at": now}
+    )
 
 
 def _current_generation(value: Any) -> int:
@@ -222,8 +226,11 @@ class WorkerReloader:
                     last_alive = time.monotonic()
                 elif time.monotonic() - last_alive > ALIVE_SECONDS:
                     raw = self.redis.hget(STATUS, self.who)
-                    entry = orjson.loads(raw) if raw else {"generation": self.generation, "ok": True, "error": "",
-                                                            "at": 0}  # fmt: skip
+                    entry = (
+                        orjson.loads(raw)
+                        if raw
+                        else {"generation": self.generation, "ok": True, "error": "", "at": 0}
+                    )
                     entry["alive_at"] = time.time()
                     self.redis.hset(STATUS, self.who, orjson.dumps(entry))
                     last_alive = time.monotonic()

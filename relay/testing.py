@@ -66,8 +66,11 @@ def _without_secrets(path: str | Path) -> dict[str, Any]:
     return _placeholders(loaded) if isinstance(loaded, dict) else {}
 
 
-def _settings(config: str | Path | Settings | None, mappings: Sequence[Mapping[str, Any]] | None,
-              base_dir: str | Path | None) -> Settings:  # fmt: skip
+def _settings(
+    config: str | Path | Settings | None,
+    mappings: Sequence[Mapping[str, Any]] | None,
+    base_dir: str | Path | None,
+) -> Settings:
     if isinstance(config, Settings):
         settings = config
     elif config is not None:
@@ -129,7 +132,13 @@ def map_event(
         parsed = orjson.loads(orjson.dumps(payload))  # what the ingress would have parsed
     if preset.skip(hdrs, parsed, source_config) is not None:
         return []
-    event = Event(source=source_or_preset, payload=parsed, headers=hdrs, query=dict(query or {}),
-                  path=source_or_preset, delivery_id="test")  # fmt: skip
+    event = Event(
+        source=source_or_preset,
+        payload=parsed,
+        headers=hdrs,
+        query=dict(query or {}),
+        path=source_or_preset,
+        delivery_id="test",
+    )
     mapper = build_mapper(settings)
     return mapper.map_within(budget or build_budget(settings), event, preset.transform)

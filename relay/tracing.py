@@ -121,11 +121,16 @@ def delivery(
 
     parent = extract({"traceparent": stored_traceparent}) if stored_traceparent else None
     if queued_at and attributes.get("relay.attempt") == 1:
-        queued = _tracer.start_span("relay.store.events", context=parent, start_time=int(queued_at * 1e9),
-                                    attributes=_clean(attributes))  # fmt: skip
+        queued = _tracer.start_span(
+            "relay.store.events",
+            context=parent,
+            start_time=int(queued_at * 1e9),
+            attributes=_clean(attributes),
+        )
         queued.end()
-    with _tracer.start_as_current_span("relay.deliver", context=parent, kind=SpanKind.CLIENT,
-                                       attributes=_clean(attributes)):  # fmt: skip
+    with _tracer.start_as_current_span(
+        "relay.deliver", context=parent, kind=SpanKind.CLIENT, attributes=_clean(attributes)
+    ):
         yield
 
 

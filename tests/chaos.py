@@ -54,10 +54,12 @@ class Report:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"sent={self.sent} acknowledged={self.acknowledged} lost={self.lost} duplicates={self.duplicates} "
-                f"out_of_order={self.out_of_order} dead={self.dead} (injected {self.injected_dead}, "
-                f"unexpected {self.unexpected_dead}) worker_kills={self.worker_kills} "
-                f"wakes_doubled_by_a_kill={self.wakes_doubled_by_a_kill} drain={self.drain_seconds:.1f}s")  # fmt: skip
+        return (
+            f"sent={self.sent} acknowledged={self.acknowledged} lost={self.lost} duplicates={self.duplicates} "
+            f"out_of_order={self.out_of_order} dead={self.dead} (injected {self.injected_dead}, "
+            f"unexpected {self.unexpected_dead}) worker_kills={self.worker_kills} "
+            f"wakes_doubled_by_a_kill={self.wakes_doubled_by_a_kill} drain={self.drain_seconds:.1f}s"
+        )
 
 
 @dataclass
@@ -83,11 +85,19 @@ class Chaos:
         self.redis.start()
         self.client = redis.Redis.from_url(self.redis.url)
         self.record = tmp / "gateway.jsonl"
-        self.relay = Relay(tmp / "relay", self.redis.url, {
-            "gateway": {"timeout_seconds": 16},
-            "delivery": {"heartbeat_grace_seconds": 3, "backoff_base_seconds": 0.5, "backoff_max_seconds": 4,
-                         "in_flight": 16},
-        })  # fmt: skip
+        self.relay = Relay(
+            tmp / "relay",
+            self.redis.url,
+            {
+                "gateway": {"timeout_seconds": 16},
+                "delivery": {
+                    "heartbeat_grace_seconds": 3,
+                    "backoff_base_seconds": 0.5,
+                    "backoff_max_seconds": 4,
+                    "in_flight": 16,
+                },
+            },
+        )
         self.sent: list[Sent] = []
         self.report = Report()
         self.stop = threading.Event()
@@ -139,8 +149,12 @@ class Chaos:
                 payload["head_commit"]["message"] = token
                 payload["commits"] = [{"id": token, "message": token}]
                 body = json.dumps(payload).encode()
-                headers = {"Content-Type": "application/json", "X-GitHub-Event": "push",
-                           "X-GitHub-Delivery": token, "X-Hub-Signature-256": sign(body)}  # fmt: skip
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": token,
+                    "X-Hub-Signature-256": sign(body),
+                }
                 response = self.post("/hooks/github", body, headers)
                 sent = Sent(token, "agent", f"hook:github:chaos/repo-{session_no}", seq)
             elif kind == "generic":
@@ -151,13 +165,15 @@ class Chaos:
             elif kind == "agent":
                 session = f"hook:chaos:{session_no}"
                 body = json.dumps({"message": token, "sessionKey": session}).encode()
-                response = self.post("/hooks/agent", body, {"Authorization": f"Bearer {HOOKS_TOKEN}",
-                                                            "Idempotency-Key": token})  # fmt: skip
+                response = self.post(
+                    "/hooks/agent", body, {"Authorization": f"Bearer {HOOKS_TOKEN}", "Idempotency-Key": token}
+                )
                 sent = Sent(token, "agent", session, seq)
             else:
                 body = json.dumps({"text": token, "mode": "now"}).encode()
-                response = self.post("/hooks/wake", body, {"Authorization": f"Bearer {HOOKS_TOKEN}",
-                                                           "Idempotency-Key": token})  # fmt: skip
+                response = self.post(
+                    "/hooks/wake", body, {"Authorization": f"Bearer {HOOKS_TOKEN}", "Idempotency-Key": token}
+                )
                 sent = Sent(token, "wake", None, seq)
             self.report.sent += 1
             # A retry of a request whose answer was lost (a timeout while Redis restarted) finds the
@@ -186,8 +202,13 @@ class Chaos:
 
     def gateway_faults(self) -> None:
         """Every second or so, make the gateway misbehave for its next few requests."""
-        plan = [{"fail": [429, 429], "retry_after": 1}, {"fail": [500, 503, 500]}, {"fail": [400]},
-                {"hang": 1, "hang_seconds": 18}, {"fail": [503, 400, 503]}]  # fmt: skip
+        plan = [
+            {"fail": [429, 429], "retry_after": 1},
+            {"fail": [500, 503, 500]},
+            {"fail": [400]},
+            {"hang": 1, "hang_seconds": 18},
+            {"fail": [503, 400, 503]},
+        ]
         while not self.stop.wait(self.rng.uniform(0.5, 1.5)):
             stub = self.relay.stub
             step = self.rng.choice(plan)
@@ -251,10 +272,12 @@ class Chaos:
         from rq import Queue
 
         queue = Queue("relay", connection=self.client)
-        return (f"action states {self.last_states}, inbox {self.client.xlen(keys.INBOX)}, "
-                f"queued jobs {queue.count}, scheduled {queue.scheduled_job_registry.count}, "
-                f"started {queue.started_job_registry.count}, failed {queue.failed_job_registry.count}, "
-                f"circuit {self.client.get(keys.CIRCUIT)!r}, pending {self.client.xpending(keys.INBOX, keys.ROUTERS)}")  # fmt: skip
+        return (
+            f"action states {self.last_states}, inbox {self.client.xlen(keys.INBOX)}, "
+            f"queued jobs {queue.count}, scheduled {queue.scheduled_job_registry.count}, "
+            f"started {queue.started_job_registry.count}, failed {queue.failed_job_registry.count}, "
+            f"circuit {self.client.get(keys.CIRCUIT)!r}, pending {self.client.xpending(keys.INBOX, keys.ROUTERS)}"
+        )
 
     def check(self) -> Report:
         report = self.report
@@ -305,18 +328,29 @@ def _token(text: str) -> str:
     return match.group(0) if match else text
 
 
-def run_chaos(tmp: Path, events: int = 500, down: float = 5.0, sessions: int = 40, seed: int = 7,
-              drain_timeout: float = 240.0) -> Report:  # fmt: skip
+def run_chaos(
+    tmp: Path,
+    events: int = 500,
+    down: float = 5.0,
+    sessions: int = 40,
+    seed: int = 7,
+    drain_timeout: float = 240.0,
+) -> Report:
     chaos = Chaos(tmp, events, down, sessions, seed)
     try:
-        chaos.relay.config_path.write_text(chaos.relay.config_path.read_text() + (
-            "  generic-agent:\n    preset: generic\n    token: env:GENERIC_WEBHOOK_TOKEN\n"
-            "mappings:\n- match: {path: generic-agent}\n  action: agent\n  name: Generic\n"
-            "  messageTemplate: '{{payload.message}}'\n"
-        ))  # fmt: skip
+        chaos.relay.config_path.write_text(
+            chaos.relay.config_path.read_text()
+            + (
+                "  generic-agent:\n    preset: generic\n    token: env:GENERIC_WEBHOOK_TOKEN\n"
+                "mappings:\n- match: {path: generic-agent}\n  action: agent\n  name: Generic\n"
+                "  messageTemplate: '{{payload.message}}'\n"
+            )
+        )
         chaos.start()
-        threads = [threading.Thread(target=fn, daemon=True) for fn in (chaos.monkey, chaos.gateway_faults,
-                                                                         chaos.outage)]  # fmt: skip
+        threads = [
+            threading.Thread(target=fn, daemon=True)
+            for fn in (chaos.monkey, chaos.gateway_faults, chaos.outage)
+        ]
         for thread in threads:
             thread.start()
         chaos.send_all()
@@ -350,8 +384,9 @@ def main() -> None:
     print(report.line())
     for problem in report.problems[:20]:
         print("  " + problem)
-    raise SystemExit(0 if not (report.lost or report.duplicates or report.out_of_order or report.unexpected_dead)
-                     else 1)  # fmt: skip
+    raise SystemExit(
+        0 if not (report.lost or report.duplicates or report.out_of_order or report.unexpected_dead) else 1
+    )
 
 
 if __name__ == "__main__":

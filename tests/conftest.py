@@ -67,8 +67,21 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-               "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec"]  # fmt: skip
+        cmd = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         wait_until(lambda: _ping(client), timeout=10)
@@ -111,8 +124,13 @@ class Proc:
         self.args = args
         self.log = log
         self._fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "relay.cli", *args], env=env, stdout=self._fh,
-                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "relay.cli", *args],
+            env=env,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         if self.proc.poll() is None:
@@ -184,9 +202,14 @@ class Relay:
                 config[key] = value
         self.config_path = tmp / "relay.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.env = {**os.environ, "RELAY_CONFIG": str(self.config_path), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-                    "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "GENERIC_WEBHOOK_TOKEN": GENERIC_TOKEN,
-                    "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "RELAY_CONFIG": str(self.config_path),
+            "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
+            "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+            "GENERIC_WEBHOOK_TOKEN": GENERIC_TOKEN,
+            "PYTHONUNBUFFERED": "1",
+        }
         self.env.pop("RELAY_REDIS_URL", None)
 
     def _start(self, args: list[str], name: str) -> Proc:
@@ -217,16 +240,23 @@ class Relay:
 
     def start_worker(self, name: str | None = None) -> Proc:
         index = sum(1 for p in self.procs if p.args[0] == "worker")
-        return self._start(["worker", "--name", name or f"w{index}-{os.getpid()}-{time.monotonic_ns()}"],
-                           f"worker{index}")  # fmt: skip
+        return self._start(
+            ["worker", "--name", name or f"w{index}-{os.getpid()}-{time.monotonic_ns()}"], f"worker{index}"
+        )
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", content=body, headers=headers, timeout=10)
 
-    def post_github(self, body: bytes, delivery: str, event: str = "push", secret: str = GITHUB_SECRET,
-                    **extra: str) -> httpx.Response:  # fmt: skip
-        headers = {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-                   "X-Hub-Signature-256": sign(body, secret), **extra}  # fmt: skip
+    def post_github(
+        self, body: bytes, delivery: str, event: str = "push", secret: str = GITHUB_SECRET, **extra: str
+    ) -> httpx.Response:
+        headers = {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery,
+            "X-Hub-Signature-256": sign(body, secret),
+            **extra,
+        }
         return self.post("/hooks/github", body, headers)
 
     def stop(self) -> None:

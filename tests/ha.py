@@ -45,8 +45,12 @@ class RedisNode:
 
     def start(self, extra: list[str] | None = None) -> None:
         with open(self.workdir / "log", "ab") as log:
-            self.proc = subprocess.Popen(["redis-server", *self.args, *(extra or [])], cwd=self.workdir,
-                                         stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                ["redis-server", *self.args, *(extra or [])],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_until(lambda: _ping(self.client()), timeout=10)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -75,11 +79,28 @@ class SentinelCluster:
     def __init__(self, tmp: Path, down_after_ms: int = 1000) -> None:
         self.tmp = tmp
         ports = [free_port() for _ in range(5)]
-        data = ["--bind", "127.0.0.1", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]  # fmt: skip
-        self.nodes = [RedisNode(tmp / "primary", ports[0], ["--port", str(ports[0]), *data]),
-                      RedisNode(tmp / "replica", ports[1], ["--port", str(ports[1]), *data,
-                                                            "--replicaof", "127.0.0.1", str(ports[0])])]  # fmt: skip
+        data = [
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--repl-diskless-sync",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
+        self.nodes = [
+            RedisNode(tmp / "primary", ports[0], ["--port", str(ports[0]), *data]),
+            RedisNode(
+                tmp / "replica",
+                ports[1],
+                ["--port", str(ports[1]), *data, "--replicaof", "127.0.0.1", str(ports[0])],
+            ),
+        ]
         self.sentinels: list[RedisNode] = []
         for i, port in enumerate(ports[2:]):
             workdir = tmp / f"sentinel{i}"
@@ -148,24 +169,31 @@ class FailoverReport:
     problems: list[str] = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s sent={self.sent} acknowledged={self.acknowledged} "
-                f"lost={self.lost} doubled={self.doubled} retried_answers={self.refused} "
-                f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s "
-                f"drain={self.drain_seconds:.1f}s")  # fmt: skip
+        return (
+            f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s sent={self.sent} acknowledged={self.acknowledged} "
+            f"lost={self.lost} doubled={self.doubled} retried_answers={self.refused} "
+            f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s "
+            f"drain={self.drain_seconds:.1f}s"
+        )
 
 
 class Soak:
-    def __init__(self, tmp: Path, events: int, rate: float, min_replicas: int, kill_at: float,
-                 lag: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self, tmp: Path, events: int, rate: float, min_replicas: int, kill_at: float, lag: float = 0.0
+    ) -> None:
         self.events = events
         self.lag = lag
         self.rate = rate
         self.kill_at = kill_at
         self.cluster = SentinelCluster(tmp / "redis")
         self.record = tmp / "gateway.jsonl"
-        self.relay = Relay(tmp / "relay", self.cluster.url, {
-            "durability": {"min_replicas": min_replicas, "replica_timeout_ms": 500},
-        })  # fmt: skip
+        self.relay = Relay(
+            tmp / "relay",
+            self.cluster.url,
+            {
+                "durability": {"min_replicas": min_replicas, "replica_timeout_ms": 500},
+            },
+        )
         self.ingress_ports = [self.relay.port, free_port()]
         self.report = FailoverReport(min_replicas, lag)
         self.acked: dict[str, float] = {}
@@ -303,8 +331,15 @@ class Soak:
         report.restarted = [" ".join(p.args) for p in self.procs if p.proc.poll() is not None]
 
 
-def run_failover(tmp: Path, events: int = 400, rate: float = 40.0, min_replicas: int = 1, kill_at: float = 0.4,
-                 drain_timeout: float = 60.0, lag: float = 0.0) -> FailoverReport:  # fmt: skip
+def run_failover(
+    tmp: Path,
+    events: int = 400,
+    rate: float = 40.0,
+    min_replicas: int = 1,
+    kill_at: float = 0.4,
+    drain_timeout: float = 60.0,
+    lag: float = 0.0,
+) -> FailoverReport:
     soak = Soak(tmp, events, rate, min_replicas, kill_at, lag)
     try:
         return soak.run(drain_timeout)

@@ -38,8 +38,11 @@ def test_rules_unit_tests_pass() -> None:
 
 
 def test_every_alert_has_a_unit_test() -> None:
-    alerts = {r["alert"] for g in yaml.safe_load((RULES / "relay-rules.yml").read_text())["groups"]
-              for r in g["rules"]}  # fmt: skip
+    alerts = {
+        r["alert"]
+        for g in yaml.safe_load((RULES / "relay-rules.yml").read_text())["groups"]
+        for r in g["rules"]
+    }
     tests = yaml.safe_load((RULES / "relay-rules.test.yml").read_text())["tests"]
     tested = {case["alertname"] for t in tests for case in t["alert_rule_test"] if case["exp_alerts"]}
     assert alerts == tested
@@ -47,8 +50,9 @@ def test_every_alert_has_a_unit_test() -> None:
 
 def test_rules_use_only_metrics_and_labels_the_relay_serves(redis_client: redis.Redis) -> None:
     # Populate every family the rules read, then render /metrics as an ingress does.
-    redis_client.hset(keys.STATS, mapping={"event|accepted|github": 3, "refused|401|github": 1,
-                                           "action|dead|agent": 1})  # fmt: skip
+    redis_client.hset(
+        keys.STATS, mapping={"event|accepted|github": 3, "refused|401|github": 1, "action|dead|agent": 1}
+    )
     pause.pause(redis_client, "gateway", "default", by="test")
     with redis_client.pipeline() as pipe:
         observe_latency(pipe, 31.0)

@@ -39,20 +39,39 @@ class Alertmanager:
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
         config = {
-            "route": {"receiver": "relay", "group_by": ["alertname"], "group_wait": "1s",
-                      "group_interval": "2s", "repeat_interval": "1h"},
-            "receivers": [{"name": "relay", "webhook_configs": [{
-                "url": webhook_url, "send_resolved": True,
-                "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
-            }]}],
-        }  # fmt: skip
+            "route": {
+                "receiver": "relay",
+                "group_by": ["alertname"],
+                "group_wait": "1s",
+                "group_interval": "2s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [
+                {
+                    "name": "relay",
+                    "webhook_configs": [
+                        {
+                            "url": webhook_url,
+                            "send_resolved": True,
+                            "http_config": {"authorization": {"type": "Bearer", "credentials": token}},
+                        }
+                    ],
+                }
+            ],
+        }
         self.config_path = workdir / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config))
         (workdir / "data").mkdir(exist_ok=True)
         self.log = workdir / "alertmanager.log"
         self._fh = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
-        cmd = [binary, f"--config.file={self.config_path}", f"--storage.path={workdir / 'data'}",
-               f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=", "--log.level=warn"]  # fmt: skip
+        cmd = [
+            binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
 
     def ready(self) -> bool:
@@ -140,15 +159,22 @@ def _alerts(starts: datetime, ends: datetime | None = None) -> list[dict[str, An
 def _turns(relay: Relay, status: str) -> list[dict[str, Any]]:
     assert relay.stub is not None
     return [
-        run["body"] for run in relay.stub.runs()
-        if run["body"].get("name") == "Alertmanager" and ALERTNAME in run["body"].get("message", "")
+        run["body"]
+        for run in relay.stub.runs()
+        if run["body"].get("name") == "Alertmanager"
+        and ALERTNAME in run["body"].get("message", "")
         and run["body"]["message"].startswith(f"Alertmanager: {status} ")
-    ]  # fmt: skip
+    ]
 
 
 def _events(relay: Relay) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "relay.cli", "events", "--json", "-n", "100"], env=relay.env,
-                         capture_output=True, check=True, timeout=30)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "events", "--json", "-n", "100"],
+        env=relay.env,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
     return [orjson.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 

@@ -35,8 +35,10 @@ TABLE_END = "<!-- bad-input-table:end -->"
 OLD_GITHUB_SECRET = "old-github-secret-still-valid"
 HMAC_SECRETS = ("hmac-secret-new", "hmac-secret-old")
 STRIPE_SECRET = "whsec_bad_input_stripe"
-SW_SECRETS = ["whsec_" + base64.b64encode(b"standard-webhooks-secret-1").decode(),
-              "whsec_" + base64.b64encode(b"standard-webhooks-secret-2").decode()]  # fmt: skip
+SW_SECRETS = [
+    "whsec_" + base64.b64encode(b"standard-webhooks-secret-1").decode(),
+    "whsec_" + base64.b64encode(b"standard-webhooks-secret-2").decode(),
+]
 GITLAB_TOKEN = "gitlab-token-bad-input"
 ALERTS_TOKEN = "alerts-token-bad-input"
 LINEAR_SECRET = "linear-secret-bad-input"
@@ -54,7 +56,7 @@ SOURCES: dict[str, Any] = {
         "signature_header": "X-Signature",
         "signature_prefix": "sha256=",
         "secret": list(HMAC_SECRETS),
-    },  # fmt: skip
+    },
     "stripe": {"preset": "stripe", "secret": STRIPE_SECRET},
     "sw": {"preset": "standard-webhooks", "secret": SW_SECRETS},
     "gitlab": {"preset": "gitlab", "token": GITLAB_TOKEN},
@@ -98,15 +100,32 @@ def _id() -> str:
     return str(uuid.uuid4())
 
 
-def gh(body: bytes, *, secret: str = GITHUB_SECRET, delivery: str | None = None, event: str = "push",
-       ctype: str = "application/json", **extra: str) -> Req:  # fmt: skip
-    headers = {"Content-Type": ctype, "X-GitHub-Event": event, "X-GitHub-Delivery": _id() if delivery is None else delivery,
-               "X-Hub-Signature-256": sign(body, secret), **extra}  # fmt: skip
+def gh(
+    body: bytes,
+    *,
+    secret: str = GITHUB_SECRET,
+    delivery: str | None = None,
+    event: str = "push",
+    ctype: str = "application/json",
+    **extra: str,
+) -> Req:
+    headers = {
+        "Content-Type": ctype,
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": _id() if delivery is None else delivery,
+        "X-Hub-Signature-256": sign(body, secret),
+        **extra,
+    }
     return Req("/hooks/github", {k: v for k, v in headers.items() if v}, body)
 
 
-def generic(body: bytes = b'{"a": 1}', token: str | None = GENERIC_TOKEN, path: str = "/hooks/generic",
-            ctype: str = "application/json", **extra: str) -> Req:  # fmt: skip
+def generic(
+    body: bytes = b'{"a": 1}',
+    token: str | None = GENERIC_TOKEN,
+    path: str = "/hooks/generic",
+    ctype: str = "application/json",
+    **extra: str,
+) -> Req:
     headers = {"Content-Type": ctype, **extra}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -120,20 +139,31 @@ def stripe(body: bytes, *, t: int | None = None, secret: str = STRIPE_SECRET, si
     return Req("/hooks/stripe", {"Content-Type": "application/json", "Stripe-Signature": header}, body)
 
 
-def sw(body: bytes, *, msg_id: str | None = None, t: int | None = None, secret: str = SW_SECRETS[0],
-       drop: str = "") -> Req:  # fmt: skip
+def sw(
+    body: bytes,
+    *,
+    msg_id: str | None = None,
+    t: int | None = None,
+    secret: str = SW_SECRETS[0],
+    drop: str = "",
+) -> Req:
     msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
     ts = str(int(time.time()) if t is None else t)
     key = base64.b64decode(secret.removeprefix("whsec_"))
     mac = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    headers = {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": ts,
-               "webhook-signature": f"v1,{mac}"}  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": ts,
+        "webhook-signature": f"v1,{mac}",
+    }
     headers.pop(drop, None)
     return Req("/hooks/sw", headers, body)
 
 
-def _exchange(port: int, head: bytes, chunks: list[bytes], pause: float = 0.0,
-              timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+def _exchange(
+    port: int, head: bytes, chunks: list[bytes], pause: float = 0.0, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
     """Send `head` then `chunks` (with `pause` between), never finishing unless told; read the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(head)
@@ -174,8 +204,14 @@ def _request_head(path: str, headers: dict[str, str]) -> bytes:
 
 def chunked_past_limit(port: int) -> tuple[int, dict[str, str], bytes]:
     """A chunked body that never ends: the relay must answer once it passes the limit."""
-    head = _request_head("/hooks/small", {"Authorization": f"Bearer {GENERIC_TOKEN}",
-                                          "Transfer-Encoding": "chunked", "Content-Type": "application/json"})  # fmt: skip
+    head = _request_head(
+        "/hooks/small",
+        {
+            "Authorization": f"Bearer {GENERIC_TOKEN}",
+            "Transfer-Encoding": "chunked",
+            "Content-Type": "application/json",
+        },
+    )
     chunk = b"%x\r\n%s\r\n" % (256, b"x" * 256)
     started = time.monotonic()
     answer = _exchange(port, head, [chunk] * (SMALL_LIMIT // 256 + 2), timeout=5)
@@ -184,8 +220,14 @@ def chunked_past_limit(port: int) -> tuple[int, dict[str, str], bytes]:
 
 
 def trickled_body(port: int) -> tuple[int, dict[str, str], bytes]:
-    head = _request_head("/hooks/generic", {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Length": "100",
-                                            "Content-Type": "application/json"})  # fmt: skip
+    head = _request_head(
+        "/hooks/generic",
+        {
+            "Authorization": f"Bearer {GENERIC_TOKEN}",
+            "Content-Length": "100",
+            "Content-Type": "application/json",
+        },
+    )
     return _exchange(port, head, [b"{"] * 3, pause=0.2, timeout=BODY_TIMEOUT + 4)
 
 
@@ -208,15 +250,18 @@ def trickled_head(port: int) -> tuple[int, dict[str, str], bytes]:
 
 
 def huge_header(port: int) -> tuple[int, dict[str, str], bytes]:
-    head = _request_head("/hooks/generic", {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Length": "2",
-                                            "X-Big": "a" * 100_000})  # fmt: skip
+    head = _request_head(
+        "/hooks/generic",
+        {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Length": "2", "X-Big": "a" * 100_000},
+    )
     return _exchange(port, head, [b"{}"])
 
 
 def many_headers(port: int) -> tuple[int, dict[str, str], bytes]:
     extra = {f"X-Extra-{i}": "1" for i in range(101)}
-    head = _request_head("/hooks/generic", {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Length": "2",
-                                            **extra})  # fmt: skip
+    head = _request_head(
+        "/hooks/generic", {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Length": "2", **extra}
+    )
     return _exchange(port, head, [b"{}"])
 
 
@@ -230,11 +275,25 @@ def _dup(req: Req, name: str, value: str | bytes) -> Req:
 
 
 def linear(body: bytes = b"", delivery: str | None = None) -> Req:
-    body = body or orjson.dumps({"type": "Issue", "action": "create", "data": {"id": "i1", "title": "t"},
-                                 "webhookTimestamp": int(time.time() * 1000)})  # fmt: skip
+    body = body or orjson.dumps(
+        {
+            "type": "Issue",
+            "action": "create",
+            "data": {"id": "i1", "title": "t"},
+            "webhookTimestamp": int(time.time() * 1000),
+        }
+    )
     sig = hmac.new(LINEAR_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return Req("/hooks/linear", {"Content-Type": "application/json", "Linear-Signature": sig,
-                                 "Linear-Delivery": delivery or _id(), "Linear-Event": "Issue"}, body)  # fmt: skip
+    return Req(
+        "/hooks/linear",
+        {
+            "Content-Type": "application/json",
+            "Linear-Signature": sig,
+            "Linear-Delivery": delivery or _id(),
+            "Linear-Event": "Issue",
+        },
+        body,
+    )
 
 
 def agent(body: dict[str, Any]) -> Req:
@@ -292,14 +351,23 @@ def console_page(path: str) -> Wire:
 
 def console_foreign_cookie(port: int) -> tuple[int, dict[str, str], bytes]:
     with httpx.Client(timeout=10) as client:
-        return _answer(client.get(f"http://127.0.0.1:{port}/console",
-                                  headers=[("Cookie", b"relay_console=9999999999.n.\xc3\xa9\xff")]))  # fmt: skip
+        return _answer(
+            client.get(
+                f"http://127.0.0.1:{port}/console",
+                headers=[("Cookie", b"relay_console=9999999999.n.\xc3\xa9\xff")],
+            )
+        )
 
 
 def console_non_ascii_csrf(port: int) -> tuple[int, dict[str, str], bytes]:
     with _console_session(port) as client:
-        return _answer(client.post("/console/logout", content=b"csrf=%C3%A9%E2%82%AC",
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"}))  # fmt: skip
+        return _answer(
+            client.post(
+                "/console/logout",
+                content=b"csrf=%C3%A9%E2%82%AC",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+        )
 
 
 def console_deep_raw_event(port: int) -> tuple[int, dict[str, str], bytes]:
@@ -332,179 +400,664 @@ BAD_GITHUB = gh(PUSH, secret="a-wrong-secret")
 
 CASES: list[Case] = [
     # Routing and method
-    Case("unknown-source", "any", "POST to a hook name that is not configured", 404, "no such hook",
-         Req("/hooks/nope", {"Content-Type": "application/json"}, b"{}")),
-    Case("unknown-source-near-name", "any", "a name one letter off a configured one (names are not revealed)",
-         404, "no such hook", Req("/hooks/githu", {"Content-Type": "application/json"}, b"{}")),
-    Case("wrong-method", "any", "GET on a hook", 405, "method not allowed", Req("/hooks/github", method="GET")),
+    Case(
+        "unknown-source",
+        "any",
+        "POST to a hook name that is not configured",
+        404,
+        "no such hook",
+        Req("/hooks/nope", {"Content-Type": "application/json"}, b"{}"),
+    ),
+    Case(
+        "unknown-source-near-name",
+        "any",
+        "a name one letter off a configured one (names are not revealed)",
+        404,
+        "no such hook",
+        Req("/hooks/githu", {"Content-Type": "application/json"}, b"{}"),
+    ),
+    Case(
+        "wrong-method", "any", "GET on a hook", 405, "method not allowed", Req("/hooks/github", method="GET")
+    ),
     # Size, time and head limits
-    Case("body-too-large-declared", "generic", f"Content-Length over the source's max_body_bytes ({SMALL_LIMIT})",
-         413, "larger than", generic(b"x" * (SMALL_LIMIT + 1), path="/hooks/small")),
-    Case("body-too-large-chunked", "generic", "a chunked body that passes the limit and never ends: answered "
-         "before the sender finished", 413, "larger than", wire=chunked_past_limit),
-    Case("body-trickle", "generic", f"a body that trickles past body_timeout_seconds ({BODY_TIMEOUT:g} s)", 408,
-         "did not arrive", wire=trickled_body),
-    Case("head-trickle", "any", "request headers that never finish (slow loris)", 408, "did not arrive",
-         wire=trickled_head),
+    Case(
+        "body-too-large-declared",
+        "generic",
+        f"Content-Length over the source's max_body_bytes ({SMALL_LIMIT})",
+        413,
+        "larger than",
+        generic(b"x" * (SMALL_LIMIT + 1), path="/hooks/small"),
+    ),
+    Case(
+        "body-too-large-chunked",
+        "generic",
+        "a chunked body that passes the limit and never ends: answered before the sender finished",
+        413,
+        "larger than",
+        wire=chunked_past_limit,
+    ),
+    Case(
+        "body-trickle",
+        "generic",
+        f"a body that trickles past body_timeout_seconds ({BODY_TIMEOUT:g} s)",
+        408,
+        "did not arrive",
+        wire=trickled_body,
+    ),
+    Case(
+        "head-trickle",
+        "any",
+        "request headers that never finish (slow loris)",
+        408,
+        "did not arrive",
+        wire=trickled_head,
+    ),
     Case("header-too-large", "any", "a 100 kB header", 431, "request head larger than", wire=huge_header),
-    Case("too-many-headers", "any", "101 request headers", 431, "more than 100 request headers",
-         wire=many_headers),
-    Case("malformed-http", "any", "a request line that is not HTTP/1.x", 400, "malformed HTTP request",
-         wire=malformed_request_line),
+    Case(
+        "too-many-headers",
+        "any",
+        "101 request headers",
+        431,
+        "more than 100 request headers",
+        wire=many_headers,
+    ),
+    Case(
+        "malformed-http",
+        "any",
+        "a request line that is not HTTP/1.x",
+        400,
+        "malformed HTTP request",
+        wire=malformed_request_line,
+    ),
     # GitHub signatures
-    Case("github-no-signature", "github", "no X-Hub-Signature-256", 401, "missing X-Hub-Signature-256",
-         gh(PUSH, **{"X-Hub-Signature-256": ""})),
-    Case("github-wrong-secret", "github", "signed with another secret", 401, "invalid X-Hub-Signature-256",
-         BAD_GITHUB),
-    Case("github-malformed-signature", "github", "signature without the sha256= prefix", 401,
-         "malformed X-Hub-Signature-256", gh(PUSH, **{"X-Hub-Signature-256": "deadbeef"})),
-    Case("github-sha1-only", "github", "only the legacy sha1 X-Hub-Signature (allow_sha1 off)", 401,
-         "missing X-Hub-Signature-256", gh(PUSH, **{"X-Hub-Signature-256": "", "X-Hub-Signature": "sha1=00"})),
-    Case("github-body-changed", "github", "a valid signature of another body", 401, "invalid",
-         Req("/hooks/github", {**gh(PUSH).headers, "X-Hub-Signature-256": sign(b"{}")}, PUSH)),
-    Case("github-rotated-secret", "github", "signed with the previous secret during a rotation (two configured)",
-         202, "", gh(PUSH, secret=OLD_GITHUB_SECRET)),
+    Case(
+        "github-no-signature",
+        "github",
+        "no X-Hub-Signature-256",
+        401,
+        "missing X-Hub-Signature-256",
+        gh(PUSH, **{"X-Hub-Signature-256": ""}),
+    ),
+    Case(
+        "github-wrong-secret",
+        "github",
+        "signed with another secret",
+        401,
+        "invalid X-Hub-Signature-256",
+        BAD_GITHUB,
+    ),
+    Case(
+        "github-malformed-signature",
+        "github",
+        "signature without the sha256= prefix",
+        401,
+        "malformed X-Hub-Signature-256",
+        gh(PUSH, **{"X-Hub-Signature-256": "deadbeef"}),
+    ),
+    Case(
+        "github-sha1-only",
+        "github",
+        "only the legacy sha1 X-Hub-Signature (allow_sha1 off)",
+        401,
+        "missing X-Hub-Signature-256",
+        gh(PUSH, **{"X-Hub-Signature-256": "", "X-Hub-Signature": "sha1=00"}),
+    ),
+    Case(
+        "github-body-changed",
+        "github",
+        "a valid signature of another body",
+        401,
+        "invalid",
+        Req("/hooks/github", {**gh(PUSH).headers, "X-Hub-Signature-256": sign(b"{}")}, PUSH),
+    ),
+    Case(
+        "github-rotated-secret",
+        "github",
+        "signed with the previous secret during a rotation (two configured)",
+        202,
+        "",
+        gh(PUSH, secret=OLD_GITHUB_SECRET),
+    ),
     # GitHub content
-    Case("github-no-delivery-id", "github", "signed, but no X-GitHub-Delivery", 400, "missing X-GitHub-Delivery",
-         gh(PUSH, delivery="")),
-    Case("github-invalid-json", "github", "signed body that is not JSON", 400, "not valid JSON", gh(b"{nope")),
-    Case("github-invalid-utf8", "github", "signed JSON with invalid UTF-8", 400, "UTF-8",
-         gh(b'{"a": "\xff\xfe"}')),
-    Case("github-too-deep", "github", "signed JSON nested 65 levels deep", 400, "nested deeper than 64",
-         gh(DEEP)),
-    Case("github-xml", "github", "Content-Type: application/xml", 415, "not accepted",
-         gh(b"<push/>", ctype="application/xml")),
-    Case("github-form-payload", "github", "form body with the JSON in payload= (GitHub's other content type)",
-         202, "", gh(b"payload=" + quote_plus(PUSH).encode(),
-                     ctype="application/x-www-form-urlencoded")),
-    Case("github-form-no-payload", "github", "form body without a payload field", 400, "payload",
-         gh(b"other=1", ctype="application/x-www-form-urlencoded")),
-    Case("github-redelivery", "github", "the same X-GitHub-Delivery twice (dedupe_ttl_seconds)", 200,
-         "", gh(PUSH, delivery=REPLAYED_DELIVERY), prelude=(gh(PUSH, delivery=REPLAYED_DELIVERY),)),
-    Case("github-hostile-shape", "github", 'signed JSON shaped unlike GitHub\'s ({"repository": true}): '
-         "recorded (parked if the transform fails), never a 500", 202, "", gh(b'{"repository": true}')),
+    Case(
+        "github-no-delivery-id",
+        "github",
+        "signed, but no X-GitHub-Delivery",
+        400,
+        "missing X-GitHub-Delivery",
+        gh(PUSH, delivery=""),
+    ),
+    Case(
+        "github-invalid-json", "github", "signed body that is not JSON", 400, "not valid JSON", gh(b"{nope")
+    ),
+    Case(
+        "github-invalid-utf8",
+        "github",
+        "signed JSON with invalid UTF-8",
+        400,
+        "UTF-8",
+        gh(b'{"a": "\xff\xfe"}'),
+    ),
+    Case(
+        "github-too-deep",
+        "github",
+        "signed JSON nested 65 levels deep",
+        400,
+        "nested deeper than 64",
+        gh(DEEP),
+    ),
+    Case(
+        "github-xml",
+        "github",
+        "Content-Type: application/xml",
+        415,
+        "not accepted",
+        gh(b"<push/>", ctype="application/xml"),
+    ),
+    Case(
+        "github-form-payload",
+        "github",
+        "form body with the JSON in payload= (GitHub's other content type)",
+        202,
+        "",
+        gh(b"payload=" + quote_plus(PUSH).encode(), ctype="application/x-www-form-urlencoded"),
+    ),
+    Case(
+        "github-form-no-payload",
+        "github",
+        "form body without a payload field",
+        400,
+        "payload",
+        gh(b"other=1", ctype="application/x-www-form-urlencoded"),
+    ),
+    Case(
+        "github-redelivery",
+        "github",
+        "the same X-GitHub-Delivery twice (dedupe_ttl_seconds)",
+        200,
+        "",
+        gh(PUSH, delivery=REPLAYED_DELIVERY),
+        prelude=(gh(PUSH, delivery=REPLAYED_DELIVERY),),
+    ),
+    Case(
+        "github-hostile-shape",
+        "github",
+        'signed JSON shaped unlike GitHub\'s ({"repository": true}): '
+        "recorded (parked if the transform fails), never a 500",
+        202,
+        "",
+        gh(b'{"repository": true}'),
+    ),
     # Authentication lockout
-    Case("auth-lockout", "any", f"a failed signature after {LOCKOUT_AFTER} failures in the window", 429,
-         "too many failed authentications", BAD_GITHUB, prelude=(BAD_GITHUB,) * LOCKOUT_AFTER),
-    Case("auth-lockout-valid-passes", "github", "a valid signature while the sender's address is locked out", 202,
-         "", gh(PUSH), prelude=(BAD_GITHUB,) * (LOCKOUT_AFTER + 1)),
+    Case(
+        "auth-lockout",
+        "any",
+        f"a failed signature after {LOCKOUT_AFTER} failures in the window",
+        429,
+        "too many failed authentications",
+        BAD_GITHUB,
+        prelude=(BAD_GITHUB,) * LOCKOUT_AFTER,
+    ),
+    Case(
+        "auth-lockout-valid-passes",
+        "github",
+        "a valid signature while the sender's address is locked out",
+        202,
+        "",
+        gh(PUSH),
+        prelude=(BAD_GITHUB,) * (LOCKOUT_AFTER + 1),
+    ),
     # Generic (token, HMAC, raw)
-    Case("generic-no-token", "generic", "no Authorization / x-openclaw-token", 401, "missing token",
-         generic(token=None)),
-    Case("generic-wrong-token", "generic", "a wrong bearer token", 401, "invalid token", generic(token="guess")),
-    Case("generic-token-in-query", "generic", "the token in the query string (not accepted, as in OpenClaw)", 401,
-         "missing token", generic(token=None, path=f"/hooks/generic?token={GENERIC_TOKEN}")),
-    Case("generic-text-plain", "generic", "text/plain to a JSON source", 415, "not accepted", generic(ctype="text/plain")),
+    Case(
+        "generic-no-token",
+        "generic",
+        "no Authorization / x-openclaw-token",
+        401,
+        "missing token",
+        generic(token=None),
+    ),
+    Case(
+        "generic-wrong-token", "generic", "a wrong bearer token", 401, "invalid token", generic(token="guess")
+    ),
+    Case(
+        "generic-token-in-query",
+        "generic",
+        "the token in the query string (not accepted, as in OpenClaw)",
+        401,
+        "missing token",
+        generic(token=None, path=f"/hooks/generic?token={GENERIC_TOKEN}"),
+    ),
+    Case(
+        "generic-text-plain",
+        "generic",
+        "text/plain to a JSON source",
+        415,
+        "not accepted",
+        generic(ctype="text/plain"),
+    ),
     Case("generic-empty-body", "generic", "an empty body", 400, "not valid JSON", generic(b"")),
     Case("generic-nan", "generic", "JSON with NaN", 400, "not valid JSON", generic(b'{"a": NaN}')),
-    Case("generic-bom", "generic", "JSON with a UTF-8 byte order mark", 400, "BOM", generic(b'\xef\xbb\xbf{"a": 1}')),
-    Case("generic-deep-1000", "generic", "JSON nested 1000 levels deep", 400, "nested deeper than 64",
-         generic(b"[" * 1000 + b"]" * 1000)),
-    Case("raw-text", "generic", "content: raw source, text/plain with control characters", 202, "",
-         generic(b"build \x1b[31mfailed\x00\r\n", path="/hooks/raw", ctype="text/plain")),
-    Case("raw-not-utf8", "generic", "content: raw source, bytes that are not UTF-8", 400, "not valid UTF-8",
-         generic(b"\xff\xfe\x00", path="/hooks/raw", ctype="application/octet-stream")),
-    Case("hmac-wrong", "generic", "HMAC mode, wrong signature", 401, "invalid X-Signature",
-         Req("/hooks/signed", {"X-Signature": "sha256=" + "0" * 64}, b'{"n": 1}')),
-    Case("hmac-rotated", "generic", "HMAC mode, signed with the second of two secrets", 202, "",
-         Req("/hooks/signed", {"X-Signature": "sha256=" + hmac.new(HMAC_SECRETS[1].encode(), b'{"n": 2}',
-                                                                   hashlib.sha256).hexdigest()}, b'{"n": 2}')),
+    Case(
+        "generic-bom",
+        "generic",
+        "JSON with a UTF-8 byte order mark",
+        400,
+        "BOM",
+        generic(b'\xef\xbb\xbf{"a": 1}'),
+    ),
+    Case(
+        "generic-deep-1000",
+        "generic",
+        "JSON nested 1000 levels deep",
+        400,
+        "nested deeper than 64",
+        generic(b"[" * 1000 + b"]" * 1000),
+    ),
+    Case(
+        "raw-text",
+        "generic",
+        "content: raw source, text/plain with control characters",
+        202,
+        "",
+        generic(b"build \x1b[31mfailed\x00\r\n", path="/hooks/raw", ctype="text/plain"),
+    ),
+    Case(
+        "raw-not-utf8",
+        "generic",
+        "content: raw source, bytes that are not UTF-8",
+        400,
+        "not valid UTF-8",
+        generic(b"\xff\xfe\x00", path="/hooks/raw", ctype="application/octet-stream"),
+    ),
+    Case(
+        "hmac-wrong",
+        "generic",
+        "HMAC mode, wrong signature",
+        401,
+        "invalid X-Signature",
+        Req("/hooks/signed", {"X-Signature": "sha256=" + "0" * 64}, b'{"n": 1}'),
+    ),
+    Case(
+        "hmac-rotated",
+        "generic",
+        "HMAC mode, signed with the second of two secrets",
+        202,
+        "",
+        Req(
+            "/hooks/signed",
+            {
+                "X-Signature": "sha256="
+                + hmac.new(HMAC_SECRETS[1].encode(), b'{"n": 2}', hashlib.sha256).hexdigest()
+            },
+            b'{"n": 2}',
+        ),
+    ),
     # Stripe
-    Case("stripe-stale", "stripe", "valid signature, timestamp an hour old (replay)", 401, "tolerance",
-         stripe(STRIPE_EVENT, t=int(time.time()) - 3600)),
-    Case("stripe-future", "stripe", "valid signature, timestamp an hour ahead", 401, "tolerance",
-         stripe(STRIPE_EVENT, t=int(time.time()) + 3600)),
-    Case("stripe-no-v1", "stripe", "Stripe-Signature without v1=", 401, "no v1 signature",
-         stripe(STRIPE_EVENT, sig=f"t={int(time.time())},v0=abc")),
-    Case("stripe-wrong-secret", "stripe", "signed with another secret", 401, "invalid Stripe-Signature",
-         stripe(STRIPE_EVENT, secret="whsec_other")),
-    Case("stripe-not-an-event", "stripe", "signed JSON without a type", 400, "not a Stripe event",
-         stripe(b'{"id": "evt_x"}')),
+    Case(
+        "stripe-stale",
+        "stripe",
+        "valid signature, timestamp an hour old (replay)",
+        401,
+        "tolerance",
+        stripe(STRIPE_EVENT, t=int(time.time()) - 3600),
+    ),
+    Case(
+        "stripe-future",
+        "stripe",
+        "valid signature, timestamp an hour ahead",
+        401,
+        "tolerance",
+        stripe(STRIPE_EVENT, t=int(time.time()) + 3600),
+    ),
+    Case(
+        "stripe-no-v1",
+        "stripe",
+        "Stripe-Signature without v1=",
+        401,
+        "no v1 signature",
+        stripe(STRIPE_EVENT, sig=f"t={int(time.time())},v0=abc"),
+    ),
+    Case(
+        "stripe-wrong-secret",
+        "stripe",
+        "signed with another secret",
+        401,
+        "invalid Stripe-Signature",
+        stripe(STRIPE_EVENT, secret="whsec_other"),
+    ),
+    Case(
+        "stripe-not-an-event",
+        "stripe",
+        "signed JSON without a type",
+        400,
+        "not a Stripe event",
+        stripe(b'{"id": "evt_x"}'),
+    ),
     # Standard Webhooks
-    Case("sw-stale", "standard-webhooks", "valid signature, timestamp an hour old (replay)", 401, "tolerance",
-         sw(b'{"type": "a"}', t=int(time.time()) - 3600)),
-    Case("sw-missing-id", "standard-webhooks", "no webhook-id header", 401, "missing webhook-id",
-         sw(b'{"type": "a"}', drop="webhook-id")),
-    Case("sw-rotated", "standard-webhooks", "signed with the second of two secrets", 202, "",
-         sw(b'{"type": "a", "data": {"id": "x"}}', secret=SW_SECRETS[1])),
-    Case("sw-replayed", "standard-webhooks", "the same webhook-id again within the tolerance (deduplicated)", 200,
-         "", sw(b'{"type": "a"}', msg_id=REPLAYED_SW), prelude=(sw(b'{"type": "a"}', msg_id=REPLAYED_SW),)),
+    Case(
+        "sw-stale",
+        "standard-webhooks",
+        "valid signature, timestamp an hour old (replay)",
+        401,
+        "tolerance",
+        sw(b'{"type": "a"}', t=int(time.time()) - 3600),
+    ),
+    Case(
+        "sw-missing-id",
+        "standard-webhooks",
+        "no webhook-id header",
+        401,
+        "missing webhook-id",
+        sw(b'{"type": "a"}', drop="webhook-id"),
+    ),
+    Case(
+        "sw-rotated",
+        "standard-webhooks",
+        "signed with the second of two secrets",
+        202,
+        "",
+        sw(b'{"type": "a", "data": {"id": "x"}}', secret=SW_SECRETS[1]),
+    ),
+    Case(
+        "sw-replayed",
+        "standard-webhooks",
+        "the same webhook-id again within the tolerance (deduplicated)",
+        200,
+        "",
+        sw(b'{"type": "a"}', msg_id=REPLAYED_SW),
+        prelude=(sw(b'{"type": "a"}', msg_id=REPLAYED_SW),),
+    ),
     # Other presets and the relay's own endpoints
-    Case("gitlab-wrong-token", "gitlab", "a wrong X-Gitlab-Token", 401, "invalid X-Gitlab-Token",
-         Req("/hooks/gitlab", {"X-Gitlab-Token": "guess", "X-Gitlab-Event": "Push Hook"}, b"{}")),
-    Case("alertmanager-basic-auth", "alertmanager", "basic auth where a bearer token is configured", 401, "missing bearer token",
-         Req("/hooks/alerts", {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}, AM_BODY)),
-    Case("gmail-wrong-token", "gmail", "a wrong bearer token (not a JWT)", 401, "invalid token",
-         Req("/hooks/gmail", {"Authorization": "Bearer guess"}, b"{}")),
-    Case("agent-no-message", "agent", "/hooks/agent with the gateway token and no message", 400, "message required",
-         generic(b"{}", token=HOOKS_TOKEN, path="/hooks/agent")),
-    Case("agent-unsafe-flag", "agent", "/hooks/agent asking for allowUnsafeExternalContent", 400,
-         "allowUnsafeExternalContent", generic(b'{"message": "hi", "allowUnsafeExternalContent": true}',
-                                               token=HOOKS_TOKEN, path="/hooks/agent")),
-    Case("wake-wrong-token", "wake", "/hooks/wake with the github secret as token", 401, "invalid token",
-         generic(b'{"text": "x"}', token=GITHUB_SECRET, path="/hooks/wake")),
+    Case(
+        "gitlab-wrong-token",
+        "gitlab",
+        "a wrong X-Gitlab-Token",
+        401,
+        "invalid X-Gitlab-Token",
+        Req("/hooks/gitlab", {"X-Gitlab-Token": "guess", "X-Gitlab-Event": "Push Hook"}, b"{}"),
+    ),
+    Case(
+        "alertmanager-basic-auth",
+        "alertmanager",
+        "basic auth where a bearer token is configured",
+        401,
+        "missing bearer token",
+        Req("/hooks/alerts", {"Authorization": "Basic " + base64.b64encode(b"u:p").decode()}, AM_BODY),
+    ),
+    Case(
+        "gmail-wrong-token",
+        "gmail",
+        "a wrong bearer token (not a JWT)",
+        401,
+        "invalid token",
+        Req("/hooks/gmail", {"Authorization": "Bearer guess"}, b"{}"),
+    ),
+    Case(
+        "agent-no-message",
+        "agent",
+        "/hooks/agent with the gateway token and no message",
+        400,
+        "message required",
+        generic(b"{}", token=HOOKS_TOKEN, path="/hooks/agent"),
+    ),
+    Case(
+        "agent-unsafe-flag",
+        "agent",
+        "/hooks/agent asking for allowUnsafeExternalContent",
+        400,
+        "allowUnsafeExternalContent",
+        generic(
+            b'{"message": "hi", "allowUnsafeExternalContent": true}', token=HOOKS_TOKEN, path="/hooks/agent"
+        ),
+    ),
+    Case(
+        "wake-wrong-token",
+        "wake",
+        "/hooks/wake with the github secret as token",
+        401,
+        "invalid token",
+        generic(b'{"text": "x"}', token=GITHUB_SECRET, path="/hooks/wake"),
+    ),
     # Held connections, forwarded headers, long ids, trailing slashes (docs/hardening.md)
-    Case("early-answer-closes", "any", "an unknown hook whose body keeps dribbling a byte at a time: answered "
-         "with Connection: close, and closed", 404, "no such hook", wire=early_answer_closes),
-    Case("metrics-not-on-hooks-port", "any", "GET /metrics on the hooks listener (it has its own, on loopback)",
-         404, "no such hook", Req("/metrics", method="GET")),
-    Case("trailing-slash", "generic", "/hooks/generic/ (a trailing slash): answered as without it, no redirect",
-         200, "", generic(path="/hooks/generic/")),
-    Case("xff-rotating-lockout", "any", "failed signatures, each with another X-Forwarded-For (not a trusted "
-         "proxy): the lockout still counts the peer", 429, "too many failed authentications",
-         _dup(BAD_GITHUB, "X-Forwarded-For", "198.51.100.99"),
-         prelude=tuple(_dup(BAD_GITHUB, "X-Forwarded-For", f"198.51.100.{i}") for i in range(LOCKOUT_AFTER))),
-    Case("long-id-shared-prefix", "agent", "an idempotencyKey of 251 characters sharing its first 250 with an "
-         "earlier one: a second event, not a duplicate", 202, "", agent({"message": "b", "idempotencyKey": LONG_KEY + "2"}),
-         prelude=(agent({"message": "a", "idempotencyKey": LONG_KEY + "1"}),)),
-    Case("agent-blank-message", "agent", '/hooks/agent with {"message": "   "}', 400, "must not be blank",
-         agent({"message": "   "})),
-    Case("agent-session-key-newline", "agent", "/hooks/agent with a newline in sessionKey", 400,
-         "control characters", agent({"message": "hi", "sessionKey": "hook:a\nb"})),
+    Case(
+        "early-answer-closes",
+        "any",
+        "an unknown hook whose body keeps dribbling a byte at a time: answered "
+        "with Connection: close, and closed",
+        404,
+        "no such hook",
+        wire=early_answer_closes,
+    ),
+    Case(
+        "metrics-not-on-hooks-port",
+        "any",
+        "GET /metrics on the hooks listener (it has its own, on loopback)",
+        404,
+        "no such hook",
+        Req("/metrics", method="GET"),
+    ),
+    Case(
+        "trailing-slash",
+        "generic",
+        "/hooks/generic/ (a trailing slash): answered as without it, no redirect",
+        200,
+        "",
+        generic(path="/hooks/generic/"),
+    ),
+    Case(
+        "xff-rotating-lockout",
+        "any",
+        "failed signatures, each with another X-Forwarded-For (not a trusted "
+        "proxy): the lockout still counts the peer",
+        429,
+        "too many failed authentications",
+        _dup(BAD_GITHUB, "X-Forwarded-For", "198.51.100.99"),
+        prelude=tuple(_dup(BAD_GITHUB, "X-Forwarded-For", f"198.51.100.{i}") for i in range(LOCKOUT_AFTER)),
+    ),
+    Case(
+        "long-id-shared-prefix",
+        "agent",
+        "an idempotencyKey of 251 characters sharing its first 250 with an "
+        "earlier one: a second event, not a duplicate",
+        202,
+        "",
+        agent({"message": "b", "idempotencyKey": LONG_KEY + "2"}),
+        prelude=(agent({"message": "a", "idempotencyKey": LONG_KEY + "1"}),),
+    ),
+    Case(
+        "agent-blank-message",
+        "agent",
+        '/hooks/agent with {"message": "   "}',
+        400,
+        "must not be blank",
+        agent({"message": "   "}),
+    ),
+    Case(
+        "agent-session-key-newline",
+        "agent",
+        "/hooks/agent with a newline in sessionKey",
+        400,
+        "control characters",
+        agent({"message": "hi", "sessionKey": "hook:a\nb"}),
+    ),
     # Repeated security headers: one rule for every preset
-    Case("repeated-github-event", "github", "two X-GitHub-Event headers (push, then ping)", 400, REPEATED,
-         _dup(gh(PUSH), "X-GitHub-Event", "ping")),
-    Case("repeated-github-signature", "github", "two X-Hub-Signature-256 headers", 400, REPEATED,
-         _dup(gh(PUSH), "X-Hub-Signature-256", sign(b"{}"))),
-    Case("repeated-generic-token", "generic", "two Authorization headers", 400, REPEATED,
-         _dup(generic(), "Authorization", "Bearer other")),
-    Case("repeated-generic-idempotency-key", "generic", "two Idempotency-Key headers", 400, REPEATED,
-         _dup(generic(**{"Idempotency-Key": "a"}), "Idempotency-Key", "b")),
-    Case("repeated-hmac-signature", "generic", "HMAC mode, two X-Signature headers", 400, REPEATED,
-         Req("/hooks/signed", {"X-Signature": "sha256=" + "0" * 64}, b'{"n": 1}', again=(("X-Signature", "x"),))),
-    Case("repeated-stripe-signature", "stripe", "two Stripe-Signature headers", 400, REPEATED,
-         _dup(stripe(STRIPE_EVENT), "Stripe-Signature", "t=1,v1=00")),
-    Case("repeated-sw-id", "standard-webhooks", "two webhook-id headers", 400, REPEATED,
-         _dup(sw(b'{"type": "a"}'), "webhook-id", "msg_other")),
-    Case("repeated-sw-timestamp", "standard-webhooks", "two webhook-timestamp headers", 400, REPEATED,
-         _dup(sw(b'{"type": "a"}'), "webhook-timestamp", "1")),
-    Case("repeated-gitlab-event", "gitlab", "two X-Gitlab-Event headers", 400, REPEATED,
-         Req("/hooks/gitlab", {"X-Gitlab-Token": GITLAB_TOKEN, "X-Gitlab-Event": "Push Hook"}, b"{}",
-             again=(("X-Gitlab-Event", "Note Hook"),))),
-    Case("repeated-linear-delivery", "linear", "two Linear-Delivery headers", 400, REPEATED,
-         _dup(linear(), "Linear-Delivery", "other")),
-    Case("repeated-alertmanager-auth", "alertmanager", "two Authorization headers", 400, REPEATED,
-         Req("/hooks/alerts", {"Authorization": f"Bearer {ALERTS_TOKEN}"}, AM_BODY,
-             again=(("Authorization", "Bearer other"),))),
-    Case("repeated-gmail-auth", "gmail", "two Authorization headers", 400, REPEATED,
-         Req("/hooks/gmail", {"Authorization": "Bearer gmail-token-bad-input"}, b"{}",
-             again=(("Authorization", "Bearer other"),))),
-    Case("repeated-agent-token", "agent", "/hooks/agent with two Authorization headers", 400, REPEATED,
-         _dup(agent({"message": "hi"}), "Authorization", "Bearer other")),
+    Case(
+        "repeated-github-event",
+        "github",
+        "two X-GitHub-Event headers (push, then ping)",
+        400,
+        REPEATED,
+        _dup(gh(PUSH), "X-GitHub-Event", "ping"),
+    ),
+    Case(
+        "repeated-github-signature",
+        "github",
+        "two X-Hub-Signature-256 headers",
+        400,
+        REPEATED,
+        _dup(gh(PUSH), "X-Hub-Signature-256", sign(b"{}")),
+    ),
+    Case(
+        "repeated-generic-token",
+        "generic",
+        "two Authorization headers",
+        400,
+        REPEATED,
+        _dup(generic(), "Authorization", "Bearer other"),
+    ),
+    Case(
+        "repeated-generic-idempotency-key",
+        "generic",
+        "two Idempotency-Key headers",
+        400,
+        REPEATED,
+        _dup(generic(**{"Idempotency-Key": "a"}), "Idempotency-Key", "b"),
+    ),
+    Case(
+        "repeated-hmac-signature",
+        "generic",
+        "HMAC mode, two X-Signature headers",
+        400,
+        REPEATED,
+        Req(
+            "/hooks/signed", {"X-Signature": "sha256=" + "0" * 64}, b'{"n": 1}', again=(("X-Signature", "x"),)
+        ),
+    ),
+    Case(
+        "repeated-stripe-signature",
+        "stripe",
+        "two Stripe-Signature headers",
+        400,
+        REPEATED,
+        _dup(stripe(STRIPE_EVENT), "Stripe-Signature", "t=1,v1=00"),
+    ),
+    Case(
+        "repeated-sw-id",
+        "standard-webhooks",
+        "two webhook-id headers",
+        400,
+        REPEATED,
+        _dup(sw(b'{"type": "a"}'), "webhook-id", "msg_other"),
+    ),
+    Case(
+        "repeated-sw-timestamp",
+        "standard-webhooks",
+        "two webhook-timestamp headers",
+        400,
+        REPEATED,
+        _dup(sw(b'{"type": "a"}'), "webhook-timestamp", "1"),
+    ),
+    Case(
+        "repeated-gitlab-event",
+        "gitlab",
+        "two X-Gitlab-Event headers",
+        400,
+        REPEATED,
+        Req(
+            "/hooks/gitlab",
+            {"X-Gitlab-Token": GITLAB_TOKEN, "X-Gitlab-Event": "Push Hook"},
+            b"{}",
+            again=(("X-Gitlab-Event", "Note Hook"),),
+        ),
+    ),
+    Case(
+        "repeated-linear-delivery",
+        "linear",
+        "two Linear-Delivery headers",
+        400,
+        REPEATED,
+        _dup(linear(), "Linear-Delivery", "other"),
+    ),
+    Case(
+        "repeated-alertmanager-auth",
+        "alertmanager",
+        "two Authorization headers",
+        400,
+        REPEATED,
+        Req(
+            "/hooks/alerts",
+            {"Authorization": f"Bearer {ALERTS_TOKEN}"},
+            AM_BODY,
+            again=(("Authorization", "Bearer other"),),
+        ),
+    ),
+    Case(
+        "repeated-gmail-auth",
+        "gmail",
+        "two Authorization headers",
+        400,
+        REPEATED,
+        Req(
+            "/hooks/gmail",
+            {"Authorization": "Bearer gmail-token-bad-input"},
+            b"{}",
+            again=(("Authorization", "Bearer other"),),
+        ),
+    ),
+    Case(
+        "repeated-agent-token",
+        "agent",
+        "/hooks/agent with two Authorization headers",
+        400,
+        REPEATED,
+        _dup(agent({"message": "hi"}), "Authorization", "Bearer other"),
+    ),
     # The console (loopback, logged in unless said otherwise)
-    Case("console-cursor-nan", "console", "/console?cursor=nan~x (also /console/dead, /console/parked)", 200,
-         "Events", wire=console_page("/console?cursor=nan~x"), html=True),
-    Case("console-dead-cursor-nan", "console", "/console/dead?cursor=nan~x", 200, "Dead",
-         wire=console_page("/console/dead?cursor=nan~x"), html=True),
-    Case("console-foreign-cookie", "console", "a session cookie whose MAC holds non-ASCII bytes (planted by "
-         "another app on 127.0.0.1)", 401, "token", wire=console_foreign_cookie, html=True),
-    Case("console-non-ascii-csrf", "console", "a POST whose CSRF value is not ASCII", 403, "CSRF",
-         wire=console_non_ascii_csrf, html=True),
-    Case("console-deep-raw-event", "console", "the event page of a raw-source body nested 600 levels deep", 200,
-         "[[[", wire=console_deep_raw_event, html=True),
-    Case("console-login-throttled", "console", "a console login after 10 wrong tokens within a minute (even "
-         "the right token)", 429, "Too many", wire=console_login_throttled, html=True),
-]  # fmt: skip
+    Case(
+        "console-cursor-nan",
+        "console",
+        "/console?cursor=nan~x (also /console/dead, /console/parked)",
+        200,
+        "Events",
+        wire=console_page("/console?cursor=nan~x"),
+        html=True,
+    ),
+    Case(
+        "console-dead-cursor-nan",
+        "console",
+        "/console/dead?cursor=nan~x",
+        200,
+        "Dead",
+        wire=console_page("/console/dead?cursor=nan~x"),
+        html=True,
+    ),
+    Case(
+        "console-foreign-cookie",
+        "console",
+        "a session cookie whose MAC holds non-ASCII bytes (planted by another app on 127.0.0.1)",
+        401,
+        "token",
+        wire=console_foreign_cookie,
+        html=True,
+    ),
+    Case(
+        "console-non-ascii-csrf",
+        "console",
+        "a POST whose CSRF value is not ASCII",
+        403,
+        "CSRF",
+        wire=console_non_ascii_csrf,
+        html=True,
+    ),
+    Case(
+        "console-deep-raw-event",
+        "console",
+        "the event page of a raw-source body nested 600 levels deep",
+        200,
+        "[[[",
+        wire=console_deep_raw_event,
+        html=True,
+    ),
+    Case(
+        "console-login-throttled",
+        "console",
+        "a console login after 10 wrong tokens within a minute (even the right token)",
+        429,
+        "Too many",
+        wire=console_login_throttled,
+        html=True,
+    ),
+]
 
 
 def _cell(text: str) -> str:
@@ -521,9 +1074,17 @@ def render_table(cases: list[Case] = CASES) -> str:
 
 @pytest.fixture(scope="module")
 def ingress(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) -> Iterator[Relay]:
-    relay = Relay(tmp_path_factory.mktemp("bad-input"), redis_server.url, {
-        "sources": SOURCES, "mappings": MAPPINGS, "body_timeout_seconds": BODY_TIMEOUT,
-        "auth_failures_max": LOCKOUT_AFTER, "console": {"enabled": True, "token": CONSOLE_TOKEN}})  # fmt: skip
+    relay = Relay(
+        tmp_path_factory.mktemp("bad-input"),
+        redis_server.url,
+        {
+            "sources": SOURCES,
+            "mappings": MAPPINGS,
+            "body_timeout_seconds": BODY_TIMEOUT,
+            "auth_failures_max": LOCKOUT_AFTER,
+            "console": {"enabled": True, "token": CONSOLE_TOKEN},
+        },
+    )
     relay.start_ingress()
     yield relay
     relay.stop()

@@ -23,10 +23,15 @@ ITEM = re.compile(r"^(\d+)\. alert InstanceDown (g\d+)-(\d+)$", re.M)
 
 
 def _mappings(window: str, most: int) -> list[dict[str, Any]]:
-    return [{"match": {"path": "alertmanager"}, "name": "Alerts",
-             "messageTemplate": "alert {{payload.commonLabels.alertname}} {{payload.alerts[0].labels.instance}}",
-             "sessionKey": "hook:am:{{payload.groupKey}}",
-             "batch": {"key": "{{payload.groupKey}}", "window": window, "max": most}}]  # fmt: skip
+    return [
+        {
+            "match": {"path": "alertmanager"},
+            "name": "Alerts",
+            "messageTemplate": "alert {{payload.commonLabels.alertname}} {{payload.alerts[0].labels.instance}}",
+            "sessionKey": "hook:am:{{payload.groupKey}}",
+            "batch": {"key": "{{payload.groupKey}}", "window": window, "max": most},
+        }
+    ]
 
 
 def _alert(group: int, n: int) -> bytes:
@@ -114,8 +119,11 @@ def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_cl
     runs = stub.runs()
     sizes = [len(_items(r)) for r in runs]
     assert all(size <= 5 for size in sizes) and sum(sizes) >= 10, sizes
-    held = [eid for eid in redis_client.zrange(keys.EVENTS, 0, -1)
-            if redis_client.hget(keys.event(eid.decode()), "state") == b"held"]  # fmt: skip
+    held = [
+        eid
+        for eid in redis_client.zrange(keys.EVENTS, 0, -1)
+        if redis_client.hget(keys.event(eid.decode()), "state") == b"held"
+    ]
     assert len(held) == 12 - sum(sizes) < 5
     numbers = sorted(n for r in runs for _, _, n in _items(r))
     assert len(numbers) == len(set(numbers))
@@ -139,9 +147,17 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
     for g in range(3):
         for n in range(4):
             did = f"d{g}-{n}"
-            rec = record_event(redis_client, source="src", delivery_id=did, headers={}, body=b"{}",
-                               actions=encode_actions("src", did, [AgentAction(message=f"m{g}-{n}")]),
-                               action_count=0, dedupe_ttl=60, event_ttl=60)  # fmt: skip
+            rec = record_event(
+                redis_client,
+                source="src",
+                delivery_id=did,
+                headers={},
+                body=b"{}",
+                actions=encode_actions("src", did, [AgentAction(message=f"m{g}-{n}")]),
+                action_count=0,
+                dedupe_ttl=60,
+                event_ttl=60,
+            )
 
             async def offer(eid: str = rec.event_id, g: int = g) -> None:
                 client = AsyncRedis.from_url(redis_server.url)
@@ -167,8 +183,9 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
     assert len(flushed) == 3
     assert redis_client.xlen(keys.INBOX) == 3
     assert redis_client.zcard(held.DUE) == 0
-    messages = sorted(orjson.loads(redis_client.hget(keys.event(e), "actions"))[0]["body"]["message"]
-                      for e in flushed)  # fmt: skip
+    messages = sorted(
+        orjson.loads(redis_client.hget(keys.event(e), "actions"))[0]["body"]["message"] for e in flushed
+    )
     assert [m.splitlines()[0] for m in messages] == [
         f"4 events for k{g} (batched over 0.05 s):" for g in range(3)
     ]

@@ -26,8 +26,12 @@ def run_bench(tmp_path: Path, *args: str) -> str:
     out = tmp_path / "results.md"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", *args, "--out", str(out)],
-        capture_output=True, text=True, timeout=280, cwd=ROOT, env={**os.environ, "BENCH_NO_REEXEC": "1", "PATH": _path()},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=280,
+        cwd=ROOT,
+        env={**os.environ, "BENCH_NO_REEXEC": "1", "PATH": _path()},
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out.read_text()
 
@@ -47,8 +51,14 @@ def test_bench_smoke_runs_every_section(tmp_path: Path) -> None:
     out = tmp_path / "all"
     out.mkdir()
     text = run_bench(out)
-    for heading in ("## 1. Ingress", "## 2. Delivery", "## 3. End to end", "## 4. Burst", "## 5. Memory",
-                    "## Targets"):  # fmt: skip
+    for heading in (
+        "## 1. Ingress",
+        "## 2. Delivery",
+        "## 3. End to end",
+        "## 4. Burst",
+        "## 5. Memory",
+        "## Targets",
+    ):
         assert heading in text, heading
     assert "Versions: python" in text and "redis-server" in text and "Machine: nproc" in text
     assert "| **relay serve**" in text and "| bare Starlette" in text

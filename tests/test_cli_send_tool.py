@@ -24,12 +24,33 @@ def test_send_with_openclaw_message_send_flags_waits_for_the_gateway(
     relay: Relay = relay_factory()
     stub = relay.start_stub()
     relay.start_worker()
-    flags = ["--target", "-100123", "--channel", "telegram", "-m", "Deploy of v2 done",
-             "--media", "https://example.com/graph.png", "--reply-to", "4711", "--thread-id", "7",
-             "--account", "ops-bot", "--silent"]  # fmt: skip
-    params = {"to": "-100123", "message": "Deploy of v2 done", "mediaUrl": "https://example.com/graph.png",
-              "channel": "telegram", "accountId": "ops-bot", "replyToId": "4711", "threadId": "7",
-              "silent": True}  # fmt: skip
+    flags = [
+        "--target",
+        "-100123",
+        "--channel",
+        "telegram",
+        "-m",
+        "Deploy of v2 done",
+        "--media",
+        "https://example.com/graph.png",
+        "--reply-to",
+        "4711",
+        "--thread-id",
+        "7",
+        "--account",
+        "ops-bot",
+        "--silent",
+    ]
+    params = {
+        "to": "-100123",
+        "message": "Deploy of v2 done",
+        "mediaUrl": "https://example.com/graph.png",
+        "channel": "telegram",
+        "accountId": "ops-bot",
+        "replyToId": "4711",
+        "threadId": "7",
+        "silent": True,
+    }
 
     dry = relay_cli(relay, "send", *flags, "--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -66,8 +87,15 @@ def test_send_with_openclaw_message_send_flags_waits_for_the_gateway(
     # Usage errors: exit 2; Redis unreachable: exit 3.
     assert relay_cli(relay, "send", "--target", "x").returncode == 2  # neither message nor media
     assert relay_cli(relay, "send", "-m", "no target").returncode == 2
-    unreachable = relay_cli(relay, "send", "--to", "x", "-m", "y",
-                            env={**relay.env, "RELAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})  # fmt: skip
+    unreachable = relay_cli(
+        relay,
+        "send",
+        "--to",
+        "x",
+        "-m",
+        "y",
+        env={**relay.env, "RELAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},
+    )
     assert unreachable.returncode == 3 and "cannot reach Redis" in unreachable.stderr
 
 
@@ -77,8 +105,19 @@ def test_tool_call_waits_for_the_gateway_and_reports_a_dead_letter(
     relay: Relay = relay_factory()
     stub = relay.start_stub()
     relay.start_worker()
-    done = relay_cli(relay, "tool", "sessions_list", "--args", '{"limit": 5}', "--action", "json",
-                     "--session-key", "main", "--wait", "--json")  # fmt: skip
+    done = relay_cli(
+        relay,
+        "tool",
+        "sessions_list",
+        "--args",
+        '{"limit": 5}',
+        "--action",
+        "json",
+        "--session-key",
+        "main",
+        "--wait",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     out = orjson.loads(done.stdout)
     assert out["state"] == "delivered"
@@ -109,5 +148,10 @@ def test_tool_call_waits_for_the_gateway_and_reports_a_dead_letter(
         send_id = client.send("+1555", "hi", channel="whatsapp", silent=True, idempotency_key="py-send")
         assert client.wait(tool_id, timeout=30).state == "delivered"
         assert client.wait(send_id, timeout=30).state == "delivered"
-    assert stub.runs("send")[0]["body"] == {"to": "+1555", "message": "hi", "channel": "whatsapp", "silent": True,
-                                            "idempotencyKey": send_id}  # fmt: skip
+    assert stub.runs("send")[0]["body"] == {
+        "to": "+1555",
+        "message": "hi",
+        "channel": "whatsapp",
+        "silent": True,
+        "idempotencyKey": send_id,
+    }

@@ -30,9 +30,12 @@ HOSTILE = "<script>window.__pwned=1</script>"
 
 
 def settings(redis_url: str, **console: Any) -> Settings:
-    return Settings(redis_url=redis_url, sources={"generic": {"preset": "generic", "token": "generic-token"}},
-                    mappings=[{"match": {"path": "generic"}, "action": "agent", "messageTemplate": "x={{payload.x}}"}],
-                    console={"enabled": True, "token": CONSOLE_TOKEN, **console})  # fmt: skip
+    return Settings(
+        redis_url=redis_url,
+        sources={"generic": {"preset": "generic", "token": "generic-token"}},
+        mappings=[{"match": {"path": "generic"}, "action": "agent", "messageTemplate": "x={{payload.x}}"}],
+        console={"enabled": True, "token": CONSOLE_TOKEN, **console},
+    )
 
 
 class Client:
@@ -72,14 +75,27 @@ def console(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[Cl
     client.close()
 
 
-def record(r: redis.Redis, delivery_id: str, body: Any, headers: dict[str, str] | None = None,
-           source: str = "generic") -> str:  # fmt: skip
+def record(
+    r: redis.Redis,
+    delivery_id: str,
+    body: Any,
+    headers: dict[str, str] | None = None,
+    source: str = "generic",
+) -> str:
     actions = orjson.dumps(
         [{"id": action_id(source, delivery_id, 0), "kind": "agent", "body": {"message": "m"}}]
     )
-    recorded = record_event(r, source=source, delivery_id=delivery_id, headers=headers or {},
-                            body=orjson.dumps(body), actions=actions, action_count=1, dedupe_ttl=60,
-                            event_ttl=3600)  # fmt: skip
+    recorded = record_event(
+        r,
+        source=source,
+        delivery_id=delivery_id,
+        headers=headers or {},
+        body=orjson.dumps(body),
+        actions=actions,
+        action_count=1,
+        dedupe_ttl=60,
+        event_ttl=3600,
+    )
     return recorded.event_id
 
 
@@ -139,9 +155,15 @@ def test_only_loopback_clients_unless_allowed(redis_server: RedisServer, redis_c
 def test_event_page_redacts_credentials_and_escapes_payloads(
     console: Client, redis_client: redis.Redis
 ) -> None:
-    headers = {"Authorization": "Bearer hunter2-secret", "X-Hub-Signature-256": "sha256=deadbeef",
-               "X-Gitlab-Token": "glt-secret", "Cookie": "sid=cookie-secret", "X-Api-Key": "key-secret",
-               "X-Custom": HOSTILE, "User-Agent": "test-agent/1"}  # fmt: skip
+    headers = {
+        "Authorization": "Bearer hunter2-secret",
+        "X-Hub-Signature-256": "sha256=deadbeef",
+        "X-Gitlab-Token": "glt-secret",
+        "Cookie": "sid=cookie-secret",
+        "X-Api-Key": "key-secret",
+        "X-Custom": HOSTILE,
+        "User-Agent": "test-agent/1",
+    }
     eid = record(redis_client, "hostile-1", {"title": HOSTILE, "n": 1}, headers)
     console.login()
     page = console.get(f"/console/events/{eid}")
@@ -162,9 +184,18 @@ def test_event_page_redacts_credentials_and_escapes_payloads(
 def test_replay_a_dead_letter_and_a_parked_event(console: Client, redis_client: redis.Redis) -> None:
     eid = record(redis_client, "dead-1", {"x": 1})
     aid = action_id("generic", "dead-1", 0)
-    redis_client.hset(keys.action(aid), mapping={"state": "dead", "source": "generic", "kind": "agent",
-                                                 "event_id": eid, "dead_reason": "permanent error",
-                                                 "last_status": "400", "dead_at": time.time()})  # fmt: skip
+    redis_client.hset(
+        keys.action(aid),
+        mapping={
+            "state": "dead",
+            "source": "generic",
+            "kind": "agent",
+            "event_id": eid,
+            "dead_reason": "permanent error",
+            "last_status": "400",
+            "dead_at": time.time(),
+        },
+    )
     redis_client.zadd(keys.DEAD, {aid: time.time()})
     console.login()
     dead = console.get("/console/dead")
@@ -177,8 +208,17 @@ def test_replay_a_dead_letter_and_a_parked_event(console: Client, redis_client: 
     assert redis_client.hget(keys.action(aid), "state") == b"queued"
     assert redis_client.zcard(keys.DEAD) == 0
     # A parked event, replayed after its (here: absent) transform problem went away.
-    parked = record_event(redis_client, source="generic", delivery_id="parked-1", headers={},
-                          body=b'{"x": 2}', actions=b"[]", action_count=0, dedupe_ttl=60, event_ttl=3600)  # fmt: skip
+    parked = record_event(
+        redis_client,
+        source="generic",
+        delivery_id="parked-1",
+        headers={},
+        body=b'{"x": 2}',
+        actions=b"[]",
+        action_count=0,
+        dedupe_ttl=60,
+        event_ttl=3600,
+    )
     redis_client.hset(
         keys.event(parked.event_id), mapping={"state": "parked", "error": "Traceback ...\nKeyError: 'x'"}
     )
@@ -228,8 +268,11 @@ def mass_insert(r: redis.Redis, count: int, chunk: int = 10_000) -> None:
     base = int(time.time()) - count
     with patient.pipeline(transaction=False) as pipe:
         for first in range(0, count, chunk):
-            script(keys=[keys.EVENTS, keys.events_by_source("")], args=[first, min(count, first + chunk) - 1, base],
-                   client=pipe)  # fmt: skip
+            script(
+                keys=[keys.EVENTS, keys.events_by_source("")],
+                args=[first, min(count, first + chunk) - 1, base],
+                client=pipe,
+            )
         pipe.execute()
     patient.close()
 
@@ -242,8 +285,16 @@ def test_pages_stay_fast_with_100k_events(console: Client, redis_client: redis.R
     redis_client.hset(keys.action(action_id("generic", "d99999", 0)), "state", "delivered")
     console.login()
     timings = {}
-    for path in ("/console", "/console?source=github", "/console?state=delivered", "/console?state=parked",
-                 "/console?state=dead", "/console?source=github&state=pending", "/console/dead", "/console/system"):  # fmt: skip
+    for path in (
+        "/console",
+        "/console?source=github",
+        "/console?state=delivered",
+        "/console?state=parked",
+        "/console?state=dead",
+        "/console?source=github&state=pending",
+        "/console/dead",
+        "/console/system",
+    ):
         started = time.perf_counter()
         page = console.get(path)
         timings[path] = time.perf_counter() - started
@@ -265,8 +316,16 @@ def test_pages_stay_fast_with_100k_events(console: Client, redis_client: redis.R
 def test_grafana_dashboard_covers_the_documented_metrics() -> None:
     dashboard = orjson.loads((Path(__file__).parent.parent / "grafana" / "relay.json").read_bytes())
     exprs = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
-    for metric in ("relay_events_total", "relay_events_refused_total", "relay_actions_total",
-                   "relay_delivery_latency_seconds_bucket", "relay_queue_depth", "relay_parked_events",
-                   "relay_dead_letters", "relay_gateway_circuit", "relay_workers"):  # fmt: skip
+    for metric in (
+        "relay_events_total",
+        "relay_events_refused_total",
+        "relay_actions_total",
+        "relay_delivery_latency_seconds_bucket",
+        "relay_queue_depth",
+        "relay_parked_events",
+        "relay_dead_letters",
+        "relay_gateway_circuit",
+        "relay_workers",
+    ):
         assert metric in exprs, metric
     assert all(p["datasource"]["uid"] == "${datasource}" for p in dashboard["panels"])

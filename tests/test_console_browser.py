@@ -21,8 +21,15 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CONSOLE_TOKEN = "console-token-for-browser-tests"
 HOSTILE = "<script>window.__pwned=1</script>"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
@@ -44,9 +51,16 @@ def shot(page: Page, name: str) -> None:
 
 
 def post_generic(relay: Relay, delivery: str, payload: Any, headers: dict[str, str] | None = None) -> str:
-    response = relay.post("/hooks/generic", dump(payload), {"Authorization": f"Bearer {GENERIC_TOKEN}",
-                                                             "Content-Type": "application/json",
-                                                             "X-Request-Id": delivery, **(headers or {})})  # fmt: skip
+    response = relay.post(
+        "/hooks/generic",
+        dump(payload),
+        {
+            "Authorization": f"Bearer {GENERIC_TOKEN}",
+            "Content-Type": "application/json",
+            "X-Request-Id": delivery,
+            **(headers or {}),
+        },
+    )
     assert response.status_code == 202, response.text
     return str(response.json()["eventId"])
 
@@ -56,9 +70,15 @@ def test_console_in_a_browser(
 ) -> None:
     relay = relay_factory(
         console={"enabled": True, "token": CONSOLE_TOKEN},
-        mappings=[{"match": {"path": "generic"}, "action": "agent", "name": "CI",
-                   "messageTemplate": "Build {{payload.pipeline}}: {{payload.title}}"}],
-    )  # fmt: skip
+        mappings=[
+            {
+                "match": {"path": "generic"},
+                "action": "agent",
+                "name": "CI",
+                "messageTemplate": "Build {{payload.pipeline}}: {{payload.title}}",
+            }
+        ],
+    )
     stub = relay.start_stub()
     relay.start_ingress()
     relay.start_worker()

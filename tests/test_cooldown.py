@@ -14,25 +14,41 @@ from relay.store import keys
 from .conftest import Relay, github_fixture, wait_until
 
 MAPPINGS = [
-    {"match": {"path": "github"}, "name": "PR",
-     "messageTemplate": "PR {{payload.pull_request.number}} push {{headers.x-github-delivery}}",
-     "sessionKey": "hook:pr:{{payload.pull_request.number}}",
-     "cooldown": {"key": "{{payload.repository.full_name}}#{{payload.pull_request.number}}", "window": "30s",
-                  "mode": "drop"}},
-    {"match": {"path": "github-last"}, "name": "PR",
-     "messageTemplate": "PR {{payload.pull_request.number}} push {{headers.x-github-delivery}}",
-     "sessionKey": "hook:pr-last:{{payload.pull_request.number}}",
-     "cooldown": {"key": "{{payload.repository.full_name}}#{{payload.pull_request.number}}", "window": "5s",
-                  "mode": "last"}},
-]  # fmt: skip
+    {
+        "match": {"path": "github"},
+        "name": "PR",
+        "messageTemplate": "PR {{payload.pull_request.number}} push {{headers.x-github-delivery}}",
+        "sessionKey": "hook:pr:{{payload.pull_request.number}}",
+        "cooldown": {
+            "key": "{{payload.repository.full_name}}#{{payload.pull_request.number}}",
+            "window": "30s",
+            "mode": "drop",
+        },
+    },
+    {
+        "match": {"path": "github-last"},
+        "name": "PR",
+        "messageTemplate": "PR {{payload.pull_request.number}} push {{headers.x-github-delivery}}",
+        "sessionKey": "hook:pr-last:{{payload.pull_request.number}}",
+        "cooldown": {
+            "key": "{{payload.repository.full_name}}#{{payload.pull_request.number}}",
+            "window": "5s",
+            "mode": "last",
+        },
+    },
+]
 SOURCES = {"github-last": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}}
 
 
 def _post(relay: Relay, path: str, delivery: str, body: bytes, event: str) -> Any:
     from .conftest import sign
 
-    headers = {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-               "X-Hub-Signature-256": sign(body)}  # fmt: skip
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sign(body),
+    }
     return relay.post(path, body, headers)
 
 

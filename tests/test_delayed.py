@@ -18,28 +18,44 @@ FIRING = orjson.loads((FIXTURES / "alertmanager" / "webhook_v4.firing.json").rea
 RESOLVED = orjson.loads((FIXTURES / "alertmanager" / "webhook_v4.resolved.json").read_bytes())
 SOURCES = {"alertmanager": {"preset": "alertmanager", "token": "env:GENERIC_WEBHOOK_TOKEN"}}
 MAPPINGS = [
-    {"match": {"path": "alertmanager", "payload": {"status": "resolved"}}, "name": "Alerts",
-     "messageTemplate": "resolved {{payload.groupLabels.group}}", "cancel": {"key": "{{payload.groupKey}}"}},
-    {"match": {"path": "alertmanager"}, "name": "Alerts",
-     "messageTemplate": "still firing {{payload.groupLabels.group}}",
-     "sessionKey": "hook:am:{{payload.groupLabels.group}}",
-     "delay": {"after": "5s", "key": "{{payload.groupKey}}"}},
-]  # fmt: skip
+    {
+        "match": {"path": "alertmanager", "payload": {"status": "resolved"}},
+        "name": "Alerts",
+        "messageTemplate": "resolved {{payload.groupLabels.group}}",
+        "cancel": {"key": "{{payload.groupKey}}"},
+    },
+    {
+        "match": {"path": "alertmanager"},
+        "name": "Alerts",
+        "messageTemplate": "still firing {{payload.groupLabels.group}}",
+        "sessionKey": "hook:am:{{payload.groupLabels.group}}",
+        "delay": {"after": "5s", "key": "{{payload.groupKey}}"},
+    },
+]
 
 
 def _post(relay: Relay, template: dict, group: str) -> str:
     payload = orjson.loads(orjson.dumps(template))
     payload["groupKey"] = f'{{}}:{{group="{group}"}}'
     payload["groupLabels"] = {**payload["groupLabels"], "group": group}
-    r = relay.post("/hooks/alertmanager", orjson.dumps(payload),
-                   {"Content-Type": "application/json", "Authorization": f"Bearer {GENERIC_TOKEN}"})  # fmt: skip
+    r = relay.post(
+        "/hooks/alertmanager",
+        orjson.dumps(payload),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {GENERIC_TOKEN}"},
+    )
     assert r.status_code == 202, r.text
     return str(r.json()["eventId"])
 
 
 def _events_cli(relay: Relay) -> str:
-    out = subprocess.run([sys.executable, "-m", "relay.cli", "events"], env=relay.env, capture_output=True,
-                         text=True, timeout=30, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "events"],
+        env=relay.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     return out.stdout
 
 

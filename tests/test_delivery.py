@@ -26,8 +26,9 @@ def state(client: redis.Redis, action_id: str) -> str:
 
 
 def relay_cli(relay: Relay, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=relay.env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args], env=relay.env, capture_output=True, text=True, timeout=60
+    )
 
 
 def send_agent(relay: Relay, message: str, session: str | None = None) -> str:
@@ -95,8 +96,9 @@ def test_actions_of_one_session_arrive_in_order_across_workers(relay_factory, re
 
 
 def test_rate_cap_spaces_out_deliveries(relay_factory, redis_client) -> None:
-    relay = relay_factory(delivery={"rate_limit_per_second": 5, "rate_limit_burst": 1,
-                                    "heartbeat_grace_seconds": 2})  # fmt: skip
+    relay = relay_factory(
+        delivery={"rate_limit_per_second": 5, "rate_limit_burst": 1, "heartbeat_grace_seconds": 2}
+    )
     stub = relay.start_stub()
     relay.start_ingress()
     relay.start_worker()

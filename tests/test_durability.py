@@ -48,8 +48,13 @@ def test_min_replicas_above_the_connected_replicas_warns_of_503s() -> None:
 
 def _check(relay: Relay) -> subprocess.CompletedProcess[str]:
     # No gateway runs: `check` reports Redis, then exits 3 at the gateway probe.
-    return subprocess.run([sys.executable, "-m", "relay.cli", "check"], env=relay.env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", "check"],
+        env=relay.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("appendonly", [False, True])

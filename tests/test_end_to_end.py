@@ -52,13 +52,23 @@ def test_bad_or_missing_signature_is_refused_and_nothing_is_queued(
     wrong = relay.post_github(PUSH, "delivery-bad", secret="not-the-secret")
     assert wrong.status_code == 401
     assert wrong.json() == {"ok": False, "error": "invalid X-Hub-Signature-256"}
-    missing = relay.post("/hooks/github", PUSH, {"Content-Type": "application/json", "X-GitHub-Event": "push",
-                                                  "X-GitHub-Delivery": "delivery-none"})  # fmt: skip
+    missing = relay.post(
+        "/hooks/github",
+        PUSH,
+        {"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "delivery-none"},
+    )
     assert missing.status_code == 401
     assert missing.json()["error"] == "missing X-Hub-Signature-256 header"
-    tampered = relay.post("/hooks/github", PUSH + b" ", {
-        "Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "delivery-t",
-        "X-Hub-Signature-256": relay_sign(PUSH)})  # fmt: skip
+    tampered = relay.post(
+        "/hooks/github",
+        PUSH + b" ",
+        {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": "delivery-t",
+            "X-Hub-Signature-256": relay_sign(PUSH),
+        },
+    )
     assert tampered.status_code == 401
     assert redis_client.zcard(keys.EVENTS) == 0
     assert redis_client.xlen(keys.INBOX) == 0
@@ -148,11 +158,17 @@ def test_delivered_action_is_not_sent_again_when_its_job_runs_twice(
 
 
 def test_generic_source_with_bearer_token(relay_factory, redis_client: redis.Redis) -> None:
-    relay = relay_factory(mappings=[{
-        "match": {"path": "generic"}, "action": "agent", "name": "CI",
-        "sessionKey": "hook:ci:{{payload.pipeline}}",
-        "messageTemplate": "Build {{payload.pipeline}} {{payload.status}} ({{headers.x-ci-run}})",
-    }])  # fmt: skip
+    relay = relay_factory(
+        mappings=[
+            {
+                "match": {"path": "generic"},
+                "action": "agent",
+                "name": "CI",
+                "sessionKey": "hook:ci:{{payload.pipeline}}",
+                "messageTemplate": "Build {{payload.pipeline}} {{payload.status}} ({{headers.x-ci-run}})",
+            }
+        ]
+    )
     relay.start_stub()
     relay.start_ingress()
     relay.start_worker()
@@ -162,14 +178,25 @@ def test_generic_source_with_bearer_token(relay_factory, redis_client: redis.Red
     ok = relay.post("/hooks/generic", body, {"Authorization": f"Bearer {GENERIC_TOKEN}", "X-CI-Run": "77"})
     assert ok.status_code == 202, ok.text
     runs = wait_until(lambda: relay.stub.runs())
-    assert runs[0]["body"] == {"message": "Build main failed (77)", "name": "CI", "sessionKey": "hook:ci:main",
-                               "wakeMode": "now"}  # fmt: skip
+    assert runs[0]["body"] == {
+        "message": "Build main failed (77)",
+        "name": "CI",
+        "sessionKey": "hook:ci:main",
+        "wakeMode": "now",
+    }
 
 
 def test_gateway_shaped_agent_and_wake_bodies_are_relayed_as_they_are(relay: Relay) -> None:
     auth = {"Authorization": f"Bearer {HOOKS_TOKEN}"}
-    agent_body = {"message": "Summarise the inbox", "name": "Email", "sessionKey": "hook:email:1",
-                  "wakeMode": "next-heartbeat", "deliver": False, "thinking": "low", "timeoutSeconds": 120}  # fmt: skip
+    agent_body = {
+        "message": "Summarise the inbox",
+        "name": "Email",
+        "sessionKey": "hook:email:1",
+        "wakeMode": "next-heartbeat",
+        "deliver": False,
+        "thinking": "low",
+        "timeoutSeconds": 120,
+    }
     assert relay.post("/hooks/agent", dump(agent_body), auth).status_code == 202
     assert relay.post("/hooks/wake", dump({"text": "New email", "mode": "now"}), auth).status_code == 202
     assert relay.post("/hooks/wake", dump({"mode": "now"}), auth).json() == {

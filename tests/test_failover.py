@@ -28,12 +28,15 @@ def test_sentinel_urls_parse_hosts_master_db_and_credentials() -> None:
     )
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("redis+sentinel://s1:26379", "master's name is missing"),
-    ("redis+sentinel://s1:x/m/0", "port is not a number"),
-    ("redis+sentinel://s1/m/zero", "is not a number"),
-    ("redis+sentinel://s1/m/0/extra", "/<master-name>/<db>"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel://s1:26379", "master's name is missing"),
+        ("redis+sentinel://s1:x/m/0", "port is not a number"),
+        ("redis+sentinel://s1/m/zero", "is not a number"),
+        ("redis+sentinel://s1/m/0/extra", "/<master-name>/<db>"),
+    ],
+)
 def test_bad_sentinel_urls_are_refused_at_load_with_the_reason(
     tmp_path: Path, url: str, problem: str
 ) -> None:
@@ -85,9 +88,20 @@ def test_min_replicas_acknowledges_only_what_a_replica_confirmed(cluster) -> Non
             client, dedupe_ttl=60, event_ttl=60, min_replicas=min_replicas, replica_timeout_ms=200
         )
         try:
-            return await asyncio.gather(*(
-                store.record(source="t", delivery_id=f"d{min_replicas}-{i}", headers={}, body=b"{}", actions=b"[]",
-                             action_count=0) for i in range(n)), return_exceptions=True)  # fmt: skip
+            return await asyncio.gather(
+                *(
+                    store.record(
+                        source="t",
+                        delivery_id=f"d{min_replicas}-{i}",
+                        headers={},
+                        body=b"{}",
+                        actions=b"[]",
+                        action_count=0,
+                    )
+                    for i in range(n)
+                ),
+                return_exceptions=True,
+            )
         finally:
             await client.aclose()
 
@@ -108,11 +122,18 @@ def test_scripts_are_loaded_again_after_script_flush(cluster) -> None:  # type: 
         client = connect_async(cluster.url)
         store = EventStore(client, dedupe_ttl=60, event_ttl=60, min_replicas=min_replicas)
         try:
-            await store.record(source="t", delivery_id=f"warm-{delivery_id}", headers={}, body=b"{}",
-                               actions=b"[]", action_count=0)  # fmt: skip
+            await store.record(
+                source="t",
+                delivery_id=f"warm-{delivery_id}",
+                headers={},
+                body=b"{}",
+                actions=b"[]",
+                action_count=0,
+            )
             cluster.primary().client().script_flush()
-            return await store.record(source="t", delivery_id=delivery_id, headers={}, body=b"{}",
-                                      actions=b"[]", action_count=0)  # fmt: skip
+            return await store.record(
+                source="t", delivery_id=delivery_id, headers={}, body=b"{}", actions=b"[]", action_count=0
+            )
         finally:
             await client.aclose()
 
@@ -171,8 +192,17 @@ def test_a_router_routes_what_it_read_before_redis_went_away_without_waiting_for
     settings = Settings.model_construct(redis_url="redis://unused")
     ensure_group(redis_client)
     actions = encode_actions("t", "before-failover", [AgentAction(message="hi")])
-    record_event(redis_client, source="t", delivery_id="before-failover", headers={}, body=b"{}", actions=actions,
-                 action_count=1, dedupe_ttl=60, event_ttl=60)  # fmt: skip
+    record_event(
+        redis_client,
+        source="t",
+        delivery_id="before-failover",
+        headers={},
+        body=b"{}",
+        actions=actions,
+        action_count=1,
+        dedupe_ttl=60,
+        event_ttl=60,
+    )
     router = Router(redis_client, settings, consumer="r1")
     router._own_pending = False
     read = redis_client.xreadgroup(keys.ROUTERS, "r1", {keys.INBOX: ">"}, count=10)  # then the link broke

@@ -36,10 +36,18 @@ from relay.protocol.mapping import Mapper
 
 from .conftest import RedisServer
 
-settings.register_profile("ci", max_examples=60, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
-settings.register_profile("long", max_examples=5000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # fmt: skip
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "long",
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 GITHUB_SECRET = "fuzz-github-secret"
@@ -57,7 +65,7 @@ SOURCES: dict[str, dict[str, Any]] = {
         "signature_header": "X-Signature",
         "signature_prefix": "sha256=",
         "secret": [HMAC_SECRET],
-    },  # fmt: skip
+    },
     "stripe": {"preset": "stripe", "secret": [STRIPE_SECRET]},
     "sw": {"preset": "standard-webhooks", "secret": [SW_SECRET]},
     "gitlab": {"preset": "gitlab", "token": [TOKEN]},
@@ -66,9 +74,13 @@ SOURCES: dict[str, dict[str, Any]] = {
 }
 MAPPINGS = [
     {"match": {"path": "raw"}, "messageTemplate": "{{payload.body}} {{headers.content-type}}"},
-    {"match": {"path": "signed"}, "action": "wake", "textTemplate": "{{payload}} {{payload.a[0].b}} {{query.q}}"},
+    {
+        "match": {"path": "signed"},
+        "action": "wake",
+        "textTemplate": "{{payload}} {{payload.a[0].b}} {{query.q}}",
+    },
     {"match": {"path": "generic"}, "messageTemplate": "{{payload}}", "sessionKey": "hook:{{payload.id}}"},
-]  # fmt: skip
+]
 
 
 def _dumps(value: Any) -> bytes:
@@ -91,14 +103,41 @@ bodies = st.one_of(
     json_values.map(lambda v: b"payload=" + quote_plus(_dumps(v)).encode()),
     st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
 )
-content_types = st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain",
-                                 "application/x-www-form-urlencoded", "application/xml", "",
-                                 "application/vnd.api+json", "multipart/form-data; boundary=x"])  # fmt: skip
-header_names = st.sampled_from([
-    "x-github-event", "x-github-delivery", "x-hub-signature-256", "x-hub-signature", "authorization",
-    "x-openclaw-token", "x-signature", "stripe-signature", "webhook-id", "webhook-timestamp",
-    "webhook-signature", "svix-id", "x-gitlab-token", "x-gitlab-event", "x-gitlab-event-uuid",
-    "idempotency-key", "x-request-id", "content-encoding", "x-random"])  # fmt: skip
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/xml",
+        "",
+        "application/vnd.api+json",
+        "multipart/form-data; boundary=x",
+    ]
+)
+header_names = st.sampled_from(
+    [
+        "x-github-event",
+        "x-github-delivery",
+        "x-hub-signature-256",
+        "x-hub-signature",
+        "authorization",
+        "x-openclaw-token",
+        "x-signature",
+        "stripe-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "svix-id",
+        "x-gitlab-token",
+        "x-gitlab-event",
+        "x-gitlab-event-uuid",
+        "idempotency-key",
+        "x-request-id",
+        "content-encoding",
+        "x-random",
+    ]
+)
 
 
 def signed_headers(kind: str, body: bytes, msg_id: str) -> dict[str, str]:
@@ -120,7 +159,7 @@ def signed_headers(kind: str, body: bytes, msg_id: str) -> dict[str, str]:
         return {"webhook-id": msg_id, "webhook-timestamp": now, "webhook-signature": "v1," + mac.decode()}
     if kind == "gitlab":
         return {"x-gitlab-token": TOKEN}
-    return {"authorization": f"Bearer {TOKEN}"}  # fmt: skip
+    return {"authorization": f"Bearer {TOKEN}"}
 
 
 @st.composite
@@ -161,8 +200,13 @@ class InProcess:
 
 @pytest.fixture(scope="module")
 def app(redis_server: RedisServer) -> Iterator[tuple[InProcess, redis.Redis]]:
-    config = Settings(redis_url=redis_server.url, sources=SOURCES, mappings=MAPPINGS, ingress_token=[TOKEN],
-                      auth_failures_max=1000)  # fmt: skip
+    config = Settings(
+        redis_url=redis_server.url,
+        sources=SOURCES,
+        mappings=MAPPINGS,
+        ingress_token=[TOKEN],
+        auth_failures_max=1000,
+    )
     client = redis.Redis.from_url(redis_server.url)
     ingress = InProcess(config)
     yield ingress, client
@@ -187,12 +231,58 @@ def test_ingress_never_fails_and_never_loses_an_acknowledged_event(
 
 
 # Payloads shaped like each sender's, with random values where the transforms look.
-KEYS = ["action", "repository", "organization", "sender", "pusher", "ref", "commits", "compare", "pull_request",
-        "review", "comment", "issue", "workflow_run", "check_run", "release", "object_kind", "project",
-        "object_attributes", "user", "merge_request", "builds", "alerts", "status", "groupKey", "commonLabels",
-        "commonAnnotations", "externalURL", "message", "messages", "subscription", "type", "id", "data",
-        "livemode", "created", "timestamp", "source", "text", "mode", "name", "sessionKey", "body", "title",
-        "number", "html_url", "conclusion", "labels", "annotations", "fingerprint", "startsAt"]  # fmt: skip
+KEYS = [
+    "action",
+    "repository",
+    "organization",
+    "sender",
+    "pusher",
+    "ref",
+    "commits",
+    "compare",
+    "pull_request",
+    "review",
+    "comment",
+    "issue",
+    "workflow_run",
+    "check_run",
+    "release",
+    "object_kind",
+    "project",
+    "object_attributes",
+    "user",
+    "merge_request",
+    "builds",
+    "alerts",
+    "status",
+    "groupKey",
+    "commonLabels",
+    "commonAnnotations",
+    "externalURL",
+    "message",
+    "messages",
+    "subscription",
+    "type",
+    "id",
+    "data",
+    "livemode",
+    "created",
+    "timestamp",
+    "source",
+    "text",
+    "mode",
+    "name",
+    "sessionKey",
+    "body",
+    "title",
+    "number",
+    "html_url",
+    "conclusion",
+    "labels",
+    "annotations",
+    "fingerprint",
+    "startsAt",
+]
 shaped = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
     lambda children: (
@@ -207,8 +297,12 @@ PRESET_CONFIGS = {name: SourceConfig.model_validate(cfg) for name, cfg in SOURCE
 PRESET_CONFIGS["agent"] = PRESET_CONFIGS["wake"] = SourceConfig(preset="generic", token=[TOKEN])
 
 
-@given(st.sampled_from(sorted(PRESET_CONFIGS)), st.dictionaries(header_names, header_text, max_size=6),
-       bodies | shaped.map(_dumps), content_types)  # fmt: skip
+@given(
+    st.sampled_from(sorted(PRESET_CONFIGS)),
+    st.dictionaries(header_names, header_text, max_size=6),
+    bodies | shaped.map(_dumps),
+    content_types,
+)
 def test_presets_parse_verify_delivery_id_and_transform_raise_only_relay_errors(
     source: str, headers: dict[str, str], body: bytes, ctype: str
 ) -> None:

@@ -25,16 +25,40 @@ from .conftest import RedisServer
 
 TOKEN = "fuzz-console-token-0123456789"
 HOOK_TOKEN = "fuzz-hook-token"
-PATHS = ["/console", "/console/", "/console/login", "/console/logout", "/console/chart", "/console/dead",
-         "/console/dead/replay", "/console/parked", "/console/parked/replay", "/console/system",
-         "/console/static/console.css", "/console/static/x", "/console/events/", "/hooks/generic",
-         "/hooks/generic/", "/hooks/agent", "/hooks/github", "/hooks/nope", "/metrics", "/readyz"]  # fmt: skip
+PATHS = [
+    "/console",
+    "/console/",
+    "/console/login",
+    "/console/logout",
+    "/console/chart",
+    "/console/dead",
+    "/console/dead/replay",
+    "/console/parked",
+    "/console/parked/replay",
+    "/console/system",
+    "/console/static/console.css",
+    "/console/static/x",
+    "/console/events/",
+    "/hooks/generic",
+    "/hooks/generic/",
+    "/hooks/agent",
+    "/hooks/github",
+    "/hooks/nope",
+    "/metrics",
+    "/readyz",
+]
 QUERY_KEYS = ["cursor", "source", "state", "done", "workers", "x"]
 FORM_KEYS = ["csrf", "token", "ids", "all", "source", "new_key", "back"]
 
 any_text = st.text(max_size=40)  # any code point, surrogates included
-cursor_text = st.one_of(any_text, st.builds(lambda a, b: f"{a}~{b}", st.sampled_from(
-    ["nan", "inf", "-inf", "1e309", "-0", "1", "+inf", "NaN", "0x10", ""]), any_text))  # fmt: skip
+cursor_text = st.one_of(
+    any_text,
+    st.builds(
+        lambda a, b: f"{a}~{b}",
+        st.sampled_from(["nan", "inf", "-inf", "1e309", "-0", "1", "+inf", "NaN", "0x10", ""]),
+        any_text,
+    ),
+)
 cookie_bytes = st.binary(max_size=80).filter(lambda b: b"\r" not in b and b"\n" not in b and b"\0" not in b)
 
 
@@ -56,8 +80,14 @@ def console_requests(draw: st.DrawFn) -> tuple[str, str, list[tuple[str, Any]], 
         )
     if draw(st.booleans()):
         headers.append(("authorization", f"Bearer {HOOK_TOKEN}"))
-    for name in draw(st.lists(st.sampled_from(["authorization", "idempotency-key", "x-forwarded-for",
-                                               "content-type", "x-github-event"]), max_size=3)):  # fmt: skip
+    for name in draw(
+        st.lists(
+            st.sampled_from(
+                ["authorization", "idempotency-key", "x-forwarded-for", "content-type", "x-github-event"]
+            ),
+            max_size=3,
+        )
+    ):
         headers.append(
             (name, draw(st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30)))
         )
@@ -81,15 +111,22 @@ class ErrorLines(logging.Handler):
 def console_app(
     redis_server: RedisServer,
 ) -> Iterator[tuple[httpx.AsyncClient, asyncio.AbstractEventLoop, str]]:
-    config = Settings(redis_url=redis_server.url, ingress_token=[HOOK_TOKEN], auth_failures_max=100_000,
-                      sources={"generic": {"preset": "generic", "token": [HOOK_TOKEN]},
-                               "github": {"preset": "github", "secret": ["fuzz-console-github"]}},
-                      console={"enabled": True, "token": TOKEN})  # fmt: skip
+    config = Settings(
+        redis_url=redis_server.url,
+        ingress_token=[HOOK_TOKEN],
+        auth_failures_max=100_000,
+        sources={
+            "generic": {"preset": "generic", "token": [HOOK_TOKEN]},
+            "github": {"preset": "github", "secret": ["fuzz-console-github"]},
+        },
+        console={"enabled": True, "token": TOKEN},
+    )
     loop = asyncio.new_event_loop()
     client = aioredis.Redis.from_url(redis_server.url)
     app = create_app(config, client)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                             base_url="http://127.0.0.1")  # fmt: skip
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://127.0.0.1"
+    )
     login = loop.run_until_complete(http.post("/console/login", data={"token": TOKEN}))
     cookie = login.cookies.get("relay_console") or ""
     http.cookies.clear()

@@ -11,13 +11,23 @@ from relay.delivery.attempt import Answer, classify, is_configuration
 from relay.delivery.send_and_tool import tool_status
 from relay.protocol import policy
 
-DISABLED = orjson.dumps({"ok": False, "error": "sessionKey is disabled for externally supplied hook payload values; "
-                         "set hooks.allowRequestSessionKey=true to enable"}).decode()  # fmt: skip
+DISABLED = orjson.dumps(
+    {
+        "ok": False,
+        "error": "sessionKey is disabled for externally supplied hook payload values; "
+        "set hooks.allowRequestSessionKey=true to enable",
+    }
+).decode()
 
 
 def test_send_error_codes_map_onto_delivery_statuses() -> None:
-    queued = rpc.error_result({"code": "UNAVAILABLE", "message": "OutboundDeliveryError: no token",
-                               "details": {"code": "OUTBOUND_DELIVERY_QUEUED"}})  # fmt: skip
+    queued = rpc.error_result(
+        {
+            "code": "UNAVAILABLE",
+            "message": "OutboundDeliveryError: no token",
+            "details": {"code": "OUTBOUND_DELIVERY_QUEUED"},
+        }
+    )
     assert queued.status == 202 and "handed over" in queued.text  # accepted: never resent
     assert classify(Answer(queued.status, queued.text)) == "delivered"
     # retryable: false is final for every code, not only INVALID_REQUEST.
@@ -25,24 +35,36 @@ def test_send_error_codes_map_onto_delivery_statuses() -> None:
     assert final.status == 422 and classify(Answer(final.status, final.text)) == "dead"
     assert rpc.error_result({"code": "UNAVAILABLE", "message": "busy"}).status == 503
     # Auth and scope refusals pause the gateway; channel-level refusals dead-letter the action.
-    scope = rpc.error_result({"code": "INVALID_REQUEST", "message": "missing scope: operator.write",
-                              "details": {"code": "MISSING_SCOPE"}})  # fmt: skip
+    scope = rpc.error_result(
+        {
+            "code": "INVALID_REQUEST",
+            "message": "missing scope: operator.write",
+            "details": {"code": "MISSING_SCOPE"},
+        }
+    )
     assert scope.status == 403 and is_configuration(Answer(scope.status, scope.text))
     assert rpc.error_result({"code": "FORBIDDEN", "message": "missing scope"}).status == 403
     token = rpc.error_result({"code": "INVALID_REQUEST", "message": "unauthorized: gateway token mismatch"})
     assert token.status == 401
     channel = rpc.error_result({"code": "INVALID_REQUEST", "message": "unsupported channel: whatsapp"})
     assert channel.status == 400 and classify(Answer(channel.status, channel.text)) == "dead"
-    mismatch = rpc.error_result({"code": "INVALID_REQUEST", "message": "protocol mismatch",
-                                 "details": {"code": "PROTOCOL_MISMATCH"}}, handshake=True)  # fmt: skip
+    mismatch = rpc.error_result(
+        {"code": "INVALID_REQUEST", "message": "protocol mismatch", "details": {"code": "PROTOCOL_MISMATCH"}},
+        handshake=True,
+    )
     assert mismatch.status == 401  # a handshake refusal is configuration, whatever its code
 
 
 @pytest.mark.parametrize(
     ("status", "error_type", "expected"),
-    [(404, "not_found", 422), (403, "tool_call_blocked", 422), (500, "tool_error", 422), (400, "tool_error", 400),
-     (401, "unauthorized", 401)],
-)  # fmt: skip
+    [
+        (404, "not_found", 422),
+        (403, "tool_call_blocked", 422),
+        (500, "tool_error", 422),
+        (400, "tool_error", 400),
+        (401, "unauthorized", 401),
+    ],
+)
 def test_tool_refusals_are_this_actions_alone(status: int, error_type: str, expected: int) -> None:
     text = orjson.dumps({"ok": False, "error": {"type": error_type, "message": "m"}}).decode()
     assert tool_status(status, text) == expected
@@ -56,12 +78,17 @@ def test_bare_tool_answers_keep_their_meaning() -> None:
 
 @pytest.mark.parametrize(
     ("message", "setting"),
-    [("sessionKey is disabled for externally supplied hook payload values; set hooks.allowRequestSessionKey=true "
-      "to enable", 'hooks.allowRequestSessionKey: true and hooks.allowedSessionKeyPrefixes: ["hook:"]'),
-     ("sessionKey must start with one of: agent:", "hooks.allowedSessionKeyPrefixes"),
-     ("agentId is not allowed by hooks.allowedAgentIds", "hooks.allowedAgentIds"),
-     ("agentId is required when multiple agents are configured", "set agentId on the relay mapping")],
-)  # fmt: skip
+    [
+        (
+            "sessionKey is disabled for externally supplied hook payload values; set hooks.allowRequestSessionKey=true "
+            "to enable",
+            'hooks.allowRequestSessionKey: true and hooks.allowedSessionKeyPrefixes: ["hook:"]',
+        ),
+        ("sessionKey must start with one of: agent:", "hooks.allowedSessionKeyPrefixes"),
+        ("agentId is not allowed by hooks.allowedAgentIds", "hooks.allowedAgentIds"),
+        ("agentId is required when multiple agents are configured", "set agentId on the relay mapping"),
+    ],
+)
 def test_policy_refusals_pause_and_name_the_setting(message: str, setting: str) -> None:
     text = orjson.dumps({"ok": False, "error": message}).decode()
     hint = policy.refusal_hint(400, text)

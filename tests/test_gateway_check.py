@@ -14,8 +14,9 @@ from relay.config import load_settings
 from .conftest import HOOKS_TOKEN, Relay
 
 
-def test_start_up_line_names_the_session_key_setting(relay_factory, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_start_up_line_names_the_session_key_setting(
+    relay_factory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     relay: Relay = relay_factory()
     stub = relay.start_stub(default_policy=True)
     for name in ("OPENCLAW_HOOKS_TOKEN", "GITHUB_WEBHOOK_SECRET", "GENERIC_WEBHOOK_TOKEN"):
@@ -34,7 +35,12 @@ def test_start_up_line_names_the_session_key_setting(relay_factory, monkeypatch:
     assert (
         "gateway default: session keys ok: session keys under 'hook:' are allowed" in capsys.readouterr().err
     )
-    check = subprocess.run([sys.executable, "-m", "relay.cli", "check"], env=relay.env, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+    check = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "check"],
+        env=relay.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stderr
     assert not stub.runs("agent")

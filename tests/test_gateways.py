@@ -47,7 +47,7 @@ def test_sources_and_mappings_route_to_their_gateway_and_pause_alone(
             {"match": {"path": "ci"}, "messageTemplate": "CI {{payload.n}}"},
             {"match": {"path": "deploys"}, "messageTemplate": "deploy {{payload.n}}", "gateway": "staging"},
         ],
-    )  # fmt: skip
+    )
     relay.env["STAGING_TOKEN"] = "staging-token"
     production = relay.start_stub()
     staging = start_second_stub(relay, staging_port)

@@ -62,16 +62,20 @@ def test_query_token_is_checked_like_the_header_token() -> None:
 
 def test_allow_query_token_config_checks() -> None:
     assert presets.check_config(query_cfg()) is None
-    assert presets.check_config(SourceConfig(preset="gmail", audience="https://a", allow_query_token=True)) == (
-        "token", "allow_query_token compares ?token= with the source's token: set one")  # fmt: skip
+    assert presets.check_config(
+        SourceConfig(preset="gmail", audience="https://a", allow_query_token=True)
+    ) == ("token", "allow_query_token compares ?token= with the source's token: set one")
     assert presets.check_config(SourceConfig(preset="generic", token="t", allow_query_token=True)) == (
-        "allow_query_token", "the generic preset does not take a token from the URL")  # fmt: skip
+        "allow_query_token",
+        "the generic preset does not take a token from the URL",
+    )
     assert SourceConfig(preset="gmail", token="t").allow_query_token is False  # off by default
 
 
 def test_documented_envelope_renders_the_mailbox_and_history_id() -> None:
-    result = run(SourceConfig(preset="gmail", token=PUSH_TOKEN), {"Authorization": f"Bearer {PUSH_TOKEN}"},
-                 ENVELOPE)  # fmt: skip
+    result = run(
+        SourceConfig(preset="gmail", token=PUSH_TOKEN), {"Authorization": f"Bearer {PUSH_TOKEN}"}, ENVELOPE
+    )
     assert result.delivery_id == "pubsub:2070443601311540"
     [action] = result.actions
     assert action.message.startswith("New Gmail activity for user@example.com (historyId 1234567890).")
@@ -82,10 +86,12 @@ def test_documented_envelope_renders_the_mailbox_and_history_id() -> None:
 
 @pytest.fixture
 def relay(relay_factory: Callable[..., Relay]) -> Relay:
-    r = relay_factory(sources={
-        "gmail": {"preset": "gmail", "token": "env:GMAIL_PUSH_TOKEN", "allow_query_token": True},
-        "gmailheader": {"preset": "gmail", "token": "env:GMAIL_PUSH_TOKEN"},
-    })  # fmt: skip
+    r = relay_factory(
+        sources={
+            "gmail": {"preset": "gmail", "token": "env:GMAIL_PUSH_TOKEN", "allow_query_token": True},
+            "gmailheader": {"preset": "gmail", "token": "env:GMAIL_PUSH_TOKEN"},
+        }
+    )
     r.env["GMAIL_PUSH_TOKEN"] = PUSH_TOKEN
     r.start_stub()
     r.start_ingress()
@@ -126,8 +132,9 @@ def test_documented_push_envelope_with_query_token_is_acked_with_200(
     wrong = httpx.post(f"{relay.url}/hooks/gmail?token=guess", content=ENVELOPE, headers=JSON, timeout=10)
     assert (wrong.status_code, wrong.json()["error"]) == (401, "invalid token")
     # Off by default: a source without allow_query_token does not read the URL.
-    header_only = httpx.post(f"{relay.url}/hooks/gmailheader?token={PUSH_TOKEN}", content=ENVELOPE,
-                             headers=JSON, timeout=10)  # fmt: skip
+    header_only = httpx.post(
+        f"{relay.url}/hooks/gmailheader?token={PUSH_TOKEN}", content=ENVELOPE, headers=JSON, timeout=10
+    )
     assert header_only.status_code == 401, header_only.text
     assert _stats(redis_client, "gmail") == {"accepted": 1, "duplicate": 1}
 
@@ -228,14 +235,22 @@ def test_pubsub_emulator_push_with_query_token_is_acked_once_and_reaches_the_gat
 ) -> None:
     emulator.call("PUT", "topics/gmail-watch", {})
     endpoint = f"{relay.url}/hooks/gmail?token={PUSH_TOKEN}"
-    sub = emulator.call("PUT", "subscriptions/gmail-relay", {
-        "topic": "projects/relay-test/topics/gmail-watch", "pushConfig": {"pushEndpoint": endpoint},
-        "ackDeadlineSeconds": 10,
-    })  # fmt: skip
+    sub = emulator.call(
+        "PUT",
+        "subscriptions/gmail-relay",
+        {
+            "topic": "projects/relay-test/topics/gmail-watch",
+            "pushConfig": {"pushEndpoint": endpoint},
+            "ackDeadlineSeconds": 10,
+        },
+    )
     assert sub["pushConfig"]["pushEndpoint"] == endpoint
     notification = orjson.dumps({"emailAddress": "inbox@example.com", "historyId": "987654"})
-    published = emulator.call("POST", "topics/gmail-watch:publish",
-                              {"messages": [{"data": base64.b64encode(notification).decode()}]})  # fmt: skip
+    published = emulator.call(
+        "POST",
+        "topics/gmail-watch:publish",
+        {"messages": [{"data": base64.b64encode(notification).decode()}]},
+    )
     [message_id] = published["messageIds"]
 
     [turn] = wait_until(lambda: _gmail_runs(relay), timeout=30, interval=0.1)
@@ -249,8 +264,13 @@ def test_pubsub_emulator_push_with_query_token_is_acked_once_and_reaches_the_gat
     time.sleep(4)
     assert _stats(redis_client, "gmail") == {"accepted": 1}, _stats(redis_client, "gmail")
     assert len(_gmail_runs(relay)) == 1
-    events = subprocess.run([sys.executable, "-m", "relay.cli", "events", "--json", "-n", "10"], env=relay.env,
-                            capture_output=True, check=True, timeout=30).stdout.splitlines()  # fmt: skip
+    events = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "events", "--json", "-n", "10"],
+        env=relay.env,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    ).stdout.splitlines()
     [event] = [orjson.loads(e) for e in events if orjson.loads(e)["source"] == "gmail"]
     assert event["delivery_id"] == f"pubsub:{message_id}"
     for proc in relay.procs:

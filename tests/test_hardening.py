@@ -62,21 +62,27 @@ def test_dribbling_senders_cannot_hold_connections(relay_factory: Callable[..., 
     """Hundreds of clients answered early (404, 405, 413) or never finishing their body (408), each
     sending a byte every 0.3 s: every connection is closed by the relay within body_timeout + 3 s."""
     timeout = 1.0
-    relay = relay_factory(body_timeout_seconds=timeout,
-                          sources={"small": {"preset": "generic", "token": GENERIC_TOKEN, "max_body_bytes": 1000}})  # fmt: skip
+    relay = relay_factory(
+        body_timeout_seconds=timeout,
+        sources={"small": {"preset": "generic", "token": GENERIC_TOKEN, "max_body_bytes": 1000}},
+    )
     proc = relay.start_ingress()
     server = psutil.Process(proc.proc.pid)
     baseline = server.num_fds()
 
     def head(method: str, path: str, length: int, token: bool = False) -> bytes:
         auth = f"Authorization: Bearer {GENERIC_TOKEN}\r\n" if token else ""
-        return (f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
-                f"Content-Length: {length}\r\n\r\n{{").encode()  # fmt: skip
+        return (
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n{{"
+        ).encode()
 
-    heads = [head("POST", "/hooks/nope", 100_000),  # 404 at once
-             head("PUT", "/hooks/small", 100_000),  # 405 at once
-             head("POST", "/hooks/small", 100_000, token=True),  # 413 from Content-Length
-             head("POST", "/hooks/small", 900, token=True)]  # 408 after body_timeout  # fmt: skip
+    heads = [
+        head("POST", "/hooks/nope", 100_000),  # 404 at once
+        head("PUT", "/hooks/small", 100_000),  # 405 at once
+        head("POST", "/hooks/small", 100_000, token=True),  # 413 from Content-Length
+        head("POST", "/hooks/small", 900, token=True),
+    ]  # 408 after body_timeout
     count = 300
     started = time.monotonic()
     socks = _dribblers(relay.port, count, heads)
@@ -123,8 +129,11 @@ def test_dribbling_senders_cannot_hold_connections(relay_factory: Callable[..., 
         selector.close()
 
     def held() -> int:
-        return sum(1 for c in server.net_connections("tcp") if c.laddr and c.laddr.port == relay.port
-                   and c.status != psutil.CONN_LISTEN)  # fmt: skip
+        return sum(
+            1
+            for c in server.net_connections("tcp")
+            if c.laddr and c.laddr.port == relay.port and c.status != psutil.CONN_LISTEN
+        )
 
     wait_until(lambda: held() == 0, timeout=5)
     # What stays is the Redis connection pool, grown by the concurrent refusals it counted.
@@ -154,8 +163,7 @@ def _bad_github(relay: Relay, xff: str) -> httpx.Response:
 def test_spoofed_forwarded_for_changes_nothing_without_trusted_proxies(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis
 ) -> None:
-    relay = relay_factory(auth_failures_max=3,
-                          console={"enabled": True, "token": CONSOLE_TOKEN})  # fmt: skip
+    relay = relay_factory(auth_failures_max=3, console={"enabled": True, "token": CONSOLE_TOKEN})
     relay.start_ingress()
     answers = [_bad_github(relay, f"203.0.113.{i}").status_code for i in range(5)]
     assert answers == [401, 401, 401, 429, 429]  # rotating the header does not dodge the lockout
@@ -171,15 +179,19 @@ def test_spoofed_forwarded_for_changes_nothing_without_trusted_proxies(
 def test_a_trusted_proxy_names_the_client(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis
 ) -> None:
-    relay = relay_factory(auth_failures_max=3, trusted_proxies=["127.0.0.1"],
-                          console={"enabled": True, "token": CONSOLE_TOKEN})  # fmt: skip
+    relay = relay_factory(
+        auth_failures_max=3, trusted_proxies=["127.0.0.1"], console={"enabled": True, "token": CONSOLE_TOKEN}
+    )
     relay.start_ingress()
     assert [_bad_github(relay, "203.0.113.7").status_code for _ in range(4)] == [401, 401, 401, 429]
     assert redis_client.exists("relay:authfail:addr:203.0.113.7")
     assert not redis_client.exists("relay:authfail:addr:127.0.0.1")
     assert httpx.get(f"{relay.url}/console/login", headers={"X-Forwarded-For": "8.8.8.8"}).status_code == 404
-    login = httpx.post(f"{relay.url}/console/login", data={"token": CONSOLE_TOKEN},
-                       headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"})  # fmt: skip
+    login = httpx.post(
+        f"{relay.url}/console/login",
+        data={"token": CONSOLE_TOKEN},
+        headers={"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https"},
+    )
     assert login.status_code == 303 and "secure" in login.headers["set-cookie"].lower()
 
 
@@ -195,8 +207,16 @@ def _linear(delivery: str) -> tuple[str, dict[str, str], bytes]:
     payload = orjson.loads((FIXTURES / "linear" / "issue.create.json").read_bytes())
     body = orjson.dumps({**payload, "webhookTimestamp": int(time.time() * 1000)})
     sig = hmac.new(LINEAR_SECRET.encode(), body, hashlib.sha256).hexdigest()
-    return "/hooks/linear", {"Content-Type": "application/json", "Linear-Signature": sig,
-                             "Linear-Delivery": delivery, "Linear-Event": "Issue"}, body  # fmt: skip
+    return (
+        "/hooks/linear",
+        {
+            "Content-Type": "application/json",
+            "Linear-Signature": sig,
+            "Linear-Delivery": delivery,
+            "Linear-Event": "Issue",
+        },
+        body,
+    )
 
 
 def _stripe(event_id: str) -> tuple[str, dict[str, str], bytes]:
@@ -211,8 +231,16 @@ def _sw(msg_id: str) -> tuple[str, dict[str, str], bytes]:
     ts = str(int(time.time()))
     key = base64.b64decode(SW_SECRET.removeprefix("whsec_"))
     mac = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    return "/hooks/sw", {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": ts,
-                         "webhook-signature": f"v1,{mac}"}, body  # fmt: skip
+    return (
+        "/hooks/sw",
+        {
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": ts,
+            "webhook-signature": f"v1,{mac}",
+        },
+        body,
+    )
 
 
 def _gmail(message_id: str) -> tuple[str, dict[str, str], bytes]:
@@ -226,19 +254,36 @@ def _gmail(message_id: str) -> tuple[str, dict[str, str], bytes]:
 
 
 SENDERS: dict[str, Callable[[str], tuple[str, dict[str, str], bytes]]] = {
-    "github": lambda d: ("/hooks/github", {"Content-Type": "application/json", "X-GitHub-Event": "push",
-                                           "X-GitHub-Delivery": d, "X-Hub-Signature-256": sign(PUSH)}, PUSH),
-    "generic": lambda d: ("/hooks/generic", {"Authorization": f"Bearer {GENERIC_TOKEN}", "Idempotency-Key": d},
-                          b'{"text": "hello"}'),
-    "gitlab": lambda d: ("/hooks/gitlab", {"X-Gitlab-Token": GITLAB_TOKEN, "X-Gitlab-Event": "Push Hook",
-                                           "X-Gitlab-Event-UUID": d}, (FIXTURES / "gitlab" / "push.json").read_bytes()),
+    "github": lambda d: (
+        "/hooks/github",
+        {
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-GitHub-Delivery": d,
+            "X-Hub-Signature-256": sign(PUSH),
+        },
+        PUSH,
+    ),
+    "generic": lambda d: (
+        "/hooks/generic",
+        {"Authorization": f"Bearer {GENERIC_TOKEN}", "Idempotency-Key": d},
+        b'{"text": "hello"}',
+    ),
+    "gitlab": lambda d: (
+        "/hooks/gitlab",
+        {"X-Gitlab-Token": GITLAB_TOKEN, "X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": d},
+        (FIXTURES / "gitlab" / "push.json").read_bytes(),
+    ),
     "stripe": _stripe,
     "standard-webhooks": _sw,
     "linear": _linear,
     "gmail": _gmail,
-    "agent": lambda d: ("/hooks/agent", {"Authorization": f"Bearer {HOOKS_TOKEN}"},
-                        orjson.dumps({"message": "hi", "idempotencyKey": d})),
-}  # fmt: skip
+    "agent": lambda d: (
+        "/hooks/agent",
+        {"Authorization": f"Bearer {HOOKS_TOKEN}"},
+        orjson.dumps({"message": "hi", "idempotencyKey": d}),
+    ),
+}
 ID_SOURCES = {
     "github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"},
     "generic": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
@@ -256,8 +301,9 @@ def full_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     # Its own Redis: its worker must not route the other tests' events (they share the inbox stream).
     server = RedisServer(tmp_path_factory.mktemp("hardening-redis"), appendonly=False)
     server.start()
-    relay = Relay(tmp_path_factory.mktemp("hardening"), server.url,
-                  {"sources": ID_SOURCES, "mappings": ID_MAPPINGS})  # fmt: skip
+    relay = Relay(
+        tmp_path_factory.mktemp("hardening"), server.url, {"sources": ID_SOURCES, "mappings": ID_MAPPINGS}
+    )
     relay.start_stub()
     relay.start_ingress()
     relay.start_worker()
@@ -314,8 +360,9 @@ def test_metrics_only_on_the_loopback_metrics_listener(full_relay: Relay) -> Non
 def test_a_taken_metrics_port_leaves_the_hooks_served_and_says_why(full_relay: Relay) -> None:
     # Two ingresses on one host with the default metrics port: the second still takes webhooks.
     port = free_port()
-    proc = full_relay._start(["serve", "--port", str(port), "--metrics-port", str(full_relay.metrics_port)],
-                             f"ingress-{port}")  # fmt: skip
+    proc = full_relay._start(
+        ["serve", "--port", str(port), "--metrics-port", str(full_relay.metrics_port)], f"ingress-{port}"
+    )
     try:
         wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=20)
         assert f"/metrics not served: cannot listen on 127.0.0.1:{full_relay.metrics_port}" in proc.output()
@@ -331,8 +378,11 @@ def test_client_disconnecting_mid_body_logs_no_traceback(full_relay: Relay) -> N
     proc = next(p for p in full_relay.procs if p.args[0] == "serve")
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", full_relay.port)) as sock:
-            sock.sendall(b"POST /hooks/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + GENERIC_TOKEN.encode()
-                         + b"\r\nContent-Length: 1000\r\n\r\n{\"a\":")  # fmt: skip
+            sock.sendall(
+                b"POST /hooks/generic HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + GENERIC_TOKEN.encode()
+                + b'\r\nContent-Length: 1000\r\n\r\n{"a":'
+            )
             time.sleep(0.05)  # let the app start reading the body
     assert httpx.get(f"{full_relay.url}/healthz").status_code == 200
     wait_until(
@@ -377,9 +427,12 @@ def test_a_slow_jwks_server_does_not_delay_other_sources(relay_factory: Callable
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/certs"
-        relay = relay_factory(sources={"gmail": {"preset": "gmail", "audience": "https://relay.example/hooks/gmail",
-                                                 "jwks": url},
-                                       "generic": {"preset": "generic", "token": GENERIC_TOKEN}})  # fmt: skip
+        relay = relay_factory(
+            sources={
+                "gmail": {"preset": "gmail", "audience": "https://relay.example/hooks/gmail", "jwks": url},
+                "generic": {"preset": "generic", "token": GENERIC_TOKEN},
+            }
+        )
         relay.start_ingress()
         jwt_like = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0.eyJ4IjoxfQ.c2ln"  # {"alg":"RS256","kid":"k1"}
         results: list[int] = []
@@ -425,8 +478,9 @@ def test_a_retry_never_comes_before_retry_after(relay_factory: Callable[..., Rel
 # -- 9. events_max bounds the memory ----------------------------------------------------------------
 
 
-def test_events_past_events_max_give_their_memory_back(relay_factory: Callable[..., Relay],
-                                                       redis_client: redis.Redis) -> None:  # fmt: skip
+def test_events_past_events_max_give_their_memory_back(
+    relay_factory: Callable[..., Relay], redis_client: redis.Redis
+) -> None:
     from relay.config import Settings
     from relay.worker.dispatch import Router
 
@@ -453,8 +507,13 @@ def test_cli_listings_escape_control_characters_in_ids(relay_factory, redis_serv
     hostile = "job-\x1b[2J\x1b]0;pwned\x07-1"  # clear screen, set the terminal title
     with RelayClient(redis_server.url) as client:
         client.agent(message="hi", idempotency_key=hostile)
-    events = subprocess.run([sys.executable, "-m", "relay.cli", "events"], env=relay.env, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+    events = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "events"],
+        env=relay.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert events.returncode == 0, events.stderr
     assert "\x1b" not in events.stdout and "\x07" not in events.stdout
     assert "job-\\x1b[2J" in events.stdout  # shown, escaped

@@ -35,11 +35,28 @@ def test_no_content_type_is_json_on_agent_and_wake(relay: Relay) -> None:
 def test_curl_d_as_pasted_from_the_openclaw_docs(relay: Relay) -> None:
     # Exactly the docs' shape: -H Authorization, -d JSON, no -H Content-Type.
     out = subprocess.run(
-        ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", f"{relay.url}/hooks/agent",
-         "-H", f"Authorization: Bearer {HOOKS_TOKEN}", "-d", '{"message":"Summarize inbox","name":"Email"}',
-         "--trace-ascii", "-"],
-        capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            f"{relay.url}/hooks/agent",
+            "-H",
+            f"Authorization: Bearer {HOOKS_TOKEN}",
+            "-d",
+            '{"message":"Summarize inbox","name":"Email"}',
+            "--trace-ascii",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     assert "Content-Type: application/x-www-form-urlencoded" in out.stdout  # what curl -d declares
     assert out.stdout.rstrip().endswith("202"), out.stdout
     assert relay.stub is not None
@@ -53,11 +70,16 @@ def test_other_declared_types_are_still_refused(relay: Relay) -> None:
         refused = _post(relay, "/hooks/agent", body, {**AUTH, "Content-Type": ctype})
         assert refused.status_code == 415, (ctype, refused.text)
     # A real form body under curl's default type is not JSON: 400, as the gateway answers.
-    form = _post(relay, "/hooks/agent", b"message=x",
-                 {**AUTH, "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    form = _post(
+        relay, "/hooks/agent", b"message=x", {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert form.status_code == 400 and "not valid JSON" in form.json()["error"], form.text
     # Webhook sources keep their own rules: a generic JSON source refuses the form type.
-    generic = _post(relay, "/hooks/generic", body,
-                    {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    generic = _post(
+        relay,
+        "/hooks/generic",
+        body,
+        {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert generic.status_code == 415, generic.text
     assert relay.stub is not None and relay.stub.runs("agent") == []

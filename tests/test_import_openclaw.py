@@ -75,12 +75,27 @@ def openclaw_dir(tmp_path: Path) -> Path:
 
 def run_import(openclaw_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
-    return subprocess.run([sys.executable, "-m", "relay.cli", "import-openclaw", str(openclaw_dir / "openclaw.json"),
-                           "-o", str(out), *extra], capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relay.cli",
+            "import-openclaw",
+            str(openclaw_dir / "openclaw.json"),
+            "-o",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
 
 
-def test_import_writes_sources_mappings_and_stubs_and_never_the_token(openclaw_dir: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_import_writes_sources_mappings_and_stubs_and_never_the_token(
+    openclaw_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "relay" / "relay.yaml"
     result = run_import(openclaw_dir, out)
     assert result.returncode == 0, result.stderr
@@ -95,8 +110,10 @@ def test_import_writes_sources_mappings_and_stubs_and_never_the_token(openclaw_d
     # The mappings are copied unchanged, but for the JS transform, now a Python stub to fill in.
     original = read_openclaw(openclaw_dir / "openclaw.json")["hooks"]["mappings"]
     assert config["mappings"][0] == original[0]
-    assert config["mappings"][1] == {**original[1], "transform": {"module": "transforms/ci_filter.py",
-                                                                   "export": "onBuild"}}  # fmt: skip
+    assert config["mappings"][1] == {
+        **original[1],
+        "transform": {"module": "transforms/ci_filter.py", "export": "onBuild"},
+    }
     stub = (out.parent / "transforms" / "ci_filter.py").read_text()
     assert "def onBuild(event: Event) -> Any:" in stub and "# export function onBuild" in stub
     assert "port it in transforms/ci_filter.py" in result.stderr
@@ -149,9 +166,16 @@ def test_gmail_preset_alone_renders_openclaws_own_gmail_preset(openclaw_dir: Pat
 
 
 def test_env_reference_token_and_unsupported_keys(openclaw_dir: Path) -> None:
-    data = {"hooks": {"enabled": True, "token": "${MY_HOOK_TOKEN}", "path": "/webhooks/",
-                      "mappings": [{"match": {"path": "jira"}, "messageTemplate": "{{issue.key}}",
-                                    "sessionMode": "persistent"}]}}  # fmt: skip
+    data = {
+        "hooks": {
+            "enabled": True,
+            "token": "${MY_HOOK_TOKEN}",
+            "path": "/webhooks/",
+            "mappings": [
+                {"match": {"path": "jira"}, "messageTemplate": "{{issue.key}}", "sessionMode": "persistent"}
+            ],
+        }
+    }
     imported = convert(data, openclaw_dir)
     assert imported.config["gateway"]["token"] == "env:MY_HOOK_TOKEN"
     assert imported.config["gateway"]["hooks_path"] == "/webhooks"
@@ -173,9 +197,13 @@ def test_warns_when_the_gateway_would_refuse_request_session_keys(openclaw_dir: 
     default = convert({"hooks": hooks}, openclaw_dir)
     [warning] = [n for n in default.notes if "allowRequestSessionKey" in n]
     assert 'hooks.allowRequestSessionKey: true and hooks.allowedSessionKeyPrefixes: ["hook:"]' in warning
-    allowing = convert({"hooks": {**hooks, "allowRequestSessionKey": True,
-                                  "allowedSessionKeyPrefixes": ["hook:"]}}, openclaw_dir)  # fmt: skip
+    allowing = convert(
+        {"hooks": {**hooks, "allowRequestSessionKey": True, "allowedSessionKeyPrefixes": ["hook:"]}},
+        openclaw_dir,
+    )
     assert not any("refuse" in n for n in allowing.notes)
-    other = convert({"hooks": {**hooks, "allowRequestSessionKey": True,
-                               "allowedSessionKeyPrefixes": ["agent:"]}}, openclaw_dir)  # fmt: skip
+    other = convert(
+        {"hooks": {**hooks, "allowRequestSessionKey": True, "allowedSessionKeyPrefixes": ["agent:"]}},
+        openclaw_dir,
+    )
     assert any("lacks 'hook:'" in n for n in other.notes)

@@ -20,14 +20,30 @@ BARE = {"PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}  # nothing exported
 
 
 def relay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], cwd=cwd, env=BARE, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        cwd=cwd,
+        env=BARE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_init_writes_config_and_private_secrets_that_a_sender_can_use(tmp_path: Path) -> None:
     port, stub_port = free_port(), free_port()
-    done = relay("init", "--source", "github", "--source", "alertmanager", "--public-url",
-                 f"http://127.0.0.1:{port}", "--gateway-url", f"http://127.0.0.1:{stub_port}", cwd=tmp_path)  # fmt: skip
+    done = relay(
+        "init",
+        "--source",
+        "github",
+        "--source",
+        "alertmanager",
+        "--public-url",
+        f"http://127.0.0.1:{port}",
+        "--gateway-url",
+        f"http://127.0.0.1:{stub_port}",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     dotenv = tmp_path / ".env"
     assert stat.S_IMODE(dotenv.stat().st_mode) == 0o600
@@ -50,21 +66,51 @@ def test_init_writes_config_and_private_secrets_that_a_sender_can_use(tmp_path: 
     assert read_dotenv(dotenv) == values
 
     # The printed instructions work: `relay up` with nothing exported, a push signed with the printed secret.
-    stub = Proc(["gateway-stub", "--port", str(stub_port), "--token", values["OPENCLAW_HOOKS_TOKEN"],
-                 "--allow-request-session-key", "--session-key-prefix", "hook:"],
-                BARE, tmp_path / "stub.log")  # fmt: skip
-    up = subprocess.Popen([sys.executable, "-m", "relay.cli", "up", "--port", str(port)], cwd=tmp_path, env=BARE,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    stub = Proc(
+        [
+            "gateway-stub",
+            "--port",
+            str(stub_port),
+            "--token",
+            values["OPENCLAW_HOOKS_TOKEN"],
+            "--allow-request-session-key",
+            "--session-key-prefix",
+            "hook:",
+        ],
+        BARE,
+        tmp_path / "stub.log",
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "relay.cli", "up", "--port", str(port)],
+        cwd=tmp_path,
+        env=BARE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: _ok(f"http://127.0.0.1:{port}/readyz?workers=1"), timeout=30)
         body = github_fixture("push.default")
         secret = re.search(r"Secret:\s+(\S+)", out).group(1).encode()  # type: ignore[union-attr]
-        answer = httpx.post(f"http://127.0.0.1:{port}/hooks/github", content=body, headers={
-            "Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "init-1",
-            "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()})  # fmt: skip
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/hooks/github",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": "init-1",
+                "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+            },
+        )
         assert answer.status_code == 202, answer.text
-        wait_until(lambda: [r for r in httpx.get(f"http://127.0.0.1:{stub_port}/_stub/requests").json()
-                            if r["path"] == "agent" and r["status"] == 200], timeout=15)  # fmt: skip
+        wait_until(
+            lambda: [
+                r
+                for r in httpx.get(f"http://127.0.0.1:{stub_port}/_stub/requests").json()
+                if r["path"] == "agent" and r["status"] == 200
+            ],
+            timeout=15,
+        )
     finally:
         up.terminate()
         up.wait(timeout=60)

@@ -28,8 +28,12 @@ BASE = KUBE / "base"
 OVERLAY = KUBE / "overlays" / "sentinel-example"
 KEDA = json.loads((Path(__file__).parent / "fixtures" / "kubernetes" / "keda.schema.json").read_text())
 K8S_VERSION = "1.30.0"  # the oldest Kubernetes the manifests are meant for (policy/v1 PDBs, ...)
-SECRET_ENV = {"REDIS_PASSWORD": "x", "REDIS_SENTINEL_PASSWORD": "x", "OPENCLAW_HOOKS_TOKEN": "x",
-              "GITHUB_WEBHOOK_SECRET": "x"}  # fmt: skip
+SECRET_ENV = {
+    "REDIS_PASSWORD": "x",
+    "REDIS_SENTINEL_PASSWORD": "x",
+    "OPENCLAW_HOOKS_TOKEN": "x",
+    "GITHUB_WEBHOOK_SECRET": "x",
+}
 
 
 def _kustomization(where: Path) -> dict[str, Any]:
@@ -38,8 +42,12 @@ def _kustomization(where: Path) -> dict[str, Any]:
 
 def _files(where: Path) -> list[dict[str, Any]]:
     """The base's resources, read straight from its files (what `kubectl kustomize` starts from)."""
-    return [doc for name in _kustomization(where)["resources"]
-            for doc in yaml.safe_load_all((where / name).read_text()) if doc]  # fmt: skip
+    return [
+        doc
+        for name in _kustomization(where)["resources"]
+        for doc in yaml.safe_load_all((where / name).read_text())
+        if doc
+    ]
 
 
 def _render(where: Path) -> list[dict[str, Any]]:
@@ -75,8 +83,15 @@ def test_the_kustomizations_list_exactly_their_files() -> None:
 def test_rendered_resources_validate_offline(where: Path) -> None:
     docs = _render(where)
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "PodDisruptionBudget", "ScaledObject", "Service",
-                     "TriggerAuthentication"]  # fmt: skip
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ScaledObject",
+        "Service",
+        "TriggerAuthentication",
+    ]
     for doc in docs:
         _validate(doc)
 

@@ -32,8 +32,13 @@ GMAIL = {"source": "gmail", "messages": [{"id": "m1", "from": "Ada", "subject": 
 
 
 def event(path: str = "gmail", payload: Any = None, headers: dict[str, str] | None = None) -> Event:
-    return Event(source=path, payload=GMAIL if payload is None else payload, headers=headers or {}, path=path,
-                 delivery_id="d1")  # fmt: skip
+    return Event(
+        source=path,
+        payload=GMAIL if payload is None else payload,
+        headers=headers or {},
+        path=path,
+        delivery_id="d1",
+    )
 
 
 def mapping(**fields: Any) -> MappingConfig:
@@ -59,25 +64,46 @@ MATCH_CASES: list[tuple[str, dict[str, Any], str, Any, bool]] = [
 ]
 
 
-@pytest.mark.parametrize(("match", "path", "payload", "expected"), [c[1:] for c in MATCH_CASES],
-                         ids=[c[0] for c in MATCH_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("match", "path", "payload", "expected"), [c[1:] for c in MATCH_CASES], ids=[c[0] for c in MATCH_CASES]
+)
 def test_matches(match: dict[str, Any], path: str, payload: Any, expected: bool) -> None:
     assert matches(mapping(match=match, messageTemplate="x"), event(path, payload)) is expected
 
 
 def test_every_openclaw_mapping_field_is_accepted_and_reaches_the_action() -> None:
-    m = mapping(id="gmail-deliver", match={"path": "gmail", "source": "gmail"}, action="agent",
-                wakeMode="next-heartbeat", name="Gmail {{messages[0].from}}", agentId="hooks",
-                sessionKey="hook:gmail:{{messages[0].id}}", messageTemplate="Subject: {{messages[0].subject}}",
-                textTemplate="unused for agent", deliver=True, allowUnsafeExternalContent=False,
-                channel="last", to="+1555{{messages[0].id}}", model="openai/gpt-5.2-mini", thinking="low",
-                timeoutSeconds=120)  # fmt: skip
+    m = mapping(
+        id="gmail-deliver",
+        match={"path": "gmail", "source": "gmail"},
+        action="agent",
+        wakeMode="next-heartbeat",
+        name="Gmail {{messages[0].from}}",
+        agentId="hooks",
+        sessionKey="hook:gmail:{{messages[0].id}}",
+        messageTemplate="Subject: {{messages[0].subject}}",
+        textTemplate="unused for agent",
+        deliver=True,
+        allowUnsafeExternalContent=False,
+        channel="last",
+        to="+1555{{messages[0].id}}",
+        model="openai/gpt-5.2-mini",
+        thinking="low",
+        timeoutSeconds=120,
+    )
     [action] = Mapper([m], {}).map(event())
     assert action.body() == {
-        "message": "Subject: Hello", "name": "Gmail Ada", "agentId": "hooks", "sessionKey": "hook:gmail:m1",
-        "wakeMode": "next-heartbeat", "deliver": True, "channel": "last", "to": "+1555m1",
-        "model": "openai/gpt-5.2-mini", "thinking": "low", "timeoutSeconds": 120,
-    }  # fmt: skip
+        "message": "Subject: Hello",
+        "name": "Gmail Ada",
+        "agentId": "hooks",
+        "sessionKey": "hook:gmail:m1",
+        "wakeMode": "next-heartbeat",
+        "deliver": True,
+        "channel": "last",
+        "to": "+1555m1",
+        "model": "openai/gpt-5.2-mini",
+        "thinking": "low",
+        "timeoutSeconds": 120,
+    }
 
 
 def test_unknown_mapping_field_is_refused() -> None:
@@ -86,8 +112,9 @@ def test_unknown_mapping_field_is_refused() -> None:
 
 
 def test_wake_mapping_uses_text_template_and_wake_mode_as_mode() -> None:
-    [action] = Mapper([mapping(action="wake", textTemplate="Mail from {{messages[0].from}}",
-                               wakeMode="next-heartbeat")], {}).map(event())  # fmt: skip
+    [action] = Mapper(
+        [mapping(action="wake", textTemplate="Mail from {{messages[0].from}}", wakeMode="next-heartbeat")], {}
+    ).map(event())
     assert isinstance(action, WakeAction)
     assert action.body() == {"text": "Mail from Ada", "mode": "next-heartbeat"}
 
@@ -122,8 +149,9 @@ def test_first_matching_mapping_wins_prefers_explicit_mappings_over_presets() ->
 
 def _mapper_with(fn: Any, **fields: Any) -> Mapper:
     ref = TransformRef(module="inline")
-    return Mapper([mapping(match={"path": "gmail"}, transform={"module": "inline"}, **fields)],
-                  {transform_key(ref): fn})  # fmt: skip
+    return Mapper(
+        [mapping(match={"path": "gmail"}, transform={"module": "inline"}, **fields)], {transform_key(ref): fn}
+    )
 
 
 def test_transform_returning_none_is_a_handled_skip_and_later_mappings_are_not_tried() -> None:
@@ -134,11 +162,21 @@ def test_transform_returning_none_is_a_handled_skip_and_later_mappings_are_not_t
 
 
 def test_transform_dict_merges_over_the_mapping_fields() -> None:
-    mapper = _mapper_with(lambda e: {"message": "from transform", "sessionKey": None, "model": "m2"},
-                          messageTemplate="base", sessionKey="hook:base", model="m1", deliver=False)  # fmt: skip
+    mapper = _mapper_with(
+        lambda e: {"message": "from transform", "sessionKey": None, "model": "m2"},
+        messageTemplate="base",
+        sessionKey="hook:base",
+        model="m1",
+        deliver=False,
+    )
     [action] = mapper.map(event())
-    assert action.body() == {"message": "from transform", "sessionKey": "hook:base", "model": "m2",
-                             "deliver": False, "wakeMode": "now"}  # fmt: skip
+    assert action.body() == {
+        "message": "from transform",
+        "sessionKey": "hook:base",
+        "model": "m2",
+        "deliver": False,
+        "wakeMode": "now",
+    }
 
 
 def test_runs_transform_module_wake_over_an_agent_mapping() -> None:
@@ -178,8 +216,15 @@ def test_fan_out_is_capped() -> None:
     )
 
 
-@pytest.mark.parametrize("result", [42, "text", {"kind": "agent", "message": "m", "bogus": 1},
-                                    {"kind": "agent", "message": "m", "thinking": "max"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "result",
+    [
+        42,
+        "text",
+        {"kind": "agent", "message": "m", "bogus": 1},
+        {"kind": "agent", "message": "m", "thinking": "max"},
+    ],
+)
 def test_wrong_type_or_invalid_action_is_a_transform_error(result: Any) -> None:
     with pytest.raises(TransformError):
         _mapper_with(lambda e: result).map(event())
@@ -269,14 +314,17 @@ def _write(path: Path, text: str) -> Path:
 
 def test_load_transform_by_dotted_name_or_file_path_with_export(tmp_path: Path) -> None:
     _write(tmp_path / "pkg_t1" / "__init__.py", "")
-    _write(tmp_path / "pkg_t1" / "multi.py", """
+    _write(
+        tmp_path / "pkg_t1" / "multi.py",
+        """
         def transform_a(event):
             return {"kind": "wake", "text": "from-A"}
         def transform_b(event):
             return {"kind": "wake", "text": "from-B"}
         def transform(event):
             return None
-    """)  # fmt: skip
+    """,
+    )
     # OpenClaw: "caches transform functions by module path and export name".
     a = load_transform(TransformRef(module="pkg_t1.multi", export="transform_a"), tmp_path)
     b = load_transform(TransformRef(module="pkg_t1/multi.py", export="transform_b"), tmp_path)
@@ -297,7 +345,7 @@ def test_load_transform_by_dotted_name_or_file_path_with_export(tmp_path: Path) 
         ("broken_t2.py", "cannot be imported: SyntaxError"),
         ("raising_t3.py", "cannot be imported: RuntimeError"),
         ("noexport_t4.py", "has no callable 'transform' or 'default'"),
-    ],  # fmt: skip
+    ],
 )
 def test_load_transform_fails_fast(tmp_path: Path, module: str, error: str) -> None:
     root = tmp_path / "config"
@@ -320,13 +368,16 @@ def test_symlink_escaping_the_config_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_map_event_helper_with_inline_mappings_and_a_transform_module(tmp_path: Path) -> None:
-    _write(tmp_path / "ci_t5.py", """
+    _write(
+        tmp_path / "ci_t5.py",
+        """
         from relay import AgentAction
         def transform(event):
             if event.payload.get("status") != "failed":
                 return None
             return AgentAction(message=f"CI failed on {event.payload['branch']}")
-    """)  # fmt: skip
+    """,
+    )
     mappings = [{"match": {"path": "ci"}, "transform": {"module": "ci_t5.py"}, "sessionKey": "hook:ci"}]
     [action] = map_event("ci", {"status": "failed", "branch": "main"}, mappings=mappings, base_dir=tmp_path)
     assert action.body() == {"message": "CI failed on main", "sessionKey": "hook:ci", "wakeMode": "now"}
@@ -337,18 +388,23 @@ def test_map_event_reads_a_relay_yaml_whose_secrets_are_not_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("UNSET_SECRET_FOR_TEST", raising=False)
-    _write(tmp_path / "pr_t6.py", """
+    _write(
+        tmp_path / "pr_t6.py",
+        """
         def transform(event):
             return {"message": "PR " + str(event.payload["number"])}
-    """)  # fmt: skip
-    (tmp_path / "relay.yaml").write_text(textwrap.dedent("""
+    """,
+    )
+    (tmp_path / "relay.yaml").write_text(
+        textwrap.dedent("""
         sources:
           gh: {preset: github, secret: "env:UNSET_SECRET_FOR_TEST"}
         mappings:
           - match: {path: gh}
             transform: {module: pr_t6.py}
             name: "{{headers.x-github-event}}"
-    """))  # fmt: skip
+    """)
+    )
     [action] = map_event(
         "gh", {"number": 5}, {"X-GitHub-Event": "pull_request"}, config=tmp_path / "relay.yaml"
     )

@@ -22,15 +22,23 @@ PUSH = github_fixture("push.default")
 
 def scrape(relay: Relay) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(relay.metrics_url).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}  # fmt: skip
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def relay_cli(
     relay: Relay, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=env or relay.env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        env=env or relay.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_metrics_count_what_was_sent(relay: Relay, redis_client: redis.Redis) -> None:
@@ -56,8 +64,9 @@ def test_metrics_count_what_was_sent(relay: Relay, redis_client: redis.Redis) ->
     assert m[("relay_gateway_circuit", (("state", "closed"),))] == 1
     assert m[("relay_queue_depth", (("state", "inbox"),))] == 0
     assert m[("relay_workers", ())] >= 1
-    assert not any(name == "relay_events_refused_total" and ("source", "no-such-source") in labels
-                   for name, labels in m)  # fmt: skip
+    assert not any(
+        name == "relay_events_refused_total" and ("source", "no-such-source") in labels for name, labels in m
+    )
 
 
 def test_delivered_log_line_carries_the_ids(relay: Relay, redis_client: redis.Redis) -> None:
@@ -112,7 +121,9 @@ def test_cli_error_paths(relay_factory, redis_client: redis.Redis) -> None:
     assert "hook token accepted" in good.stdout and HOOKS_TOKEN not in good.stdout + good.stderr
     # The probes started nothing at the gateway: a refused token, then a refused policy probe.
     assert [r.get("refused", "")[:28] for r in relay.stub.requests()[-2:]] == [
-        "token", "hooks.allowedSessionKeyPrefi"]  # fmt: skip
+        "token",
+        "hooks.allowedSessionKeyPrefi",
+    ]
     assert not relay.stub.runs("agent") and not relay.stub.runs("wake")
     assert "session keys ok" in good.stdout and "websocket ok" in good.stdout
 
@@ -127,8 +138,9 @@ def test_every_command_has_help() -> None:
                 yield from walk(command, [*path, name])
 
     for path in walk(cli, []):
-        result = subprocess.run([sys.executable, "-m", "relay.cli", *path, "--help"], capture_output=True,
-                                text=True, timeout=30)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "relay.cli", *path, "--help"], capture_output=True, text=True, timeout=30
+        )
         assert result.returncode == 0 and "Usage: relay" in result.stdout, path
         assert len(result.stdout.splitlines()) > 3, path
 
@@ -152,8 +164,11 @@ def test_two_ingress_and_three_workers_lose_nothing_and_double_nothing(relay_fac
                 body = dump({"message": f"scale {n % 240}", "sessionKey": f"hook:scale:{n % 12}"})
                 # Each message is sent twice, to different ingress processes: one delivery.
                 for url in (urls[n % 2], urls[(n + 1) % 2]) if n % 5 == 0 else (urls[n % 2],):
-                    r = client.post(f"{url}/hooks/agent", content=body,
-                                    headers={"Authorization": f"Bearer {HOOKS_TOKEN}", "Idempotency-Key": f"k{n % 240}"})  # fmt: skip
+                    r = client.post(
+                        f"{url}/hooks/agent",
+                        content=body,
+                        headers={"Authorization": f"Bearer {HOOKS_TOKEN}", "Idempotency-Key": f"k{n % 240}"},
+                    )
                     assert r.status_code in (200, 202), r.text
                     if r.status_code == 202:
                         with lock:

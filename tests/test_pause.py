@@ -33,8 +33,11 @@ def delivered_ids(relay: Relay, redis_client: redis.Redis) -> list[str]:
 
 
 def post_agent(relay: Relay, message: str) -> httpx.Response:
-    return relay.post("/hooks/agent", b'{"message": "%s"}' % message.encode(),
-                      {"Authorization": f"Bearer {HOOKS_TOKEN}", "Content-Type": "application/json"})  # fmt: skip
+    return relay.post(
+        "/hooks/agent",
+        b'{"message": "%s"}' % message.encode(),
+        {"Authorization": f"Bearer {HOOKS_TOKEN}", "Content-Type": "application/json"},
+    )
 
 
 def test_a_paused_source_keeps_accepting_and_delivers_everything_in_order_after_resume(
@@ -88,8 +91,10 @@ def test_a_paused_gateway_holds_every_delivery_and_is_not_the_circuit(
     event_id = post_agent(relay, "during maintenance").json()["eventId"]
     wait_until(lambda: held(relay, "gateway", "default") == 1)
     action_id = redis_client.hget(keys.event(event_id), "actions")
-    record = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.action(
-        __import__("orjson").loads(action_id)[0]["id"])).items()}  # fmt: skip
+    record = {
+        k.decode(): v.decode()
+        for k, v in redis_client.hgetall(keys.action(__import__("orjson").loads(action_id)[0]["id"])).items()
+    }
     assert record["state"] == "held" and record["held_by"] == "gateway:default"
     assert scrape(relay)[("relay_gateway_circuit", (("state", "closed"),))] == 1  # not the circuit
     assert relay.stub.runs() == []

@@ -36,15 +36,22 @@ def test_firing_group_is_one_readable_action() -> None:
     result = run(CFG, HEADERS, FIRING)
     [action] = result.actions
     lines = action.message.splitlines()
-    assert lines[0] == ("Alertmanager: FIRING — alertname=InstanceDown, job=node (2 firing), "
-                        "receiver relay-webhook")  # fmt: skip
+    assert lines[0] == (
+        "Alertmanager: FIRING — alertname=InstanceDown, job=node (2 firing), receiver relay-webhook"
+    )
     # Annotations are fenced (relay.protocol.fencing): labels they are rendered from may come from targets.
-    assert ("- [FIRING] critical InstanceDown on web-1:9100: "
-            "<<<UNTRUSTED annotations.summary: Instance web-1:9100 down>>>") in lines  # fmt: skip
-    assert ("- [FIRING] critical InstanceDown on web-2:9100: "
-            "<<<UNTRUSTED annotations.summary: Instance web-2:9100 down>>>") in lines  # fmt: skip
-    assert ("  <<<UNTRUSTED annotations.description: web-1:9100 of job node has been down for more "
-            "than 5 minutes.>>>") in lines  # fmt: skip
+    assert (
+        "- [FIRING] critical InstanceDown on web-1:9100: "
+        "<<<UNTRUSTED annotations.summary: Instance web-1:9100 down>>>"
+    ) in lines
+    assert (
+        "- [FIRING] critical InstanceDown on web-2:9100: "
+        "<<<UNTRUSTED annotations.summary: Instance web-2:9100 down>>>"
+    ) in lines
+    assert (
+        "  <<<UNTRUSTED annotations.description: web-1:9100 of job node has been down for more "
+        "than 5 minutes.>>>"
+    ) in lines
     assert "  since 2026-11-26T00:25:42Z" in lines
     assert "  http://prometheus.example.com:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1" in lines
     assert lines[-3:] == ["Alertmanager: http://alertmanager.example.com:9093", "", GUIDE]
@@ -137,7 +144,9 @@ def test_config_checks() -> None:
     assert presets.check_config(SourceConfig(preset="alertmanager"))[0] == "token"
     assert presets.check_config(SourceConfig(preset="alertmanager", username="am"))[0] == "token"
     assert presets.check_config(SourceConfig(preset="alertmanager", token="t", username="am")) == (
-        "password", "basic auth needs both username and password")  # fmt: skip
+        "password",
+        "basic auth needs both username and password",
+    )
 
 
 def test_build_sources_binds_the_resolved_option() -> None:

@@ -46,28 +46,54 @@ def relay(relay_factory: Callable[..., Relay]) -> Relay:
 
 
 def alertmanager(body: bytes = FIRING, token: str = AM_TOKEN) -> tuple[str, bytes, dict[str, str]]:
-    return "/hooks/alerts", body, {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0",
-                                   "Authorization": f"Bearer {token}"}  # fmt: skip
+    return (
+        "/hooks/alerts",
+        body,
+        {
+            "Content-Type": "application/json",
+            "User-Agent": "Alertmanager/0.25.0",
+            "Authorization": f"Bearer {token}",
+        },
+    )
 
 
 def stripe(body: bytes = STRIPE_EVENT, secret: str = STRIPE_SECRET) -> tuple[str, bytes, dict[str, str]]:
     ts = int(time.time())
     v1 = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return "/hooks/stripe", body, {"Content-Type": "application/json; charset=utf-8",
-                                   "Stripe-Signature": f"t={ts},v1={v1}"}  # fmt: skip
+    return (
+        "/hooks/stripe",
+        body,
+        {"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": f"t={ts},v1={v1}"},
+    )
 
 
 def gitlab(body: bytes = GITLAB_MR, token: str = GITLAB_TOKEN) -> tuple[str, bytes, dict[str, str]]:
-    return "/hooks/gitlab", body, {"Content-Type": "application/json", "X-Gitlab-Event": "Merge Request Hook",
-                                   "X-Gitlab-Token": token, "X-Gitlab-Event-UUID": "e2e-uuid-1"}  # fmt: skip
+    return (
+        "/hooks/gitlab",
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-Gitlab-Event": "Merge Request Hook",
+            "X-Gitlab-Token": token,
+            "X-Gitlab-Event-UUID": "e2e-uuid-1",
+        },
+    )
 
 
 def standard(body: bytes = SW_BODY, msg_id: str = "msg_e2e_1") -> tuple[str, bytes, dict[str, str]]:
     ts = str(int(time.time()))
     key = base64.b64decode(SW_SECRET.removeprefix("whsec_"))
     sig = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    return "/hooks/svc", body, {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": ts,
-                                "webhook-signature": f"v1,{sig}"}  # fmt: skip
+    return (
+        "/hooks/svc",
+        body,
+        {
+            "Content-Type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": ts,
+            "webhook-signature": f"v1,{sig}",
+        },
+    )
 
 
 def test_each_preset_reaches_the_gateway(relay: Relay) -> None:
@@ -111,9 +137,11 @@ def test_tampered_or_unauthenticated_requests_get_401_and_nothing_is_queued(
         (stripe(secret="whsec_wrong"), "invalid Stripe-Signature"),
         (gitlab(token="wrong"), "invalid X-Gitlab-Token"),
         ((lambda p, b, h: (p, b + b" ", h))(*standard()), "invalid webhook-signature"),
-        ((lambda p, b, h: (p, b, {k: v for k, v in h.items() if k != "webhook-signature"}))(*standard()),
-         "missing webhook-signature header"),
-    ]  # fmt: skip
+        (
+            (lambda p, b, h: (p, b, {k: v for k, v in h.items() if k != "webhook-signature"}))(*standard()),
+            "missing webhook-signature header",
+        ),
+    ]
     for (path, body, headers), error in cases:
         response = relay.post(path, body, headers)
         assert response.status_code == 401, (path, response.text)

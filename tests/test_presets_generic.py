@@ -32,8 +32,13 @@ def test_token_mode() -> None:
 
 @pytest.mark.parametrize("algorithm", ["sha256", "sha1", "sha512"])
 def test_hmac_mode(algorithm: str) -> None:
-    cfg = source("generic", secret="s3cret", signature_header="X-Signature", signature_prefix=f"{algorithm}=",
-                 algorithm=algorithm)  # fmt: skip
+    cfg = source(
+        "generic",
+        secret="s3cret",
+        signature_header="X-Signature",
+        signature_prefix=f"{algorithm}=",
+        algorithm=algorithm,
+    )
     good = {"X-Signature": f"{algorithm}={hex_sig(BODY, algorithm=algorithm)}"}
     result = run(cfg, {**good, "Idempotency-Key": "run-77"}, BODY)
     assert result.delivery_id == "run-77"

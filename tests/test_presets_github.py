@@ -30,8 +30,13 @@ def signed(
     body: bytes, event: str = "push", delivery: str = "d-1", secret: str = SECRET, **extra: str
 ) -> dict[str, str]:
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": delivery,
-            "X-Hub-Signature-256": sig, **extra}  # fmt: skip
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": sig,
+        **extra,
+    }
 
 
 def test_there_are_329_fixtures() -> None:
@@ -41,14 +46,23 @@ def test_there_are_329_fixtures() -> None:
 @pytest.mark.parametrize("path", GITHUB, ids=lambda p: p.stem)
 def test_every_fixture_maps_to_an_action_or_a_documented_skip(path: Path) -> None:
     kind = path.name.split(".")[0]
-    event = Event(source="github", payload=orjson.loads(path.read_bytes()), headers={"x-github-event": kind},
-                  path="github", delivery_id="d")  # fmt: skip
+    event = Event(
+        source="github",
+        payload=orjson.loads(path.read_bytes()),
+        headers={"x-github-event": kind},
+        path="github",
+        delivery_id="d",
+    )
     result = github.transform(event)
     if result is None:
         assert kind in SKIPPED_KINDS, f"{path.name}: unexpected skip"
         payload = event.payload
         assert payload.get("action") != "completed" or payload[kind].get("conclusion") in (
-            "success", "skipped", "neutral", None)  # fmt: skip
+            "success",
+            "skipped",
+            "neutral",
+            None,
+        )
     else:
         assert isinstance(result, AgentAction)
         assert result.message.strip()
@@ -69,13 +83,18 @@ def test_ping_is_skipped_and_the_allow_list_applies() -> None:
     issues = (FIXTURES / "github" / "issues.opened.json").read_bytes()
     only_push = source("github", secret=SECRET, events=["push"])
     assert run(only_push, signed(issues, event="issues"), issues).skipped == (
-        "event 'issues' is not in this source's events list")  # fmt: skip
+        "event 'issues' is not in this source's events list"
+    )
 
 
 def sha1_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
     sig = "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
-    return {"Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "d-sha1",
-            "X-Hub-Signature": sig}  # fmt: skip
+    return {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "d-sha1",
+        "X-Hub-Signature": sig,
+    }
 
 
 def test_sha1_only_with_allow_sha1() -> None:

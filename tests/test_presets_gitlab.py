@@ -15,15 +15,28 @@ from .presets_support import FIXTURES, run, source, verify
 TOKEN = "gl-secret-token"
 CFG = source("gitlab", token=TOKEN)
 EVENTS = {
-    "push": "Push Hook", "tag_push": "Tag Push Hook", "merge_request": "Merge Request Hook",
-    "group_merge_request": "Merge Request Hook", "service_merge_request": "Merge Request Hook",
-    "issue": "Issue Hook", "note_commit": "Note Hook", "note_issue": "Note Hook",
-    "note_merge_request": "Note Hook", "note_snippet": "Note Hook", "pipeline": "Pipeline Hook",
-    "build": "Job Hook", "job": "Job Hook", "wiki_page": "Wiki Page Hook", "deployment": "Deployment Hook",
-    "feature_flag": "Feature Flag Hook", "release": "Release Hook", "member": "Member Hook",
-    "subgroup": "Subgroup Hook", "resource_access_token_group": "Resource Access Token Hook",
+    "push": "Push Hook",
+    "tag_push": "Tag Push Hook",
+    "merge_request": "Merge Request Hook",
+    "group_merge_request": "Merge Request Hook",
+    "service_merge_request": "Merge Request Hook",
+    "issue": "Issue Hook",
+    "note_commit": "Note Hook",
+    "note_issue": "Note Hook",
+    "note_merge_request": "Note Hook",
+    "note_snippet": "Note Hook",
+    "pipeline": "Pipeline Hook",
+    "build": "Job Hook",
+    "job": "Job Hook",
+    "wiki_page": "Wiki Page Hook",
+    "deployment": "Deployment Hook",
+    "feature_flag": "Feature Flag Hook",
+    "release": "Release Hook",
+    "member": "Member Hook",
+    "subgroup": "Subgroup Hook",
+    "resource_access_token_group": "Resource Access Token Hook",
     "resource_access_token_project": "Resource Access Token Hook",
-}  # fmt: skip
+}
 
 
 def body(name: str) -> bytes:
@@ -31,8 +44,13 @@ def body(name: str) -> bytes:
 
 
 def headers(name: str, **extra: str) -> dict[str, str]:
-    return {"Content-Type": "application/json", "X-Gitlab-Event": EVENTS[name], "X-Gitlab-Token": TOKEN,
-            "X-Gitlab-Event-UUID": f"uuid-{name}", **extra}  # fmt: skip
+    return {
+        "Content-Type": "application/json",
+        "X-Gitlab-Event": EVENTS[name],
+        "X-Gitlab-Token": TOKEN,
+        "X-Gitlab-Event-UUID": f"uuid-{name}",
+        **extra,
+    }
 
 
 def message(name: str, raw: bytes | None = None) -> tuple[str, str | None]:
@@ -65,9 +83,12 @@ def test_push() -> None:
 
 def test_merge_request_session_per_iid() -> None:
     text, session = message("merge_request")
-    assert text.splitlines()[:3] == ["Merge request !1 opened by user1 in gitlabhq/gitlab-test: "
-                                     "<<<UNTRUSTED object_attributes.title: MS-Viewport>>>",
-                                     "ms-viewport → master", "http://example.com/diaspora/merge_requests/1"]  # fmt: skip
+    assert text.splitlines()[:3] == [
+        "Merge request !1 opened by user1 in gitlabhq/gitlab-test: "
+        "<<<UNTRUSTED object_attributes.title: MS-Viewport>>>",
+        "ms-viewport → master",
+        "http://example.com/diaspora/merge_requests/1",
+    ]
     assert session == "hook:gitlab:gitlabhq/gitlab-test!1"
 
 
@@ -83,8 +104,10 @@ def test_issue() -> None:
 
 def test_notes_land_in_the_session_of_what_they_comment() -> None:
     text, session = message("note_merge_request")
-    assert text.splitlines()[0] == ("root commented on merge request !1 in gitlab-org/gitlab-test: "
-                                    "<<<UNTRUSTED merge_request.title: Tempora et eos debitis quae laborum et.>>>")  # fmt: skip
+    assert text.splitlines()[0] == (
+        "root commented on merge request !1 in gitlab-org/gitlab-test: "
+        "<<<UNTRUSTED merge_request.title: Tempora et eos debitis quae laborum et.>>>"
+    )
     assert text.splitlines()[-4:] == ["This MR needs work.", "UNTRUSTED object_attributes.note>>>", "", GUIDE]
     assert session == "hook:gitlab:gitlab-org/gitlab-test!1"
     text, session = message("note_issue")

@@ -53,8 +53,16 @@ OTHER_KEY = new_key()
 
 def token(key: rsa.RSAPrivateKey = KEY, kid: str = "k1", alg: str = "RS256", **claims: Any) -> str:
     now = int(time.time())
-    body = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "iat": now, "exp": now + 3600,
-            "email": SERVICE_ACCOUNT, "email_verified": True, "sub": "1234567890", **claims}  # fmt: skip
+    body = {
+        "iss": "https://accounts.google.com",
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 3600,
+        "email": SERVICE_ACCOUNT,
+        "email_verified": True,
+        "sub": "1234567890",
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
@@ -128,7 +136,7 @@ def test_issuer_without_scheme_is_accepted(jwks_file: Path) -> None:
         "tampered",
         "garbage",
         "not-a-jwt",
-    ],  # fmt: skip
+    ],
 )
 def test_oidc_refusals(jwks_file: Path, make, message: str) -> None:
     with pytest.raises(Unauthorized, match=message):
@@ -260,23 +268,41 @@ def test_pubsub_redelivery_has_the_same_delivery_id(jwks_file: Path) -> None:
 
 def test_standard_base64_data_and_snake_case_ids(jwks_file: Path) -> None:
     data = base64.b64encode(b'{"emailAddress": "me@example.org", "historyId": 42}').decode()
-    body = orjson.dumps({"message": {"data": data, "message_id": "77", "publish_time": "2026-01-01T00:00:00Z"},
-                         "subscription": "projects/p/subscriptions/s"})  # fmt: skip
+    body = orjson.dumps(
+        {
+            "message": {"data": data, "message_id": "77", "publish_time": "2026-01-01T00:00:00Z"},
+            "subscription": "projects/p/subscriptions/s",
+        }
+    )
     result = run(cfg(jwks_file), push_headers(token()), body)
     assert result.delivery_id == "pubsub:77"
     assert "me@example.org (historyId 42)" in result.actions[0].message
 
 
 GOG_MESSAGES = {
-    "source": "gmail", "account": "you@gmail.com", "historyId": "9876",
+    "source": "gmail",
+    "account": "you@gmail.com",
+    "historyId": "9876",
     "messages": [
-        {"id": "18c1f0a2b3c4d5e6", "threadId": "18c1f0a2b3c4d5e6", "from": "Ada <ada@example.com>",
-         "to": "you@gmail.com", "subject": "Lunch?", "date": "Mon, 5 Jan 2026 12:00:00 +0000",
-         "snippet": "Are you free at noon", "body": "Are you free at noon tomorrow?", "labels": ["INBOX"]},
-        {"id": "18c1f0a2b3c4d5e7", "threadId": "18c1f0a2b3c4d5e6", "from": "Bob <bob@example.com>",
-         "subject": "Re: Lunch?"},
+        {
+            "id": "18c1f0a2b3c4d5e6",
+            "threadId": "18c1f0a2b3c4d5e6",
+            "from": "Ada <ada@example.com>",
+            "to": "you@gmail.com",
+            "subject": "Lunch?",
+            "date": "Mon, 5 Jan 2026 12:00:00 +0000",
+            "snippet": "Are you free at noon",
+            "body": "Are you free at noon tomorrow?",
+            "labels": ["INBOX"],
+        },
+        {
+            "id": "18c1f0a2b3c4d5e7",
+            "threadId": "18c1f0a2b3c4d5e6",
+            "from": "Bob <bob@example.com>",
+            "subject": "Re: Lunch?",
+        },
     ],
-}  # fmt: skip
+}
 
 
 def test_gog_payload_is_one_action_per_message_like_openclaw() -> None:
@@ -286,14 +312,18 @@ def test_gog_payload_is_one_action_per_message_like_openclaw() -> None:
     first, second = result.actions
     # OpenClaw's preset: "New email from {{messages[0].from}}\nSubject: ...\n{{snippet}}\n{{body}}".
     # The relay fences every sender-written field (relay.protocol.fencing) and says how to read the fences.
-    assert first.message == ("New email from <<<UNTRUSTED from: Ada <ada@example.com> >>>\n"
-                             "Subject: <<<UNTRUSTED subject: Lunch?>>>\n"
-                             "<<<UNTRUSTED snippet\nAre you free at noon\nUNTRUSTED snippet>>>\n"
-                             "<<<UNTRUSTED body\nAre you free at noon tomorrow?\nUNTRUSTED body>>>\n\n" + GUIDE)  # fmt: skip
+    assert first.message == (
+        "New email from <<<UNTRUSTED from: Ada <ada@example.com> >>>\n"
+        "Subject: <<<UNTRUSTED subject: Lunch?>>>\n"
+        "<<<UNTRUSTED snippet\nAre you free at noon\nUNTRUSTED snippet>>>\n"
+        "<<<UNTRUSTED body\nAre you free at noon tomorrow?\nUNTRUSTED body>>>\n\n" + GUIDE
+    )
     assert first.session_key == "hook:gmail:18c1f0a2b3c4d5e6"
     assert first.name == "Gmail" and first.wake_mode == "now"
-    assert second.message == ("New email from <<<UNTRUSTED from: Bob <bob@example.com> >>>\n"
-                              "Subject: <<<UNTRUSTED subject: Re: Lunch?>>>\n\n" + GUIDE)  # fmt: skip
+    assert second.message == (
+        "New email from <<<UNTRUSTED from: Bob <bob@example.com> >>>\n"
+        "Subject: <<<UNTRUSTED subject: Re: Lunch?>>>\n\n" + GUIDE
+    )
     assert second.session_key == "hook:gmail:18c1f0a2b3c4d5e7"
     assert result.delivery_id == "gmail:18c1f0a2b3c4d5e6,18c1f0a2b3c4d5e7"
     # Redelivered (same messages, other order): same delivery id.
@@ -303,9 +333,11 @@ def test_gog_payload_is_one_action_per_message_like_openclaw() -> None:
 
 def test_gog_docs_shape_fixture() -> None:
     [action] = run(source("gmail", token="hook-token"), push_headers("hook-token"), GOG).actions
-    assert action.message == ("New email from <<<UNTRUSTED from: ...>>>\nSubject: <<<UNTRUSTED subject: ...>>>\n"
-                              "<<<UNTRUSTED snippet\n...\nUNTRUSTED snippet>>>\n<<<UNTRUSTED body\n...\nUNTRUSTED body>>>"
-                              "\n\n" + GUIDE)  # fmt: skip
+    assert action.message == (
+        "New email from <<<UNTRUSTED from: ...>>>\nSubject: <<<UNTRUSTED subject: ...>>>\n"
+        "<<<UNTRUSTED snippet\n...\nUNTRUSTED snippet>>>\n<<<UNTRUSTED body\n...\nUNTRUSTED body>>>"
+        "\n\n" + GUIDE
+    )
     assert action.session_key == "hook:gmail:..."
 
 
@@ -329,8 +361,9 @@ def test_tampered_or_unknown_bodies(jwks_file: Path) -> None:
 
 def test_config_checks() -> None:
     assert presets.check_config(SourceConfig(preset="gmail"))[0] == "audience"
-    assert presets.check_config(SourceConfig(preset="gmail", token="t", service_account_email=SERVICE_ACCOUNT)) == (
-        "audience", "service_account_email is checked on OIDC tokens, which need an audience")  # fmt: skip
+    assert presets.check_config(
+        SourceConfig(preset="gmail", token="t", service_account_email=SERVICE_ACCOUNT)
+    ) == ("audience", "service_account_email is checked on OIDC tokens, which need an audience")
 
 
 def test_build_sources_resolves_a_relative_jwks_path_and_checks_the_config(tmp_path: Path) -> None:

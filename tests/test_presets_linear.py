@@ -30,8 +30,12 @@ def signed(
     """Headers and body as Linear sends them: hex HMAC-SHA256 of the exact body, no prefix."""
     body = orjson.dumps(payload)
     sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    headers = {"Content-Type": "application/json; charset=utf-8", "Linear-Signature": sig,
-               "Linear-Delivery": delivery, "Linear-Event": str(payload.get("type"))}  # fmt: skip
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "Linear-Signature": sig,
+        "Linear-Delivery": delivery,
+        "Linear-Event": str(payload.get("type")),
+    }
     return headers, body
 
 

@@ -38,8 +38,12 @@ def headers(
     body: bytes = BODY, msg_id: str = "msg_1", timestamp: int | None = None, secret: str = SECRET
 ) -> dict[str, str]:
     ts = int(time.time()) if timestamp is None else timestamp
-    return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sign(body, msg_id, ts, secret),
-            "content-type": "application/json"}  # fmt: skip
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": sign(body, msg_id, ts, secret),
+        "content-type": "application/json",
+    }
 
 
 def cfg(**extra: object) -> SourceConfig:
@@ -49,17 +53,28 @@ def cfg(**extra: object) -> SourceConfig:
 def test_spec_test_vector_verifies() -> None:
     key = decode_standard_webhooks_secret(SPEC_SECRET)
     assert sign(SPEC_BODY, SPEC_ID, SPEC_TIMESTAMP, SPEC_SECRET) == SPEC_SIGNATURE
-    verify_standard_webhook(SPEC_BODY, SPEC_ID, SPEC_TIMESTAMP, SPEC_SIGNATURE, [key], tolerance=300,
-                            now=int(SPEC_TIMESTAMP) + 10)  # fmt: skip
+    verify_standard_webhook(
+        SPEC_BODY, SPEC_ID, SPEC_TIMESTAMP, SPEC_SIGNATURE, [key], tolerance=300, now=int(SPEC_TIMESTAMP) + 10
+    )
     # The same vector through the preset, with a tolerance wide enough for its 2021 timestamp.
     old = SourceConfig(preset="standard-webhooks", secret=SPEC_SECRET, tolerance_seconds=10**10)
-    result = run(old, {"webhook-id": SPEC_ID, "webhook-timestamp": SPEC_TIMESTAMP,
-                       "webhook-signature": SPEC_SIGNATURE}, SPEC_BODY)  # fmt: skip
+    result = run(
+        old,
+        {"webhook-id": SPEC_ID, "webhook-timestamp": SPEC_TIMESTAMP, "webhook-signature": SPEC_SIGNATURE},
+        SPEC_BODY,
+    )
     assert result.delivery_id == SPEC_ID
     # One bit off in the vector's signature is refused (the libraries' own negative case).
     with pytest.raises(Unauthorized, match="invalid webhook-signature"):
-        verify_standard_webhook(SPEC_BODY, SPEC_ID, SPEC_TIMESTAMP, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=",
-                                [key], tolerance=300, now=int(SPEC_TIMESTAMP))  # fmt: skip
+        verify_standard_webhook(
+            SPEC_BODY,
+            SPEC_ID,
+            SPEC_TIMESTAMP,
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=",
+            [key],
+            tolerance=300,
+            now=int(SPEC_TIMESTAMP),
+        )
 
 
 def test_valid_request_becomes_a_readable_action() -> None:
@@ -125,7 +140,7 @@ def test_svix_branded_headers_are_accepted() -> None:
         "v2-only",
         "stale",
         "future",
-    ],  # fmt: skip
+    ],
 )
 def test_refusals(change, message: str) -> None:
     h, body = change(headers(), BODY)
@@ -146,5 +161,7 @@ def test_redelivery_has_the_same_delivery_id() -> None:
 
 def test_secret_must_be_base64() -> None:
     assert presets.check_config(SourceConfig(preset="standard-webhooks", secret="whsec_not base64!")) == (
-        "secret", "not a whsec_<base64> secret")  # fmt: skip
+        "secret",
+        "not a whsec_<base64> secret",
+    )
     assert presets.check_config(SourceConfig(preset="standard-webhooks"))[0] == "secret"

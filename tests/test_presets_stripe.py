@@ -45,10 +45,24 @@ def test_signed_event_becomes_an_action_naming_type_and_object() -> None:
 
 
 def test_customer_objects_share_a_session_and_zero_decimal_amounts() -> None:
-    event = {"id": "evt_2", "object": "event", "type": "payment_intent.payment_failed", "livemode": True,
-             "created": 1700000000, "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": 5000,
-             "currency": "jpy", "customer": "cus_9", "status": "requires_payment_method",
-             "last_payment_error": {"message": "Your card was declined."}}}}  # fmt: skip
+    event = {
+        "id": "evt_2",
+        "object": "event",
+        "type": "payment_intent.payment_failed",
+        "livemode": True,
+        "created": 1700000000,
+        "data": {
+            "object": {
+                "id": "pi_1",
+                "object": "payment_intent",
+                "amount": 5000,
+                "currency": "jpy",
+                "customer": "cus_9",
+                "status": "requires_payment_method",
+                "last_payment_error": {"message": "Your card was declined."},
+            }
+        },
+    }
     body = orjson.dumps(event)
     [action] = run(CFG, headers(body), body).actions
     assert (

@@ -32,27 +32,44 @@ SECRETS = ("OPENCLAW_HOOKS_TOKEN", "GENERIC_WEBHOOK_TOKEN", "SW_WEBHOOK_SECRET")
 
 
 def cli(relay: Relay, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=env or relay.env, capture_output=True,
-                          text=True, timeout=60, cwd=relay.tmp)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        env=env or relay.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=relay.tmp,
+    )
 
 
 def sw_headers(body: bytes, ts: int) -> dict[str, str]:
     msg_id = f"msg_{uuid.uuid4().hex}"
     key = base64.b64decode(SW_SECRET.removeprefix("whsec_"))
     mac = base64.b64encode(hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    return {"Content-Type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
-            "webhook-signature": f"v1,{mac}"}  # fmt: skip
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": f"v1,{mac}",
+    }
 
 
 def test_replay_dry_run_needs_no_secret_and_changes_nothing(
     relay_factory: Any, redis_client: redis.Redis
 ) -> None:
     relay: Relay = relay_factory(
-        sources={"generic": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
-                 "sw": {"preset": "standard-webhooks", "secret": "env:SW_WEBHOOK_SECRET"}},
-        mappings=[{"match": {"path": "generic"}, "transform": {"module": "crashy.py"},
-                   "sessionKey": "hook:ci:{{run}}"}],
-    )  # fmt: skip
+        sources={
+            "generic": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
+            "sw": {"preset": "standard-webhooks", "secret": "env:SW_WEBHOOK_SECRET"},
+        },
+        mappings=[
+            {
+                "match": {"path": "generic"},
+                "transform": {"module": "crashy.py"},
+                "sessionKey": "hook:ci:{{run}}",
+            }
+        ],
+    )
     relay.env["SW_WEBHOOK_SECRET"] = SW_SECRET
     (relay.tmp / "crashy.py").write_text(CRASHING)
     relay.start_ingress()
@@ -75,10 +92,18 @@ def test_replay_dry_run_needs_no_secret_and_changes_nothing(
     parked = cli(relay, "replay", "--dry-run", "--parked", "--json", env=bare)
     assert parked.returncode == 0, parked.stderr
     assert json.loads(parked.stdout) == {
-        "eventId": event_id, "state": "queued", "actions": 1, "detail": "", "dryRun": True,
-        "planned": [{"kind": "agent", "body": {"message": "fixed: run 7", "sessionKey": "hook:ci:7",
-                                                "wakeMode": "now"}}],
-    }  # fmt: skip
+        "eventId": event_id,
+        "state": "queued",
+        "actions": 1,
+        "detail": "",
+        "dryRun": True,
+        "planned": [
+            {
+                "kind": "agent",
+                "body": {"message": "fixed: run 7", "sessionKey": "hook:ci:7", "wakeMode": "now"},
+            }
+        ],
+    }
 
     # Nothing changed: the event is still parked, unreplayed, and nothing reached the inbox.
     assert redis_client.hgetall(keys.event(event_id)) == before
@@ -98,12 +123,19 @@ def test_held_events_are_answered_held_not_as_actions_under_way(
         sources={name: generic for name in ("now", "batchy", "cool", "later")},
         mappings=[
             {"match": {"path": "now"}, "messageTemplate": "now {{n}}"},
-            {"match": {"path": "batchy"}, "messageTemplate": "b {{n}}", "batch": {"key": "k", "window": "1h"}},
-            {"match": {"path": "cool"}, "messageTemplate": "c {{n}}",
-             "cooldown": {"key": "k", "window": "1h", "mode": "last"}},
+            {
+                "match": {"path": "batchy"},
+                "messageTemplate": "b {{n}}",
+                "batch": {"key": "k", "window": "1h"},
+            },
+            {
+                "match": {"path": "cool"},
+                "messageTemplate": "c {{n}}",
+                "cooldown": {"key": "k", "window": "1h", "mode": "last"},
+            },
             {"match": {"path": "later"}, "messageTemplate": "l {{n}}", "delay": "1h"},
         ],
-    )  # fmt: skip
+    )
     relay.start_ingress()
 
     def post(path: str, n: int) -> dict[str, Any]:
@@ -113,8 +145,11 @@ def test_held_events_are_answered_held_not_as_actions_under_way(
 
     sent = post("now", 1)
     assert sent["actions"] == 1 and "held" not in sent
-    for path, held, state in (("batchy", "batch", b"held"), ("cool", "cooldown", b"held"),
-                              ("later", "delay", b"delayed")):  # fmt: skip
+    for path, held, state in (
+        ("batchy", "batch", b"held"),
+        ("cool", "cooldown", b"held"),
+        ("later", "delay", b"delayed"),
+    ):
         for n in (1, 2):
             answer = post(path, n)
             assert answer["actions"] == 0 and answer["held"] == held, answer
@@ -143,8 +178,11 @@ def test_a_stale_timestamp_says_how_old_it_is_and_what_allows_it(relay_factory: 
 
 
 def test_for_each_is_refused_with_what_to_do_instead(relay_factory: Any, tmp_path: Path) -> None:
-    relay: Relay = relay_factory(mappings=[{"match": {"path": "generic"}, "forEach": "{{payload.items}}",
-                                            "messageTemplate": "{{item.name}}"}])  # fmt: skip
+    relay: Relay = relay_factory(
+        mappings=[
+            {"match": {"path": "generic"}, "forEach": "{{payload.items}}", "messageTemplate": "{{item.name}}"}
+        ]
+    )
     checked = cli(relay, "check", "--offline")
     assert checked.returncode == 2
     assert "mappings.0: forEach is not supported by the relay: remove it;" in checked.stderr

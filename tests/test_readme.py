@@ -84,20 +84,40 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
                         (copy / ".env").write_text(dev_secrets())
                         env = {**bare, "RELAY_PORT": str(port), "PYTHONUNBUFFERED": "1"}
                         logs.append((tmp_path / "run.log").open("wb"))
-                        background.append(subprocess.Popen([".venv/bin/relay", "up"], cwd=copy, env=env,
-                                          stdout=logs[-1], stderr=subprocess.STDOUT,
-                                          start_new_session=True))  # fmt: skip
+                        background.append(
+                            subprocess.Popen(
+                                [".venv/bin/relay", "up"],
+                                cwd=copy,
+                                env=env,
+                                stdout=logs[-1],
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True,
+                            )
+                        )
                         wait_until(lambda: _ready(f"http://127.0.0.1:{port}/readyz?workers=1"), timeout=30)
                 continue
             if "gateway-stub" in block:  # a long-running command of its own terminal
                 logs.append((tmp_path / "stub.log").open("wb"))
-                background.append(subprocess.Popen(["bash", "-c", adapt(block)], cwd=copy, env=bare,
-                                  stdout=logs[-1], stderr=subprocess.STDOUT,
-                                  start_new_session=True))  # fmt: skip
+                background.append(
+                    subprocess.Popen(
+                        ["bash", "-c", adapt(block)],
+                        cwd=copy,
+                        env=bare,
+                        stdout=logs[-1],
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
                 wait_until(lambda: _ready(f"http://127.0.0.1:{stub_port}/readyz"), timeout=15)
                 continue
-            done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", adapt(block)], cwd=copy, env=bare,
-                                  capture_output=True, text=True, timeout=120)  # fmt: skip
+            done = subprocess.run(
+                ["bash", "-e", "-o", "pipefail", "-c", adapt(block)],
+                cwd=copy,
+                env=bare,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert done.returncode == 0, f"README block failed:\n{block}\n{done.stdout}\n{done.stderr}"
             assert "Traceback" not in done.stderr, done.stderr
 
@@ -121,8 +141,14 @@ def test_quick_start_runs_as_written(tmp_path: Path) -> None:
         for log in logs:
             log.close()
     # `make run` stopped cleanly: no `relay up` left behind, so commands now say so in one line.
-    after = subprocess.run([str(copy / ".venv/bin/relay"), "events"], cwd=copy, env=bare, capture_output=True,
-                           text=True, timeout=30)  # fmt: skip
+    after = subprocess.run(
+        [str(copy / ".venv/bin/relay"), "events"],
+        cwd=copy,
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert after.returncode == 3 and "`relay up`" in after.stderr and len(after.stderr.splitlines()) == 1
 
 

@@ -47,8 +47,18 @@ def one_by_one(client: redis.Redis) -> list[bool]:
     for source, delivery, lanes, error in EVENTS:
         if error is not None:
             continue  # record_event has no error argument: parked events come only from the ingress
-        rec = record_event(client, source=source, delivery_id=delivery, headers={}, body=b"{}", actions=b"[]",
-                           action_count=len(lanes), lanes=lanes, dedupe_ttl=600, event_ttl=600)  # fmt: skip
+        rec = record_event(
+            client,
+            source=source,
+            delivery_id=delivery,
+            headers={},
+            body=b"{}",
+            actions=b"[]",
+            action_count=len(lanes),
+            lanes=lanes,
+            dedupe_ttl=600,
+            event_ttl=600,
+        )
         duplicates.append(rec.duplicate)
     return duplicates
 
@@ -59,11 +69,21 @@ async def in_one_batch(
     client = aioredis.Redis.from_url(url)
     store = EventStore(client, dedupe_ttl=600, event_ttl=600)
     try:
-        recorded = await asyncio.gather(*(
-            store.record(source=source, delivery_id=delivery, headers={}, body=b"{}", actions=b"[]",
-                         action_count=len(lanes), lanes=lanes, error=error)
-            for source, delivery, lanes, error in events
-        ))  # fmt: skip
+        recorded = await asyncio.gather(
+            *(
+                store.record(
+                    source=source,
+                    delivery_id=delivery,
+                    headers={},
+                    body=b"{}",
+                    actions=b"[]",
+                    action_count=len(lanes),
+                    lanes=lanes,
+                    error=error,
+                )
+                for source, delivery, lanes, error in events
+            )
+        )
     finally:
         await client.aclose()
     return [r.duplicate for r in recorded]

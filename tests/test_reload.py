@@ -57,9 +57,11 @@ class Stream:
         with httpx.Client(base_url=self.relay.url, timeout=10) as client:
             n = 0
             while not self.stop.is_set() and n < 3000:  # bounded
-                answer = client.post("/hooks/generic", content=json.dumps({"n": n}).encode(),
-                                     headers={"Authorization": f"Bearer {GENERIC_TOKEN}",
-                                              "Content-Type": "application/json"})  # fmt: skip
+                answer = client.post(
+                    "/hooks/generic",
+                    content=json.dumps({"n": n}).encode(),
+                    headers={"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Type": "application/json"},
+                )
                 self.results.append((answer.status_code, answer.json().get("eventId", "")))
                 n += 1
 
@@ -80,8 +82,10 @@ def test_a_reload_under_load_changes_the_mapping_and_refuses_no_request(
         wait_until(lambda: len(stream.results) >= 30, timeout=30)
         # Both processes have reported in (a worker still starting up would load the new config
         # anyway, but would be missing from the report).
-        wait_until(lambda: {k.split(b":")[0] for k in redis_client.hkeys(STATUS)} >= {b"ingress", b"worker"},
-                   timeout=30)  # fmt: skip
+        wait_until(
+            lambda: {k.split(b":")[0] for k in redis_client.hkeys(STATUS)} >= {b"ingress", b"worker"},
+            timeout=30,
+        )
         write_transform(relay, "v2")
         done = relay_cli(relay, "reload")
         assert done.returncode == 0, done.stdout + done.stderr

@@ -44,22 +44,35 @@ AUTH = {"Authorization": f"Bearer {GENERIC_TOKEN}", "Content-Type": "application
 def make_relay(relay_factory: Any, **extra: Any) -> Relay:
     relay: Relay = relay_factory(
         mappings=[
-            {"match": {"path": "generic"}, "transform": {"module": "crashy.py"},
-             "sessionKey": "hook:ci:{{run}}"},
+            {
+                "match": {"path": "generic"},
+                "transform": {"module": "crashy.py"},
+                "sessionKey": "hook:ci:{{run}}",
+            },
             {"match": {"path": "slow"}, "transform": {"module": "runaway.py"}},
         ],
-        sources={"generic": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
-                 "slow": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"}},
-        transform_timeout_seconds=0.5, transform_max_threads=8, **extra,
-    )  # fmt: skip
+        sources={
+            "generic": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
+            "slow": {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"},
+        },
+        transform_timeout_seconds=0.5,
+        transform_max_threads=8,
+        **extra,
+    )
     (relay.tmp / "crashy.py").write_text(CRASHING)
     (relay.tmp / "runaway.py").write_text(RUNAWAY)
     return relay
 
 
 def cli(relay: Relay, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=relay.env, capture_output=True,
-                          text=True, timeout=timeout, cwd=relay.tmp)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        env=relay.env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=relay.tmp,
+    )
 
 
 def post(
@@ -190,8 +203,11 @@ def test_relay_try_shows_actions_or_the_transform_traceback(relay_factory: Any, 
     ok = cli(relay, "try", "generic", str(good), "--header", "X-Run: 1")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("POST /hooks/agent\n")
-    assert json.loads(ok.stdout.split("\n", 1)[1]) == {"message": "fixed: run 1", "sessionKey": "hook:ci:1",
-                                                       "wakeMode": "now"}  # fmt: skip
+    assert json.loads(ok.stdout.split("\n", 1)[1]) == {
+        "message": "fixed: run 1",
+        "sessionKey": "hook:ci:1",
+        "wakeMode": "now",
+    }
 
     missing = cli(relay, "try", "generic", str(tmp_path / "nope.json"))
     assert missing.returncode == 2 and "nope.json" in missing.stderr and "No such file" in missing.stderr

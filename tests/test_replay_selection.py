@@ -20,8 +20,11 @@ def iso(ts: float) -> str:
 
 
 def post(relay: Relay, message: str) -> str:
-    answer = relay.post("/hooks/agent", json.dumps({"message": message}).encode(),
-                        {"Authorization": f"Bearer {HOOKS_TOKEN}", "Content-Type": "application/json"})  # fmt: skip
+    answer = relay.post(
+        "/hooks/agent",
+        json.dumps({"message": message}).encode(),
+        {"Authorization": f"Bearer {HOOKS_TOKEN}", "Content-Type": "application/json"},
+    )
     assert answer.status_code == 202, answer.text
     return str(answer.json()["eventId"])
 
@@ -101,8 +104,16 @@ def test_the_console_form_previews_the_count_and_replays_on_confirmation(
     events = [record(redis_client, f"c-{i}", {"x": i}) for i in range(3)]
     for i in (0, 1):  # two dead letters; the third event's action is still queued
         aid = action_id("generic", f"c-{i}", 0)
-        redis_client.hset(keys.action(aid), mapping={"state": "dead", "event_id": events[i], "kind": "agent",
-                                                     "body": b'{"message": "m"}', "source": "generic"})  # fmt: skip
+        redis_client.hset(
+            keys.action(aid),
+            mapping={
+                "state": "dead",
+                "event_id": events[i],
+                "kind": "agent",
+                "body": b'{"message": "m"}',
+                "source": "generic",
+            },
+        )
         redis_client.zadd(keys.DEAD, {aid: time.time()})
     console = Client(settings(redis_server.url))
     try:
@@ -111,8 +122,15 @@ def test_the_console_form_previews_the_count_and_replays_on_confirmation(
         assert "<strong>2</strong> dead" in page and "Replay 2 event(s)" in page
         assert 'data-confirm="Replay 2 event(s)?"' in page
         assert redis_client.zcard(keys.DEAD) == 2  # the preview changes nothing
-        answer = console.post("/console/replay", data={"csrf": console.csrf("/console/replay"), "since": iso(start - 1),
-                                                       "state": "dead", "confirm": "2"})  # fmt: skip
+        answer = console.post(
+            "/console/replay",
+            data={
+                "csrf": console.csrf("/console/replay"),
+                "since": iso(start - 1),
+                "state": "dead",
+                "confirm": "2",
+            },
+        )
         assert answer.status_code == 303
         assert "Replayed+2+dead" in answer.headers["location"]
         assert redis_client.zcard(keys.DEAD) == 0

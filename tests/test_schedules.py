@@ -139,8 +139,17 @@ def test_tick_ids_are_deterministic_and_actions_use_the_mapping_fields() -> None
     t = ts("2026-01-12T08:00:00+00:00")
     assert tick_id("daily", t) == "daily@2026-01-12T08:00:00Z"
     assert tick_id("daily", t + 0.25) == "daily@2026-01-12T08:00:00.250Z"
-    action = build_action("daily", cfg(every="1d", name="Cron", sessionKey="hook:cron:daily", thinking="low",
-                                       message="Summary as of {{now}}", agentId="ops"))  # fmt: skip
+    action = build_action(
+        "daily",
+        cfg(
+            every="1d",
+            name="Cron",
+            sessionKey="hook:cron:daily",
+            thinking="low",
+            message="Summary as of {{now}}",
+            agentId="ops",
+        ),
+    )
     assert isinstance(action, AgentAction)
     assert action.message.startswith("Summary as of 20") and action.message.endswith("Z")
     assert (action.name, action.session_key, action.thinking, action.agent_id) == (

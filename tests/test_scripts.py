@@ -26,15 +26,32 @@ from .conftest import Relay, free_port, wait_until
 def relay_cli(
     relay: Relay, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=env or relay.env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        env=env or relay.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_agent_wait_rides_out_a_gateway_that_is_down_then_up(relay_factory) -> None:
     relay = relay_factory()
     relay.start_worker()
-    cmd = [sys.executable, "-m", "relay.cli", "agent", "--message", "hi", "--name", "Script", "--wait",
-           "--wait-timeout", "60", "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "relay.cli",
+        "agent",
+        "--message",
+        "hi",
+        "--name",
+        "Script",
+        "--wait",
+        "--wait-timeout",
+        "60",
+        "--json",
+    ]
     waiting = subprocess.Popen(cmd, env=relay.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3)
@@ -68,10 +85,34 @@ def test_agent_and_wake_record_durably_with_openclaw_flags_and_exit_codes(
     relay_factory, redis_client
 ) -> None:
     relay = relay_factory()
-    first = relay_cli(relay, "agent", "-m", "Summarise", "--agent", "ops", "--session-key", "hook:cli:1",
-                      "--thinking", "low", "--no-deliver", "--channel", "slack", "--reply-to", "#ops",
-                      "--model", "m1", "--timeout", "90", "--name", "CLI", "--wake-mode", "next-heartbeat",
-                      "--idempotency-key", "job-42", "--json")  # fmt: skip
+    first = relay_cli(
+        relay,
+        "agent",
+        "-m",
+        "Summarise",
+        "--agent",
+        "ops",
+        "--session-key",
+        "hook:cli:1",
+        "--thinking",
+        "low",
+        "--no-deliver",
+        "--channel",
+        "slack",
+        "--reply-to",
+        "#ops",
+        "--model",
+        "m1",
+        "--timeout",
+        "90",
+        "--name",
+        "CLI",
+        "--wake-mode",
+        "next-heartbeat",
+        "--idempotency-key",
+        "job-42",
+        "--json",
+    )
     assert first.returncode == 0, first.stderr
     out = orjson.loads(first.stdout)
     assert out["state"] == "queued" and not out["duplicate"]
@@ -79,10 +120,18 @@ def test_agent_and_wake_record_durably_with_openclaw_flags_and_exit_codes(
     assert event[b"source"] == b"cli" and event[b"delivery_id"] == b"job-42"
     [action] = orjson.loads(event[b"actions"])
     assert action["id"] == out["actionId"] and action["body"] == {
-        "message": "Summarise", "agentId": "ops", "sessionKey": "hook:cli:1", "thinking": "low", "deliver": False,
-        "channel": "slack", "to": "#ops", "model": "m1", "timeoutSeconds": 90, "name": "CLI",
+        "message": "Summarise",
+        "agentId": "ops",
+        "sessionKey": "hook:cli:1",
+        "thinking": "low",
+        "deliver": False,
+        "channel": "slack",
+        "to": "#ops",
+        "model": "m1",
+        "timeoutSeconds": 90,
+        "name": "CLI",
         "wakeMode": "next-heartbeat",
-    }  # fmt: skip
+    }
     assert redis_client.xlen(keys.INBOX) == 1
     again = relay_cli(relay, "agent", "-m", "Summarise", "--idempotency-key", "job-42")
     assert (
@@ -94,8 +143,9 @@ def test_agent_and_wake_record_durably_with_openclaw_flags_and_exit_codes(
     assert wake.returncode == 0 and wake.stdout.strip().startswith("act_")
     assert relay_cli(relay, "agent").returncode == 2  # no message
     assert relay_cli(relay, "agent", "-m", "x", "--thinking", "huge").returncode == 2
-    unreachable = relay_cli(relay, "agent", "-m", "x",
-                            env={**relay.env, "RELAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})  # fmt: skip
+    unreachable = relay_cli(
+        relay, "agent", "-m", "x", env={**relay.env, "RELAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    )
     assert unreachable.returncode == 3 and "cannot reach Redis" in unreachable.stderr
     listing = relay_cli(relay, "events")
     assert listing.stdout.count(" cli ") == 2
@@ -126,8 +176,10 @@ def test_python_client_sync_and_async(relay_factory, redis_server, monkeypatch) 
     first, wake_state = asyncio.run(from_async())
     assert wake_state == "delivered"
     assert sorted(r["body"]["message"] for r in stub.runs() if r["body"]["message"].startswith("async")) == [
-        "async 0", "async 1", "async 2",
-    ]  # fmt: skip
+        "async 0",
+        "async 1",
+        "async 2",
+    ]
     assert any(r["key"] == first for r in stub.runs())
 
 

@@ -45,8 +45,11 @@ def bulk(r: redis.Redis, count: int = COUNT) -> float:
     base = float(int(time.time()) - count - 10)
     with patient.pipeline(transaction=False) as pipe:
         for first in range(0, count, 10_000):
-            script(keys=[keys.EVENTS, keys.events_by_source("")],
-                   args=[first, min(count, first + 10_000) - 1, base, "x" * 400], client=pipe)  # fmt: skip
+            script(
+                keys=[keys.EVENTS, keys.events_by_source("")],
+                args=[first, min(count, first + 10_000) - 1, base, "x" * 400],
+                client=pipe,
+            )
         pipe.execute()
     patient.close()
     return base
@@ -113,8 +116,18 @@ def test_the_time_window_bounds_what_is_examined(filled: Any, relay: Relay) -> N
     found = search(r, Query(since=base + 12_000, until=base + 12_499, grep="Zanzibar"), limit=10)
     assert [row.id for row in found.rows] == ["evt_s012340"]
     assert found.examined == 500 and not found.stopped_early and found.next_cursor is None
-    done = relay_cli(relay, "events", "--source", "github", "--since", iso(base + 12_000),
-                     "--until", iso(base + 12_100), "--limit", "100")  # fmt: skip
+    done = relay_cli(
+        relay,
+        "events",
+        "--source",
+        "github",
+        "--since",
+        iso(base + 12_000),
+        "--until",
+        iso(base + 12_100),
+        "--limit",
+        "100",
+    )
     ids = [line.split()[2] for line in done.stdout.splitlines()]
     assert ids == [f"evt_s{i:06d}" for i in range(12_100, 11_999, -10)]
     assert relay_cli(relay, "events", "--since", "soon").returncode == 2

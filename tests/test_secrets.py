@@ -25,13 +25,28 @@ def _leaks(text: str) -> list[str]:
 def test_no_secret_in_logs_responses_cli_output_or_redis(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis
 ) -> None:
-    relay = relay_factory(mappings=[{"match": {"path": "generic"}, "messageTemplate":
-                                     "auth was {{headers.authorization}} {{headers.x-openclaw-token}}"}])  # fmt: skip
-    relay.env.update({"GITHUB_WEBHOOK_SECRET": GITHUB, "GENERIC_WEBHOOK_TOKEN": GENERIC,
-                      "OPENCLAW_HOOKS_TOKEN": GATEWAY, "RELAY_LOG_LEVEL": "DEBUG"})  # fmt: skip
+    relay = relay_factory(
+        mappings=[
+            {
+                "match": {"path": "generic"},
+                "messageTemplate": "auth was {{headers.authorization}} {{headers.x-openclaw-token}}",
+            }
+        ]
+    )
+    relay.env.update(
+        {
+            "GITHUB_WEBHOOK_SECRET": GITHUB,
+            "GENERIC_WEBHOOK_TOKEN": GENERIC,
+            "OPENCLAW_HOOKS_TOKEN": GATEWAY,
+            "RELAY_LOG_LEVEL": "DEBUG",
+        }
+    )
     # The stub must expect the real gateway token (Relay.start_stub uses the default one).
-    stub_proc = Proc(["gateway-stub", "--port", str(relay.stub_port), "--token", GATEWAY, *STUB_ALLOWING], relay.env,
-                     relay.tmp / "stub.log")  # fmt: skip
+    stub_proc = Proc(
+        ["gateway-stub", "--port", str(relay.stub_port), "--token", GATEWAY, *STUB_ALLOWING],
+        relay.env,
+        relay.tmp / "stub.log",
+    )
     relay.procs.append(stub_proc)
     relay.stub = stub = Stub(relay.stub_port, stub_proc)
     wait_until(lambda: _http_ok(f"{stub.url}/readyz"), timeout=15)
@@ -48,25 +63,39 @@ def test_no_secret_in_logs_responses_cli_output_or_redis(
         return response.status_code
 
     good = [
-        post("/hooks/github", push, {"Content-Type": "application/json", "X-GitHub-Event": "push",
-             "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": sign(push, GITHUB)}),
+        post(
+            "/hooks/github",
+            push,
+            {
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "X-Hub-Signature-256": sign(push, GITHUB),
+            },
+        ),
         post("/hooks/generic", dump({"a": 1}), {"Authorization": f"Bearer {GENERIC}"}),
         post("/hooks/generic", dump({"a": 2}), {"x-openclaw-token": GENERIC}),
         post("/hooks/agent", dump({"message": "hello"}), {"Authorization": f"Bearer {GATEWAY}"}),
-    ]  # fmt: skip
+    ]
     assert good == [202, 202, 202, 202]
     bad = [
         # Near misses and secrets presented in the wrong place: refused, never echoed.
-        post("/hooks/github", push, {"X-GitHub-Event": "push", "X-GitHub-Delivery": "x",
-                                     "X-Hub-Signature-256": "sha256=" + GITHUB}),
-        post("/hooks/github", push, {"X-GitHub-Event": "push", "X-GitHub-Delivery": "x",
-                                     "X-Hub-Signature-256": GITHUB}),
+        post(
+            "/hooks/github",
+            push,
+            {"X-GitHub-Event": "push", "X-GitHub-Delivery": "x", "X-Hub-Signature-256": "sha256=" + GITHUB},
+        ),
+        post(
+            "/hooks/github",
+            push,
+            {"X-GitHub-Event": "push", "X-GitHub-Delivery": "x", "X-Hub-Signature-256": GITHUB},
+        ),
         post("/hooks/generic", b"{}", {"Authorization": f"Bearer {GENERIC}x"}),
         post("/hooks/generic", b"{}", {"Authorization": f"Bearer {GITHUB}"}),
         post("/hooks/wake", b"{}", {"Authorization": f"Bearer {GENERIC}"}),
         post("/hooks/agent", b"{nope", {"Authorization": f"Bearer {GATEWAY}"}),
         post(f"/hooks/{GENERIC}", b"{}", {"Authorization": f"Bearer {GENERIC}"}),
-    ]  # fmt: skip
+    ]
     assert all(400 <= s < 500 for s in bad), bad
     wait_until(lambda: len(stub.runs()) >= 4, timeout=20)
     # The agent turn from the template asking for the credential headers saw only the marker.
@@ -74,8 +103,10 @@ def test_no_secret_in_logs_responses_cli_output_or_redis(
     assert any("auth was [redacted]" in m for m in messages), messages
 
     cli = [sys.executable, "-m", "relay.cli"]
-    outputs = [subprocess.run([*cli, *args], env=relay.env, capture_output=True, text=True, timeout=60)
-               for args in (["check", "--offline"], ["check"], ["events", "--json"], ["events"])]  # fmt: skip
+    outputs = [
+        subprocess.run([*cli, *args], env=relay.env, capture_output=True, text=True, timeout=60)
+        for args in (["check", "--offline"], ["check"], ["events", "--json"], ["events"])
+    ]
     assert outputs[0].returncode == 0, outputs[0].stderr
     for proc in relay.procs:
         proc.stop()

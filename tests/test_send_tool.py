@@ -19,13 +19,20 @@ from relay.store import keys
 from .conftest import GENERIC_TOKEN, HOOKS_TOKEN, Relay, dump, free_port, wait_until
 
 SEND_MAPPING = {
-    "match": {"path": "generic"}, "action": "send", "channel": "telegram", "to": "{{payload.chat}}",
+    "match": {"path": "generic"},
+    "action": "send",
+    "channel": "telegram",
+    "to": "{{payload.chat}}",
     "messageTemplate": "Build {{payload.pipeline}} {{payload.status}}",
-}  # fmt: skip
+}
 TOOL_MAPPING = {
-    "match": {"path": "generic"}, "action": "tool", "tool": "sessions_list", "toolAction": "json",
-    "args": {"limit": 5, "label": "{{payload.pipeline}}"}, "sessionKey": "main",
-}  # fmt: skip
+    "match": {"path": "generic"},
+    "action": "tool",
+    "tool": "sessions_list",
+    "toolAction": "json",
+    "args": {"limit": 5, "label": "{{payload.pipeline}}"},
+    "sessionKey": "main",
+}
 BODY = dump({"pipeline": "main", "status": "failed", "chat": "-100123"})
 AUTH = {"Authorization": f"Bearer {GENERIC_TOKEN}"}
 
@@ -121,8 +128,12 @@ def test_mapping_send_and_tool_fields() -> None:
     assert send.body() == {"to": "-100123", "message": "Build main failed", "channel": "telegram"}
     tool = merge(base_fields(MappingConfig.model_validate(TOOL_MAPPING), _event(payload)), {})
     assert isinstance(tool, ToolAction)
-    assert tool.body() == {"tool": "sessions_list", "action": "json", "args": {"limit": 5, "label": "main"},
-                           "sessionKey": "main"}  # fmt: skip
+    assert tool.body() == {
+        "tool": "sessions_list",
+        "action": "json",
+        "args": {"limit": 5, "label": "main"},
+        "sessionKey": "main",
+    }
     # A transform may turn an agent mapping's action into a send (the override's kind wins).
     switched = merge({"kind": "agent", "message": "m"}, {"kind": "send", "to": "x", "message": "plain"})
     assert isinstance(switched, SendAction) and switched.body() == {"to": "x", "message": "plain"}
@@ -170,8 +181,12 @@ def test_send_mapping_is_delivered_over_the_websocket_rpc(relay_factory, redis_c
     (action_id,) = _action_ids(redis_client, response.json()["eventId"])
     sends = wait_until(lambda: relay.stub.runs("send"), timeout=15)
     assert sends[0]["key"] == action_id
-    assert sends[0]["body"] == {"to": "-100123", "message": "Build main failed", "channel": "telegram",
-                                "idempotencyKey": action_id}  # fmt: skip
+    assert sends[0]["body"] == {
+        "to": "-100123",
+        "message": "Build main failed",
+        "channel": "telegram",
+        "idempotencyKey": action_id,
+    }
     wait_until(lambda: _state(redis_client, action_id) == "delivered")
     assert redis_client.hget(keys.action(action_id), "run_id") == action_id.encode()
     assert not relay.stub.runs()  # no agent turn
@@ -184,8 +199,12 @@ def test_tool_mapping_is_delivered_to_tools_invoke(relay_factory, redis_client: 
     (action_id,) = _action_ids(redis_client, response.json()["eventId"])
     calls = wait_until(lambda: relay.stub.runs("tools/invoke"), timeout=15)
     assert calls[0]["key"] == action_id
-    assert calls[0]["body"] == {"tool": "sessions_list", "action": "json", "args": {"limit": 5, "label": "main"},
-                                "sessionKey": "main"}  # fmt: skip
+    assert calls[0]["body"] == {
+        "tool": "sessions_list",
+        "action": "json",
+        "args": {"limit": 5, "label": "main"},
+        "sessionKey": "main",
+    }
     wait_until(lambda: _state(redis_client, action_id) == "delivered")
     assert b"stub ran sessions_list" in redis_client.hget(keys.action(action_id), "answer")
 

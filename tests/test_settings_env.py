@@ -97,8 +97,14 @@ def test_a_list_as_json_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def _check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "relay.yaml").write_text("sources: {}\n")
-    return subprocess.run([sys.executable, "-m", "relay.cli", "check", "--offline"], cwd=tmp_path,
-                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", "check", "--offline"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_plain_list_from_the_environment_in_a_real_command(tmp_path: Path) -> None:
@@ -108,11 +114,15 @@ def test_plain_list_from_the_environment_in_a_real_command(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("variable", "value", "said"),
-    [("RELAY_PORT", "eighty", "port: "), ("RELAY_SOURCES", "{not json", "RELAY_SOURCES: not valid JSON"),
-     ("RELAY_DELIVERY_IN_FLIGHT", "0", "delivery.in_flight: ")],
-)  # fmt: skip
-def test_a_bad_value_is_named_with_exit_2_and_no_traceback(tmp_path: Path, variable: str, value: str,
-                                                            said: str) -> None:  # fmt: skip
+    [
+        ("RELAY_PORT", "eighty", "port: "),
+        ("RELAY_SOURCES", "{not json", "RELAY_SOURCES: not valid JSON"),
+        ("RELAY_DELIVERY_IN_FLIGHT", "0", "delivery.in_flight: "),
+    ],
+)
+def test_a_bad_value_is_named_with_exit_2_and_no_traceback(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
     done = _check(tmp_path, **{variable: value})
     assert done.returncode == 2, done.stderr
     assert said in done.stderr and "Traceback" not in done.stderr

@@ -100,7 +100,7 @@ def test_render_optional(template: str | None, expected: str | None) -> None:
         ("a.b.c", None),
         ("messages.007", None),
         ("messages[007].id", None),
-    ],  # fmt: skip
+    ],
 )
 def test_get_by_path(path: str, expected: Any) -> None:
     assert get_by_path(PAYLOAD, path) == expected

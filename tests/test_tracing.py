@@ -30,8 +30,11 @@ PUSH = github_fixture("push.default")
 
 @pytest.fixture
 def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    for name, value in (("OPENCLAW_HOOKS_TOKEN", HOOKS_TOKEN), ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
-                        ("GENERIC_WEBHOOK_TOKEN", GENERIC_TOKEN)):  # fmt: skip
+    for name, value in (
+        ("OPENCLAW_HOOKS_TOKEN", HOOKS_TOKEN),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+        ("GENERIC_WEBHOOK_TOKEN", GENERIC_TOKEN),
+    ):
         monkeypatch.setenv(name, value)
     memory = InMemorySpanExporter()
     tracing.setup(SimpleSpanProcessor(memory), "relay-test")
@@ -47,9 +50,16 @@ def webhook(relay: Relay, delivery_id: str) -> dict[str, Any]:
         client = aioredis.Redis.from_url(relay.redis_url)
         transport = httpx.ASGITransport(app=create_app(settings, client), client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://relay") as http:
-            answer = await http.post("/hooks/github", content=PUSH, headers={
-                "Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": delivery_id,
-                "X-Hub-Signature-256": sign(PUSH)})  # fmt: skip
+            answer = await http.post(
+                "/hooks/github",
+                content=PUSH,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-GitHub-Event": "push",
+                    "X-GitHub-Delivery": delivery_id,
+                    "X-Hub-Signature-256": sign(PUSH),
+                },
+            )
         await client.aclose()
         return answer
 
@@ -81,8 +91,14 @@ def test_a_webhook_is_one_trace_from_ingress_to_the_gateway(
     event_id = webhook(relay, "trace-1")["eventId"]
 
     spans = {span.name: span for span in exporter.get_finished_spans()}
-    assert set(spans) == {"relay.webhook", "relay.protocol.verify", "relay.map", "relay.record", "relay.store.events",
-                          "relay.deliver"}  # fmt: skip
+    assert set(spans) == {
+        "relay.webhook",
+        "relay.protocol.verify",
+        "relay.map",
+        "relay.record",
+        "relay.store.events",
+        "relay.deliver",
+    }
     root = spans["relay.webhook"]
     assert root.parent is None and root.attributes["relay.event_id"] == event_id
     assert root.resource.attributes["service.name"] == "relay-test"
@@ -110,8 +126,11 @@ def test_sampling_follows_the_standard_variables(
     relay_factory: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
-    for name, value in (("OPENCLAW_HOOKS_TOKEN", HOOKS_TOKEN), ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
-                        ("GENERIC_WEBHOOK_TOKEN", GENERIC_TOKEN)):  # fmt: skip
+    for name, value in (
+        ("OPENCLAW_HOOKS_TOKEN", HOOKS_TOKEN),
+        ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+        ("GENERIC_WEBHOOK_TOKEN", GENERIC_TOKEN),
+    ):
         monkeypatch.setenv(name, value)
     memory = InMemorySpanExporter()
     tracing.setup(SimpleSpanProcessor(memory))

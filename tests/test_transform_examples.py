@@ -11,8 +11,14 @@ from relay.testing import load_fixture, map_event
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-PR_REVIEW = [{"match": {"path": "github"}, "transform": {"module": "transforms.github_pr_review"},
-              "deliver": True, "channel": "last"}]  # fmt: skip
+PR_REVIEW = [
+    {
+        "match": {"path": "github"},
+        "transform": {"module": "transforms.github_pr_review"},
+        "deliver": True,
+        "channel": "last",
+    }
+]
 TRIAGE = [
     {
         "match": {"path": "alerts"},
@@ -45,9 +51,14 @@ def test_new_commits_on_a_pull_request_ask_for_another_look() -> None:
     assert "was updated with new commits" in action.message
 
 
-@pytest.mark.parametrize(("event", "fixture"), [("pull_request", "pull_request.closed"),
-                                                ("pull_request_review", "pull_request_review.submitted"),
-                                                ("push", "push.default")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("event", "fixture"),
+    [
+        ("pull_request", "pull_request.closed"),
+        ("pull_request_review", "pull_request_review.submitted"),
+        ("push", "push.default"),
+    ],
+)
 def test_other_github_events_are_skipped(event: str, fixture: str) -> None:
     payload = load_fixture(f"github/{fixture}.json", base=FIXTURES)
     assert map_event("github", payload, {"X-GitHub-Event": event}, mappings=PR_REVIEW, base_dir=ROOT) == []

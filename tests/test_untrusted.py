@@ -17,8 +17,9 @@ def event(payload: object, headers: dict[str, str] | None = None) -> Event:
 
 
 def test_control_characters_and_bidi_overrides_are_removed_from_delivered_text() -> None:
-    mapping = MappingConfig.model_validate({"match": {"path": "ci"}, "name": "CI {{payload.who}}",
-                                            "messageTemplate": "Build {{payload.status}}"})  # fmt: skip
+    mapping = MappingConfig.model_validate(
+        {"match": {"path": "ci"}, "name": "CI {{payload.who}}", "messageTemplate": "Build {{payload.status}}"}
+    )
     [action] = Mapper([mapping], {}).map(
         event({"status": "\x1b[31mfailed\x00\r\n\tok\u202e", "who": "a\x07b"})
     )
@@ -49,8 +50,14 @@ def test_a_transform_setting_unsafe_content_has_it_dropped(caplog: pytest.LogCap
 
 
 def test_credential_headers_are_redacted_and_templates_see_the_marker() -> None:
-    headers = {"authorization": "Bearer s3cret", "x-openclaw-token": "t", "x-gitlab-token": "g",
-               "cookie": "c", "x-hub-signature-256": "sha256=ab", "x-github-event": "push"}  # fmt: skip
+    headers = {
+        "authorization": "Bearer s3cret",
+        "x-openclaw-token": "t",
+        "x-gitlab-token": "g",
+        "cookie": "c",
+        "x-hub-signature-256": "sha256=ab",
+        "x-github-event": "push",
+    }
     kept = redact_headers(headers)
     assert kept["x-hub-signature-256"] == "sha256=ab" and kept["x-github-event"] == "push"
     assert {kept[k] for k in ("authorization", "x-openclaw-token", "x-gitlab-token", "cookie")} == {

@@ -39,13 +39,22 @@ def test_embedded_redis_runs_with_aof(tmp_path: Path) -> None:
 def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Path) -> None:
     stub_port, port = free_port(), free_port()
     config = tmp_path / "relay.yaml"
-    config.write_text(yaml.safe_dump({
-        "data_dir": str(tmp_path / "data"),
-        "gateway": {"url": f"http://127.0.0.1:{stub_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
-        "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
-    }))  # fmt: skip
-    env = {"PATH": "/usr/bin:/bin", "RELAY_CONFIG": str(config), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-           "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "gateway": {"url": f"http://127.0.0.1:{stub_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
+                "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
+            }
+        )
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RELAY_CONFIG": str(config),
+        "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
     stub = Proc(
         ["gateway-stub", "--port", str(stub_port), "--token", HOOKS_TOKEN, *STUB_ALLOWING],
         env,
@@ -56,12 +65,25 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
         wait_until(lambda: _ok(f"http://127.0.0.1:{port}/readyz?workers=1"), timeout=30)
         body = github_fixture("push.default")
         started = time.monotonic()
-        answer = httpx.post(f"http://127.0.0.1:{port}/hooks/github", content=body, headers={
-            "Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": "up-1",
-            "X-Hub-Signature-256": sign(body)})  # fmt: skip
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/hooks/github",
+            content=body,
+            headers={
+                "Content-Type": "application/json",
+                "X-GitHub-Event": "push",
+                "X-GitHub-Delivery": "up-1",
+                "X-Hub-Signature-256": sign(body),
+            },
+        )
         assert answer.status_code == 202, answer.text
-        runs = wait_until(lambda: [r for r in httpx.get(f"http://127.0.0.1:{stub_port}/_stub/requests").json()
-                                   if r["path"] == "agent" and r["status"] == 200], timeout=10)  # fmt: skip
+        runs = wait_until(
+            lambda: [
+                r
+                for r in httpx.get(f"http://127.0.0.1:{stub_port}/_stub/requests").json()
+                if r["path"] == "agent" and r["status"] == 200
+            ],
+            timeout=10,
+        )
         print(f"sender to gateway: {(time.monotonic() - started) * 1000:.0f} ms")
         assert runs[0]["key"].startswith("act_")
         assert (tmp_path / "data" / "appendonly.aof").exists() or any((tmp_path / "data").glob("appendonly*"))
@@ -110,13 +132,22 @@ def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path:
     """systemd, `docker stop` and process managers send SIGTERM to the main process only."""
     port = free_port()
     config = tmp_path / "relay.yaml"
-    config.write_text(yaml.safe_dump({
-        "data_dir": str(tmp_path / "data"),
-        "gateway": {"url": f"http://127.0.0.1:{free_port()}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
-        "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
-    }))  # fmt: skip
-    env = {"PATH": "/usr/bin:/bin", "RELAY_CONFIG": str(config), "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-           "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET, "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "gateway": {"url": f"http://127.0.0.1:{free_port()}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
+                "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
+            }
+        )
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "RELAY_CONFIG": str(config),
+        "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
     up = Proc(["up", "--port", str(port), "--workers", "2"], env, tmp_path / "up.log")
     try:
         wait_until(lambda: _ok(f"http://127.0.0.1:{port}/readyz?workers=2"), timeout=30)
@@ -132,7 +163,8 @@ def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path:
         assert _group(up.proc.pid) == [], "a process of relay up's group outlived it"
         wait_until(lambda: _gone(redis_pid), timeout=5)  # the daemonized server, outside the group
         assert not url_file.exists()  # commands now say `relay up` is not running
-        assert b"written-before-stop" in b"".join(p.read_bytes() for p in (tmp_path / "data").rglob("appendonly*")
-                                                   if p.is_file())  # fmt: skip
+        assert b"written-before-stop" in b"".join(
+            p.read_bytes() for p in (tmp_path / "data").rglob("appendonly*") if p.is_file()
+        )
     finally:
         up.kill()

@@ -73,9 +73,11 @@ def test_rolling_sigterm_under_a_steady_stream_strands_nothing(
         wait_until(lambda: set(states().values()) == {"delivered"}, timeout=DELIVERED_WITHIN, interval=0.2)
     except AssertionError:
         stuck = {a: s for a, s in states().items() if s != "delivered"}
-        pytest.fail(f"{len(stuck)} of {len(sent)} actions not delivered: {dict(list(stuck.items())[:5])}; "
-                    f"intermediate queue {redis_client.lrange(INTERMEDIATE, 0, -1)}, "
-                    f"inbox pending {redis_client.xpending(keys.INBOX, keys.ROUTERS)['pending']}")  # fmt: skip
+        pytest.fail(
+            f"{len(stuck)} of {len(sent)} actions not delivered: {dict(list(stuck.items())[:5])}; "
+            f"intermediate queue {redis_client.lrange(INTERMEDIATE, 0, -1)}, "
+            f"inbox pending {redis_client.xpending(keys.INBOX, keys.ROUTERS)['pending']}"
+        )
     assert redis_client.xpending(keys.INBOX, keys.ROUTERS)["pending"] == 0
     assert redis_client.llen(INTERMEDIATE) == 0
     keys_seen = sorted(r["key"] for r in stub.runs())

@@ -29,8 +29,10 @@ def _line(alert: dict[str, Any]) -> str:
     notes = alert.get("annotations") or {}
     summary = notes.get("summary") or notes.get("description") or ""
     where = labels.get("instance") or labels.get("service") or labels.get("job") or "?"
-    return (f"- [{labels.get('severity', 'none')}] {labels.get('alertname', '?')} on {where}"
-            f" since {alert.get('startsAt', '?')}: {summary}")  # fmt: skip
+    return (
+        f"- [{labels.get('severity', 'none')}] {labels.get('alertname', '?')} on {where}"
+        f" since {alert.get('startsAt', '?')}: {summary}"
+    )
 
 
 def transform(event: Event) -> AgentAction | WakeAction | None:
@@ -58,8 +60,11 @@ def transform(event: Event) -> AgentAction | WakeAction | None:
         lines += ["", "Runbooks: " + " ".join(runbooks)]
     if firing and firing[0].get("generatorURL"):
         lines += [f"Graph: {firing[0]['generatorURL']}"]
-    lines += ["", "Triage: is this real, what is the likely cause, what should a human do first? "
-              "Keep it under 10 lines."]  # fmt: skip
+    lines += [
+        "",
+        "Triage: is this real, what is the likely cause, what should a human do first? "
+        "Keep it under 10 lines.",
+    ]
     return AgentAction(
         message="\n".join(lines),
         session_key=f"hook:alertmanager:{p.get('receiver', 'default')}:{title.replace(' ', '')}",

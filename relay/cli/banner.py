@@ -56,8 +56,10 @@ def describe(settings: Settings, host: str, port: int, workers: int, embedded: b
     ]
     direct = "bearer token (ingress_token)" if settings.ingress_token else "bearer token (gateway.token)"
     if settings.ingress_token or settings.gateway.token:
-        hooks += [{"url": f"{base}/hooks/{kind}", "source": kind, "preset": kind, "auth": direct}
-                  for kind in ("agent", "wake")]  # fmt: skip
+        hooks += [
+            {"url": f"{base}/hooks/{kind}", "source": kind, "preset": kind, "auth": direct}
+            for kind in ("agent", "wake")
+        ]
     return {
         "listening": f"http://{host}:{port}",
         "hooks": hooks,
@@ -109,6 +111,14 @@ def report_gateways(settings: Settings, human: bool) -> None:
             for line in found.fix:
                 click.echo(f"  {line}", err=True)
         else:
-            log.log(logging.INFO if found.ok else logging.WARNING, "gateway probe",
-                    extra={"gateway": label, "url": gw.url, "ok": found.ok, "detail": found.line,
-                           "fix": found.fix})  # fmt: skip
+            log.log(
+                logging.INFO if found.ok else logging.WARNING,
+                "gateway probe",
+                extra={
+                    "gateway": label,
+                    "url": gw.url,
+                    "ok": found.ok,
+                    "detail": found.line,
+                    "fix": found.fix,
+                },
+            )

@@ -154,8 +154,10 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
                 notes.append(f"hooks.mappings[{i}].{key} is not supported by the relay; dropped")
             mapping.pop(key)
         if mapping.get("allowUnsafeExternalContent") is True:
-            notes.append(f"hooks.mappings[{i}].allowUnsafeExternalContent: true is dropped: the relay never "
-                         "sends it, so sender text stays wrapped by the gateway")  # fmt: skip
+            notes.append(
+                f"hooks.mappings[{i}].allowUnsafeExternalContent: true is dropped: the relay never "
+                "sends it, so sender text stays wrapped by the gateway"
+            )
             mapping.pop("allowUnsafeExternalContent")
         raw_match = mapping.get("match")
         match: dict[str, Any] = raw_match if isinstance(raw_match, dict) else {}
@@ -163,11 +165,15 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
         if not match_path:
             notes.append(f"hooks.mappings[{i}] has no match.path: it applies to every source")
         elif match_path in _RESERVED:
-            notes.append(f"hooks.mappings[{i}]: /hooks/{match_path} is the gateway's own endpoint; "
-                         "the relay serves it directly, so this mapping never matches")  # fmt: skip
+            notes.append(
+                f"hooks.mappings[{i}]: /hooks/{match_path} is the gateway's own endpoint; "
+                "the relay serves it directly, so this mapping never matches"
+            )
         elif not _SOURCE_NAME.match(match_path):
-            notes.append(f"hooks.mappings[{i}].match.path {match_path!r} has a '/' or other characters "
-                         "a relay source name cannot have; add a source for it by hand")  # fmt: skip
+            notes.append(
+                f"hooks.mappings[{i}].match.path {match_path!r} has a '/' or other characters "
+                "a relay source name cannot have; add a source for it by hand"
+            )
         elif match_path not in sources:
             sources[match_path] = {"preset": "gmail" if match_path == "gmail" else "generic", **auth}
         transform = mapping.get("transform")
@@ -192,9 +198,11 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
                     f"hooks.gmail.{key} is not imported; set {key} on a mapping for path gmail instead"
                 )
     if hooks.get("allowRequestSessionKey") is not True:
-        notes.append("hooks.allowRequestSessionKey is not true in the OpenClaw config: the gateway will refuse "
-                     "every action with a sessionKey (all presets set one) and delivery pauses until it has "
-                     + " and ".join(SESSION_KEY_SETTING.splitlines()))  # fmt: skip
+        notes.append(
+            "hooks.allowRequestSessionKey is not true in the OpenClaw config: the gateway will refuse "
+            "every action with a sessionKey (all presets set one) and delivery pauses until it has "
+            + " and ".join(SESSION_KEY_SETTING.splitlines())
+        )
     else:
         prefixes = hooks.get("allowedSessionKeyPrefixes")
         if (
@@ -204,12 +212,16 @@ def convert(data: dict[str, Any], config_dir: Path, stub_dir: str = "transforms"
                 isinstance(p, str) and SESSION_KEY_PREFIX.startswith(p.strip().lower()) for p in prefixes
             )
         ):
-            notes.append(f"hooks.allowedSessionKeyPrefixes lacks {SESSION_KEY_PREFIX!r}: the gateway will refuse "
-                         "the presets' session keys; add it")  # fmt: skip
+            notes.append(
+                f"hooks.allowedSessionKeyPrefixes lacks {SESSION_KEY_PREFIX!r}: the gateway will refuse "
+                "the presets' session keys; add it"
+            )
     for key in _GATEWAY_POLICY:
         if key in hooks:
-            notes.append(f"hooks.{key} stays a gateway setting: the gateway still enforces it on what "
-                         "the relay delivers")  # fmt: skip
+            notes.append(
+                f"hooks.{key} stays a gateway setting: the gateway still enforces it on what "
+                "the relay delivers"
+            )
     if sources:
         out.config["sources"] = sources
     if mappings:

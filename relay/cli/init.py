@@ -23,24 +23,59 @@ class Kind:
 
 
 KINDS = {
-    "github": Kind("secret", "GITHUB_WEBHOOK_SECRET", "GitHub: repository or organization Settings → Webhooks → Add webhook",
-                   "application/json", "push, pull_request, issues, issue_comment, workflow_run (or: Send me everything)",
-                   extra={"events": ["push", "pull_request", "issues", "issue_comment", "workflow_run"]}),
-    "gitlab": Kind("token", "GITLAB_WEBHOOK_TOKEN", "GitLab: project Settings → Webhooks → Add new webhook (Secret token)",
-                   "JSON (GitLab always sends it)", "Push, Merge request, Issues, Comments, Pipeline events"),
-    "alertmanager": Kind("token", "ALERTMANAGER_WEBHOOK_TOKEN",
-                         "alertmanager.yml: a receiver with webhook_configs (url, http_config.authorization.credentials)",
-                         "JSON (Alertmanager always sends it)", "the routes that lead to this receiver (firing and resolved)"),
-    "generic": Kind("token", "GENERIC_WEBHOOK_TOKEN", "any sender: the header Authorization: Bearer <token>",
-                    "application/json", "anything; each request becomes one agent turn"),
-    "linear": Kind("secret", "LINEAR_WEBHOOK_SECRET", "Linear: Settings → API → Webhooks → New webhook",
-                   "JSON (Linear always sends it)", "Issues, Comments", generated=False),
-    "stripe": Kind("secret", "STRIPE_WEBHOOK_SECRET", "Stripe: Developers → Webhooks → Add endpoint",
-                   "JSON (Stripe always sends it)", "the events your agent should see, e.g. invoice.payment_failed",
-                   generated=False),
-    "standard-webhooks": Kind("secret", "STANDARD_WEBHOOKS_SECRET", "the sender's webhook settings (Standard Webhooks)",
-                              "application/json", "as the sender offers"),
-}  # fmt: skip
+    "github": Kind(
+        "secret",
+        "GITHUB_WEBHOOK_SECRET",
+        "GitHub: repository or organization Settings → Webhooks → Add webhook",
+        "application/json",
+        "push, pull_request, issues, issue_comment, workflow_run (or: Send me everything)",
+        extra={"events": ["push", "pull_request", "issues", "issue_comment", "workflow_run"]},
+    ),
+    "gitlab": Kind(
+        "token",
+        "GITLAB_WEBHOOK_TOKEN",
+        "GitLab: project Settings → Webhooks → Add new webhook (Secret token)",
+        "JSON (GitLab always sends it)",
+        "Push, Merge request, Issues, Comments, Pipeline events",
+    ),
+    "alertmanager": Kind(
+        "token",
+        "ALERTMANAGER_WEBHOOK_TOKEN",
+        "alertmanager.yml: a receiver with webhook_configs (url, http_config.authorization.credentials)",
+        "JSON (Alertmanager always sends it)",
+        "the routes that lead to this receiver (firing and resolved)",
+    ),
+    "generic": Kind(
+        "token",
+        "GENERIC_WEBHOOK_TOKEN",
+        "any sender: the header Authorization: Bearer <token>",
+        "application/json",
+        "anything; each request becomes one agent turn",
+    ),
+    "linear": Kind(
+        "secret",
+        "LINEAR_WEBHOOK_SECRET",
+        "Linear: Settings → API → Webhooks → New webhook",
+        "JSON (Linear always sends it)",
+        "Issues, Comments",
+        generated=False,
+    ),
+    "stripe": Kind(
+        "secret",
+        "STRIPE_WEBHOOK_SECRET",
+        "Stripe: Developers → Webhooks → Add endpoint",
+        "JSON (Stripe always sends it)",
+        "the events your agent should see, e.g. invoice.payment_failed",
+        generated=False,
+    ),
+    "standard-webhooks": Kind(
+        "secret",
+        "STANDARD_WEBHOOKS_SECRET",
+        "the sender's webhook settings (Standard Webhooks)",
+        "application/json",
+        "as the sender offers",
+    ),
+}
 
 GATEWAY_VARIABLE = "OPENCLAW_HOOKS_TOKEN"
 
@@ -88,13 +123,23 @@ def build(sources: list[str], public_url: str, gateway_url: str, gateway_token: 
             )
         url = f"{public_url}/hooks/{name}"
         shown = value or f"the signing secret {name} shows you; put it in .env as {kind.variable}="
-        lines = [f"{name}: {kind.where}", f"  URL:           {url}",
-                 f"  {('Secret:' if kind.key == 'secret' else 'Token:'):<15}{shown}",
-                 f"  Content type:  {kind.content_type}", f"  Events:        {kind.events}"]  # fmt: skip
+        lines = [
+            f"{name}: {kind.where}",
+            f"  URL:           {url}",
+            f"  {('Secret:' if kind.key == 'secret' else 'Token:'):<15}{shown}",
+            f"  Content type:  {kind.content_type}",
+            f"  Events:        {kind.events}",
+        ]
         if name == "alertmanager":
-            lines += ["  receivers:", "    - name: openclaw", "      webhook_configs:", f"        - url: {url}",
-                      "          http_config:", "            authorization:",
-                      f"              credentials: {value}"]  # fmt: skip
+            lines += [
+                "  receivers:",
+                "    - name: openclaw",
+                "      webhook_configs:",
+                f"        - url: {url}",
+                "          http_config:",
+                "            authorization:",
+                f"              credentials: {value}",
+            ]
         notes.append("\n".join(lines))
     config.append("mappings: []")
     gateway_note = (

@@ -59,8 +59,13 @@ def _redis_errors() -> Iterator[None]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", type=click.Path(dir_okay=False), envvar="RELAY_CONFIG",
-              help="Path of relay.yaml (default: ./relay.yaml, or $RELAY_CONFIG).")  # fmt: skip
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    envvar="RELAY_CONFIG",
+    help="Path of relay.yaml (default: ./relay.yaml, or $RELAY_CONFIG).",
+)
 @click.option(
     "--log-level",
     default="INFO",
@@ -205,16 +210,33 @@ def _serve(settings: Settings, host: str | None, port: int | None, metrics_port:
     # Request heads are limited like bodies: size, header count and time (relay.ingress.server_limits).
     http = protocol(max_headers=settings.max_headers, head_timeout=settings.body_timeout_seconds)
     # proxy_headers off: X-Forwarded-* are believed only from `trusted_proxies` (relay.ingress.proxies).
-    main = uvicorn.Server(uvicorn.Config(app, host=host or settings.host, port=port or settings.port,
-                                         log_level="warning", access_log=False, server_header=False, http=http,
-                                         proxy_headers=False))  # fmt: skip
+    main = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host or settings.host,
+            port=port or settings.port,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            http=http,
+            proxy_headers=False,
+        )
+    )
     metrics_port = settings.metrics.port if metrics_port is None else metrics_port
     if not metrics_port:
         main.run()
         return
-    side = uvicorn.Server(uvicorn.Config(create_metrics_app(settings), host=settings.metrics.host, port=metrics_port,
-                                         log_level="warning", access_log=False, server_header=False,
-                                         proxy_headers=False))  # fmt: skip
+    side = uvicorn.Server(
+        uvicorn.Config(
+            create_metrics_app(settings),
+            host=settings.metrics.host,
+            port=metrics_port,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+        )
+    )
     import socket
 
     metrics_socket = socket.socket(socket.AF_INET6 if ":" in settings.metrics.host else socket.AF_INET)
@@ -223,9 +245,11 @@ def _serve(settings: Settings, host: str | None, port: int | None, metrics_port:
         metrics_socket.bind((settings.metrics.host, metrics_port))
     except OSError as exc:  # e.g. a second ingress on this host: the hooks are served all the same
         metrics_socket.close()
-        click.echo(f"warning: /metrics not served: cannot listen on {settings.metrics.host}:{metrics_port} "
-                   f"({exc.strerror}); set metrics.port or --metrics-port (0 turns the listener off)",
-                   err=True)  # fmt: skip
+        click.echo(
+            f"warning: /metrics not served: cannot listen on {settings.metrics.host}:{metrics_port} "
+            f"({exc.strerror}); set metrics.port or --metrics-port (0 turns the listener off)",
+            err=True,
+        )
         main.run()
         return
 
@@ -278,34 +302,71 @@ def worker(ctx: click.Context, burst: bool, name: str | None) -> None:
     "--token", envvar="OPENCLAW_HOOKS_TOKEN", required=True, help="hooks.token [$OPENCLAW_HOOKS_TOKEN]"
 )
 @click.option("--hooks-path", default="/hooks", show_default=True)
-@click.option("--admit-delay", type=float, default=0.0, show_default=True,
-              help="Seconds each /hooks/agent request is held, as a gateway does while it admits the run.")  # fmt: skip
+@click.option(
+    "--admit-delay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds each /hooks/agent request is held, as a gateway does while it admits the run.",
+)
 @click.option(
     "--record", type=click.Path(dir_okay=False), help="Append every handled request to this JSONL file."
 )
-@click.option("--auth-token", envvar="OPENCLAW_GATEWAY_TOKEN",
-              help="gateway.auth.token for the WebSocket RPC and /tools/invoke (default: --token).")  # fmt: skip
-@click.option("--allow-request-session-key", is_flag=True,
-              help="hooks.allowRequestSessionKey: true (a gateway's default refuses request session keys).")  # fmt: skip
-@click.option("--session-key-prefix", "prefixes", multiple=True,
-              help="hooks.allowedSessionKeyPrefixes entry (repeatable), e.g. hook:")  # fmt: skip
-@click.option("--channel", "channels", multiple=True,
-              help="A configured channel `send` delivers to (repeatable; 'any': all). Default: none.")  # fmt: skip
-def gateway_stub(host: str, port: int, token: str, hooks_path: str, admit_delay: float, record: str | None,
-                 auth_token: str | None, allow_request_session_key: bool, prefixes: tuple[str, ...],
-                 channels: tuple[str, ...]) -> None:  # fmt: skip
+@click.option(
+    "--auth-token",
+    envvar="OPENCLAW_GATEWAY_TOKEN",
+    help="gateway.auth.token for the WebSocket RPC and /tools/invoke (default: --token).",
+)
+@click.option(
+    "--allow-request-session-key",
+    is_flag=True,
+    help="hooks.allowRequestSessionKey: true (a gateway's default refuses request session keys).",
+)
+@click.option(
+    "--session-key-prefix",
+    "prefixes",
+    multiple=True,
+    help="hooks.allowedSessionKeyPrefixes entry (repeatable), e.g. hook:",
+)
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    help="A configured channel `send` delivers to (repeatable; 'any': all). Default: none.",
+)
+def gateway_stub(
+    host: str,
+    port: int,
+    token: str,
+    hooks_path: str,
+    admit_delay: float,
+    record: str | None,
+    auth_token: str | None,
+    allow_request_session_key: bool,
+    prefixes: tuple[str, ...],
+    channels: tuple[str, ...],
+) -> None:
     """Run a small OpenClaw-compatible gateway that records what it receives."""
     import uvicorn
 
     from relay.gateway_stub import StubState, create_stub_app
 
-    state = StubState(token=token, hooks_path=hooks_path, admit_delay=admit_delay, record_path=record,
-                      auth_token=auth_token, allow_request_session_key=allow_request_session_key,
-                      session_key_prefixes=[p.lower() for p in prefixes] or None,
-                      channels=frozenset(channels))  # fmt: skip
+    state = StubState(
+        token=token,
+        hooks_path=hooks_path,
+        admit_delay=admit_delay,
+        record_path=record,
+        auth_token=auth_token,
+        allow_request_session_key=allow_request_session_key,
+        session_key_prefixes=[p.lower() for p in prefixes] or None,
+        channels=frozenset(channels),
+    )
     policy = "request session keys allowed" if allow_request_session_key else "request session keys refused"
-    click.echo(f"gateway stub listening on http://{host}:{port}{hooks_path} ({policy}; "
-               f"records {record or 'in memory'})", err=True)  # fmt: skip
+    click.echo(
+        f"gateway stub listening on http://{host}:{port}{hooks_path} ({policy}; "
+        f"records {record or 'in memory'})",
+        err=True,
+    )
     # Bounded: an open keep-alive or WebSocket connection must not keep a stopped stub alive.
     uvicorn.run(
         create_stub_app(state),
@@ -389,8 +450,13 @@ def _echo_actions(settings: Settings, actions: Sequence[Any]) -> None:
 @click.option("--until", help="Received at or before (same forms as --since).")
 @click.option("--grep", "-g", help="Text to find in the stored payload or headers (literal, case-sensitive).")
 @click.option("--ignore-case", "-i", is_flag=True, help="With --grep: ignore case.")
-@click.option("--max-examined", type=int, default=100_000, show_default=True,
-              help="Look at no more events than this; says so when it stops early.")  # fmt: skip
+@click.option(
+    "--max-examined",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="Look at no more events than this; says so when it stops early.",
+)
 @click.pass_context
 def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> None:
     """List recent events, newest first, with their actions' states; filter and search them.
@@ -423,8 +489,10 @@ def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> Non
             event = load_event(redis, event_id)
             if event is None:
                 continue
-            actions = [{"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
-                       for a in event["actions"]]  # fmt: skip
+            actions = [
+                {"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
+                for a in event["actions"]
+            ]
             row = {k: event.get(k) for k in ("id", "source", "delivery_id", "state", "received_at", "reason")}
             row["state"] = _final_state(str(event.get("state")), actions)
             row["received"] = _iso(float(row["received_at"] or 0))
@@ -436,12 +504,20 @@ def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> Non
                 states = ", ".join(f"{a['kind']}:{_state_text(a)}" for a in actions) or event["state"]
                 if actions and row["state"] != event["state"]:
                     states = f"{row['state']} ({states})"
-                noted = ("held", "skipped", "batched", "delayed", "cancelled")  # relay.hold.windows, relay.hold.delayed
+                noted = (
+                    "held",
+                    "skipped",
+                    "batched",
+                    "delayed",
+                    "cancelled",
+                )  # relay.hold.windows, relay.hold.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
-                click.echo(shown(
-                    f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
-                ))  # fmt: skip
+                click.echo(
+                    shown(
+                        f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
+                    )
+                )
     if found is not None and found.note:
         click.echo(found.note, err=True)
 
@@ -475,9 +551,11 @@ def dlq_list(ctx: click.Context, source: str | None, limit: int, as_json: bool) 
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row.get("dead_at", 0))))
             error = row.get("last_error", "").replace("\n", " ")[:60]
-            click.echo(shown(
-                f"{when}  {row['id']}  {row.get('source', ''):<12} {row.get('last_status') or '-':>4}  {error}"
-            ))  # fmt: skip
+            click.echo(
+                shown(
+                    f"{when}  {row['id']}  {row.get('source', ''):<12} {row.get('last_status') or '-':>4}  {error}"
+                )
+            )
 
 
 @dlq.command("show")
@@ -514,8 +592,9 @@ def dlq_show(ctx: click.Context, action_id: str) -> None:
     "--new-key", is_flag=True, help="Send with a new Idempotency-Key (the gateway treats it as new)."
 )
 @click.pass_context
-def dlq_replay(ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool, source: str | None,
-               new_key: bool) -> None:  # fmt: skip
+def dlq_replay(
+    ctx: click.Context, action_ids: tuple[str, ...], replay_all: bool, source: str | None, new_key: bool
+) -> None:
     """Queue dead letters for delivery again (same Idempotency-Key unless --new-key)."""
     from relay.store.deadletters import list_dead, replay
 
@@ -642,8 +721,9 @@ def check(ctx: click.Context, offline: bool) -> None:
     missing = unresolved_secrets(settings)  # `relay up` would refuse to start on these
     if offline:
         for secret in missing:
-            click.echo(f"warning: {secret.where}: {secret.problem} (needed by relay up, serve and worker)",
-                       err=True)  # fmt: skip
+            click.echo(
+                f"warning: {secret.where}: {secret.problem} (needed by relay up, serve and worker)", err=True
+            )
         return
     if missing:
         _settings(ctx, lenient=False)  # exits 2 with the error `relay up` would give (file and key)
@@ -698,8 +778,16 @@ def check(ctx: click.Context, offline: bool) -> None:
     "--new-key", is_flag=True, help="With --since: replay delivered events under a new Idempotency-Key."
 )
 @click.pass_context
-def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: str | None,
-           limit: int | None, force: bool, as_json: bool, **selection: Any) -> None:  # fmt: skip
+def replay(
+    ctx: click.Context,
+    event_ids: Sequence[str],
+    parked: bool,
+    source: str | None,
+    limit: int | None,
+    force: bool,
+    as_json: bool,
+    **selection: Any,
+) -> None:
     """Map stored events again with the current config and transforms, and queue their actions.
 
     With --since (and --until, --source, --state): replay the dead, parked (and with --new-key,
@@ -757,8 +845,14 @@ def replay(ctx: click.Context, event_ids: Sequence[str], parked: bool, source: s
 
 @cli.command("import-openclaw")
 @click.argument("openclaw_config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("relay.yaml"),
-              show_default=True, help="The relay.yaml to write; transform stubs go next to it.")  # fmt: skip
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("relay.yaml"),
+    show_default=True,
+    help="The relay.yaml to write; transform stubs go next to it.",
+)
 @click.option("--force", is_flag=True, help="Overwrite the output file and existing stubs.")
 def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
     """Write relay.yaml sources and mappings from an OpenClaw config's `hooks` (JSON or JSON5)."""
@@ -777,8 +871,11 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
     header = [f"# Imported from {openclaw_config} by `relay import-openclaw`."]
     header += [f"# NOTE: {note}" for note in imported.notes]
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text("\n".join(header) + "\n" + yaml.safe_dump(imported.config, sort_keys=False,
-                                                                allow_unicode=True, width=100))  # fmt: skip
+    output.write_text(
+        "\n".join(header)
+        + "\n"
+        + yaml.safe_dump(imported.config, sort_keys=False, allow_unicode=True, width=100)
+    )
     click.echo(f"wrote {output}")
     for rel, text in imported.stubs.items():
         stub = output.parent / rel
@@ -855,20 +952,40 @@ def init(sources: tuple[str, ...], directory: Path, public_url: str, gateway_url
 
 def _submit_options(fn: Any) -> Any:
     """Options shared by `relay agent`, `wake`, `send`, `tool` and `schedules run`."""
-    for option in reversed([
-        click.option("--idempotency-key", help="Delivery id: the same key again queues nothing new "
-                     "(default: a fresh UUID)."),
-        click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the action id."),
-        click.option("--wait", is_flag=True, help="Block until delivered (exit 0) or dead-lettered (exit 1)."),
-        click.option("--wait-timeout", type=click.FloatRange(min=0), default=600.0, show_default=True,
-                     help="With --wait: give up (exit 1) after this many seconds; 0: no limit."),
-    ]):  # fmt: skip
+    for option in reversed(
+        [
+            click.option(
+                "--idempotency-key",
+                help="Delivery id: the same key again queues nothing new (default: a fresh UUID).",
+            ),
+            click.option(
+                "--json", "as_json", is_flag=True, help="Print one JSON object instead of the action id."
+            ),
+            click.option(
+                "--wait", is_flag=True, help="Block until delivered (exit 0) or dead-lettered (exit 1)."
+            ),
+            click.option(
+                "--wait-timeout",
+                type=click.FloatRange(min=0),
+                default=600.0,
+                show_default=True,
+                help="With --wait: give up (exit 1) after this many seconds; 0: no limit.",
+            ),
+        ]
+    ):
         fn = option(fn)
     return fn
 
 
-def _submit(ctx: click.Context, action: Any, idempotency_key: str | None, as_json: bool, wait: bool,
-            wait_timeout: float, source: str = "cli") -> None:  # fmt: skip
+def _submit(
+    ctx: click.Context,
+    action: Any,
+    idempotency_key: str | None,
+    as_json: bool,
+    wait: bool,
+    wait_timeout: float,
+    source: str = "cli",
+) -> None:
     from relay.cli.submit_output import report
     from relay.client import RelayClient
 
@@ -913,8 +1030,16 @@ def _build(build: Any) -> Any:
 @click.option("--wake-mode", type=click.Choice(["now", "next-heartbeat"]))
 @_submit_options
 @click.pass_context
-def agent(ctx: click.Context, message: str | None, message_file: Any, idempotency_key: str | None,
-          as_json: bool, wait: bool, wait_timeout: float, **fields: Any) -> None:  # fmt: skip
+def agent(
+    ctx: click.Context,
+    message: str | None,
+    message_file: Any,
+    idempotency_key: str | None,
+    as_json: bool,
+    wait: bool,
+    wait_timeout: float,
+    **fields: Any,
+) -> None:
     """Queue an agent turn for the gateway, durably (`openclaw agent`'s flags; no ingress needed).
 
     Prints the action id; with --wait, exits 0 once delivered and 1 if the gateway refuses it for
@@ -935,8 +1060,15 @@ def agent(ctx: click.Context, message: str | None, message_file: Any, idempotenc
 @click.option("--mode", type=click.Choice(["now", "next-heartbeat"]), default="now", show_default=True)
 @_submit_options
 @click.pass_context
-def wake(ctx: click.Context, text: str, mode: str, idempotency_key: str | None, as_json: bool, wait: bool,
-         wait_timeout: float) -> None:  # fmt: skip
+def wake(
+    ctx: click.Context,
+    text: str,
+    mode: str,
+    idempotency_key: str | None,
+    as_json: bool,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
     """Queue a wake (a system event for the main session), durably; sent once, never twice."""
     from relay.protocol.actions import WakeAction
 
@@ -945,12 +1077,22 @@ def wake(ctx: click.Context, text: str, mode: str, idempotency_key: str | None, 
 
 
 def _dry_run_option(fn: Any) -> Any:
-    return click.option("--dry-run", is_flag=True,
-                        help="Print what would be queued (the gateway's params) and record nothing.")(fn)  # fmt: skip
+    return click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Print what would be queued (the gateway's params) and record nothing.",
+    )(fn)
 
 
-def _submit_or_show(ctx: click.Context, action: Any, dry_run: bool, idempotency_key: str | None,
-                    as_json: bool, wait: bool, wait_timeout: float) -> None:  # fmt: skip
+def _submit_or_show(
+    ctx: click.Context,
+    action: Any,
+    dry_run: bool,
+    idempotency_key: str | None,
+    as_json: bool,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
     if dry_run:
         click.echo(
             orjson.dumps({"ok": True, "dryRun": True, "kind": action.kind, "params": action.body()}).decode()
@@ -960,8 +1102,13 @@ def _submit_or_show(ctx: click.Context, action: Any, dry_run: bool, idempotency_
 
 
 @cli.command()
-@click.option("--target", "--to", "to", required=True,
-              help="Recipient on the channel: a phone number, chat id, channel id, @user, ...")  # fmt: skip
+@click.option(
+    "--target",
+    "--to",
+    "to",
+    required=True,
+    help="Recipient on the channel: a phone number, chat id, channel id, @user, ...",
+)
 @click.option("--message", "-m", help="The text (required unless --media is given).")
 @click.option(
     "--channel", help="whatsapp, telegram, discord, slack, ... (gateway default: its only channel)."
@@ -974,8 +1121,17 @@ def _submit_or_show(ctx: click.Context, action: Any, dry_run: bool, idempotency_
 @_dry_run_option
 @_submit_options
 @click.pass_context
-def send(ctx: click.Context, to: str, media: tuple[str, ...], dry_run: bool, idempotency_key: str | None,
-         as_json: bool, wait: bool, wait_timeout: float, **fields: Any) -> None:  # fmt: skip
+def send(
+    ctx: click.Context,
+    to: str,
+    media: tuple[str, ...],
+    dry_run: bool,
+    idempotency_key: str | None,
+    as_json: bool,
+    wait: bool,
+    wait_timeout: float,
+    **fields: Any,
+) -> None:
     """Queue a channel message for the gateway's `send` (no agent turn), durably: `openclaw message
     send`'s flags. Every attempt carries the action id as idempotencyKey, so the gateway sends it once.
 
@@ -990,15 +1146,30 @@ def send(ctx: click.Context, to: str, media: tuple[str, ...], dry_run: bool, ide
 
 @cli.command()
 @click.argument("name")
-@click.option("--args", "args_json", default="{}", show_default=True,
-              help="The tool's arguments: a JSON object ('-': read it from stdin).")  # fmt: skip
+@click.option(
+    "--args",
+    "args_json",
+    default="{}",
+    show_default=True,
+    help="The tool's arguments: a JSON object ('-': read it from stdin).",
+)
 @click.option("--action", "tool_action_name", help="The body's `action` (the gateway merges it into args).")
 @click.option("--session-key", help="The session whose tool policy applies (e.g. main).")
 @_dry_run_option
 @_submit_options
 @click.pass_context
-def tool(ctx: click.Context, name: str, args_json: str, tool_action_name: str | None, session_key: str | None,
-         dry_run: bool, idempotency_key: str | None, as_json: bool, wait: bool, wait_timeout: float) -> None:  # fmt: skip
+def tool(
+    ctx: click.Context,
+    name: str,
+    args_json: str,
+    tool_action_name: str | None,
+    session_key: str | None,
+    dry_run: bool,
+    idempotency_key: str | None,
+    as_json: bool,
+    wait: bool,
+    wait_timeout: float,
+) -> None:
     """Queue one call of gateway tool NAME (`POST /tools/invoke`, no agent turn), durably.
 
     Prints the action id; exit codes as `relay agent`. The gateway does not dedupe tool calls, so
@@ -1051,8 +1222,9 @@ def schedules_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("name")
 @_submit_options
 @click.pass_context
-def schedules_run(ctx: click.Context, name: str, idempotency_key: str | None, as_json: bool, wait: bool,
-                  wait_timeout: float) -> None:  # fmt: skip
+def schedules_run(
+    ctx: click.Context, name: str, idempotency_key: str | None, as_json: bool, wait: bool, wait_timeout: float
+) -> None:
     """Fire schedule NAME now (its regular ticks are unchanged); prints the action id."""
     from relay.cli.submit_output import report
     from relay.client import RelayClient

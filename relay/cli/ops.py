@@ -31,14 +31,20 @@ def who() -> str:
     return f"cli:{user}@{socket.gethostname()}"
 
 
-def register(cli: click.Group, settings_of: Callable[[click.Context], Any], redis_of: Callable[[Any], Any],
-             redis_errors: Callable[[], Any]) -> None:  # fmt: skip
+def register(
+    cli: click.Group,
+    settings_of: Callable[[click.Context], Any],
+    redis_of: Callable[[Any], Any],
+    redis_errors: Callable[[], Any],
+) -> None:
     def _named(ctx: click.Context, kind: str, name: str) -> tuple[Any, Any]:
         settings = settings_of(ctx)
         known = pauses.known_names(settings, kind)  # type: ignore[arg-type]
         if name not in known:
-            click.echo(f"error: no {kind} {name!r} in the configuration (have: {', '.join(known) or 'none'})",
-                       err=True)  # fmt: skip
+            click.echo(
+                f"error: no {kind} {name!r} in the configuration (have: {', '.join(known) or 'none'})",
+                err=True,
+            )
             sys.exit(EXIT_CONFIG)
         return settings, redis_of(settings)
 
@@ -138,8 +144,18 @@ class Selection:
     note: str  # "stopped early ..." when the search did not look at every event of its window
 
 
-def select_events(redis: Any, limit: int, *, source: str | None, state: str | None, since: str | None,
-                  until: str | None, grep: str | None, ignore_case: bool, max_examined: int) -> Selection | None:  # fmt: skip
+def select_events(
+    redis: Any,
+    limit: int,
+    *,
+    source: str | None,
+    state: str | None,
+    since: str | None,
+    until: str | None,
+    grep: str | None,
+    ignore_case: bool,
+    max_examined: int,
+) -> Selection | None:
     """The events `relay events` lists when it is given filters (None without filters)."""
     if not (source or state or since or until or grep):
         return None  # the plain listing: no search, and no import of the console's modules
@@ -149,8 +165,14 @@ def select_events(redis: Any, limit: int, *, source: str | None, state: str | No
     if state and state not in STATES:
         raise click.BadParameter(f"one of {', '.join(STATES)}", param_hint="--state")
     try:
-        query = Query(source=source or "", state=state or "", grep=grep or "", ignore_case=ignore_case,
-                      since=parse_when(since), until=parse_when(until))  # fmt: skip
+        query = Query(
+            source=source or "",
+            state=state or "",
+            grep=grep or "",
+            ignore_case=ignore_case,
+            since=parse_when(since),
+            until=parse_when(until),
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if not query.filtered:
@@ -162,9 +184,11 @@ def select_events(redis: Any, limit: int, *, source: str | None, state: str | No
 
         resume_at = cursor_time(result.next_cursor)
         stamp = datetime.fromtimestamp(resume_at, UTC).isoformat() if resume_at else ""
-        note = (f"stopped early: examined {result.examined} events (--max-examined {max_examined}) and found "
-                f"{len(result.rows)} of --limit {limit}; older events in the window were not searched. "
-                f"Continue with --until {stamp}, or narrow --since/--until.")  # fmt: skip
+        note = (
+            f"stopped early: examined {result.examined} events (--max-examined {max_examined}) and found "
+            f"{len(result.rows)} of --limit {limit}; older events in the window were not searched. "
+            f"Continue with --until {stamp}, or narrow --since/--until."
+        )
     return Selection([row.id for row in result.rows], note)
 
 
@@ -174,8 +198,18 @@ def parse_when(text: str | None) -> float | None:
     return None if text is None else parse_time(text)
 
 
-def replay_selection(settings: Any, redis: Any, source: str | None, *, since: str, until: str | None,
-                     state: str | None, dry_run: bool, new_key: bool, as_json: bool) -> int:  # fmt: skip
+def replay_selection(
+    settings: Any,
+    redis: Any,
+    source: str | None,
+    *,
+    since: str,
+    until: str | None,
+    state: str | None,
+    dry_run: bool,
+    new_key: bool,
+    as_json: bool,
+) -> int:
     """`relay replay --since ...`: the exit status (1 when something could not be replayed)."""
     from relay.store import selection
 
@@ -189,14 +223,22 @@ def replay_selection(settings: Any, redis: Any, source: str | None, *, since: st
     counts = chosen.counts()
     delivered_note = "" if new_key else " (delivered already; --new-key sends them again)"
     if dry_run or as_json:
-        preview = {"examined": chosen.examined, "stopped_early": chosen.stopped_early, **counts,
-                   "dead_ids": list(chosen.dead), "parked_ids": chosen.parked, "delivered_ids": list(chosen.delivered)}  # fmt: skip
+        preview = {
+            "examined": chosen.examined,
+            "stopped_early": chosen.stopped_early,
+            **counts,
+            "dead_ids": list(chosen.dead),
+            "parked_ids": chosen.parked,
+            "delivered_ids": list(chosen.delivered),
+        }
     if dry_run:
         if as_json:
             click.echo(orjson.dumps({"dry_run": True, **preview}).decode())
         else:
-            click.echo(f"would replay {counts['dead']} dead and {counts['parked']} parked event(s)"
-                       + (f" and {counts['delivered']} delivered event(s) under a new key" if new_key else ""))  # fmt: skip
+            click.echo(
+                f"would replay {counts['dead']} dead and {counts['parked']} parked event(s)"
+                + (f" and {counts['delivered']} delivered event(s) under a new key" if new_key else "")
+            )
             if counts["delivered"] and not new_key:
                 click.echo(f"{counts['delivered']} delivered event(s) would not be sent{delivered_note}")
             for name, ids in (
@@ -211,8 +253,11 @@ def replay_selection(settings: Any, redis: Any, source: str | None, *, since: st
     done = selection.execute(redis, settings, chosen, by=who(), new_key=new_key)
     r = done.replayed
     if as_json:
-        click.echo(orjson.dumps({**preview, "replayed": r, "refused": done.refused,
-                                 "parked_again": done.parked_again}).decode())  # fmt: skip
+        click.echo(
+            orjson.dumps(
+                {**preview, "replayed": r, "refused": done.refused, "parked_again": done.parked_again}
+            ).decode()
+        )
     else:
         click.echo(f"replayed {r['dead']} dead, {r['parked']} parked and {r['delivered']} delivered event(s)")
         if counts["delivered"] and not new_key:
@@ -227,5 +272,8 @@ def replay_selection(settings: Any, redis: Any, source: str | None, *, since: st
 
 def _warn_early(chosen: Any) -> None:
     if chosen.stopped_early:
-        click.echo(f"stopped early: looked at {chosen.examined} events of the window (the bound); "
-                   "narrow --since/--until for the rest", err=True)  # fmt: skip
+        click.echo(
+            f"stopped early: looked at {chosen.examined} events of the window (the bound); "
+            "narrow --since/--until for the rest",
+            err=True,
+        )

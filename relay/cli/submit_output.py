@@ -21,11 +21,19 @@ def report(
     client: RelayClient, submitted: Submitted, *, as_json: bool, wait: bool, wait_timeout: float
 ) -> int:
     """Print the submission (and, with `wait`, its outcome); returns the exit code."""
-    out: dict[str, Any] = {"ok": True, "actionId": submitted.action_id, "eventId": submitted.event_id,
-                           "duplicate": submitted.duplicate, "state": "queued"}  # fmt: skip
+    out: dict[str, Any] = {
+        "ok": True,
+        "actionId": submitted.action_id,
+        "eventId": submitted.event_id,
+        "duplicate": submitted.duplicate,
+        "state": "queued",
+    }
     if submitted.duplicate:
-        click.echo(f"note: this idempotency key was already used (event {submitted.event_id}); "
-                   "nothing new was queued", err=True)  # fmt: skip
+        click.echo(
+            f"note: this idempotency key was already used (event {submitted.event_id}); "
+            "nothing new was queued",
+            err=True,
+        )
     if not as_json:
         click.echo(submitted.action_id)
     code = 0
@@ -52,8 +60,11 @@ def report(
                     if exc.status.last_status
                     else ""
                 )
-                click.echo(f"error: not delivered within {wait_timeout:g}s (still {exc.status.state}{detail}); "
-                           "it stays queued", err=True)  # fmt: skip
+                click.echo(
+                    f"error: not delivered within {wait_timeout:g}s (still {exc.status.state}{detail}); "
+                    "it stays queued",
+                    err=True,
+                )
     else:
         out["state"] = client.status(submitted.action_id).state
     if as_json:

@@ -63,13 +63,18 @@ class Console:
     # -- plumbing ------------------------------------------------------------------------------
 
     def html(
-        self, name: str, status: int = 200, session: Session | None = None,
-        response_headers: dict[str, str] | None = None, **context: Any,
-    ) -> HTMLResponse:  # fmt: skip
+        self,
+        name: str,
+        status: int = 200,
+        session: Session | None = None,
+        response_headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
         context.setdefault("csrf", session.csrf if session else "")
         context.setdefault("rq_dashboard_url", self.settings.console.rq_dashboard_url)
-        return HTMLResponse(self.templates.get_template(name).render(**context), status_code=status,
-                            headers=response_headers)  # fmt: skip
+        return HTMLResponse(
+            self.templates.get_template(name).render(**context), status_code=status, headers=response_headers
+        )
 
     def guarded(self, handler: Handler, *, login: bool = True) -> Callable[[Request], Awaitable[Response]]:
         """Loopback (unless allow_remote), then the session (unless `login` is False), then CSRF on POST."""
@@ -91,8 +96,12 @@ class Console:
             if login and session is None:
                 response: Response = self.html("login.html", 401, error="")
             elif login and request.method == "POST" and not self.gate.csrf_ok(session, _one(form, "csrf")):  # type: ignore[arg-type]
-                response = self.html("error.html", 403, session, message="Missing or wrong CSRF token: reload the "
-                                     "page and try again.")  # fmt: skip
+                response = self.html(
+                    "error.html",
+                    403,
+                    session,
+                    message="Missing or wrong CSRF token: reload the page and try again.",
+                )
             else:
                 response = await handler(request, session, form)
             return self._secured(response)
@@ -119,14 +128,25 @@ class Console:
         failures = int(await self.run(self.redis.get, key) or 0)
         if failures >= LOGIN_FAILURES_MAX:
             ttl = int(await self.run(self.redis.ttl, key))
-            return self.html("login.html", 429, error="Too many wrong tokens; wait a minute.",
-                             response_headers={"Retry-After": str(max(1, ttl))})  # fmt: skip
+            return self.html(
+                "login.html",
+                429,
+                error="Too many wrong tokens; wait a minute.",
+                response_headers={"Retry-After": str(max(1, ttl))},
+            )
         if not self.gate.token_ok(_one(form, "token")):
             await self.run(self._count_failure, key)
             return self.html("login.html", 401, error="Wrong token.")
         response = RedirectResponse("/console", 303)
-        response.set_cookie(COOKIE, self.gate.new_cookie(), max_age=SESSION_SECONDS, path="/console",
-                            httponly=True, samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+        response.set_cookie(
+            COOKIE,
+            self.gate.new_cookie(),
+            max_age=SESSION_SECONDS,
+            path="/console",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return response
 
     def _count_failure(self, key: str) -> None:
@@ -150,20 +170,47 @@ class Console:
             if text or since or until:  # the search box (relay.store.search): bounded, newest first
                 from relay.store.search import console_page
 
-                page = console_page(self.redis, source=source, state=state, text=text, since=since, until=until,
-                                    cursor=q.get("cursor"))  # fmt: skip
+                page = console_page(
+                    self.redis,
+                    source=source,
+                    state=state,
+                    text=text,
+                    since=since,
+                    until=until,
+                    cursor=q.get("cursor"),
+                )
             else:
                 page = data.events_page(self.redis, source=source, state=state, cursor=q.get("cursor"))
-            return {"page": page, "system": data.system(self.redis, self.settings.queue),
-                    "chart": render.chart(data.per_minute(self.redis))}  # fmt: skip
+            return {
+                "page": page,
+                "system": data.system(self.redis, self.settings.queue),
+                "chart": render.chart(data.per_minute(self.redis)),
+            }
 
         context = await self.run(build)
-        older = _link("/console", source=source, state=state, q=text, since=since, until=until,
-                      cursor=context["page"].next_cursor)  # fmt: skip
-        return self.html("events.html", session=session, source=source, state=state, states=data.STATES,
-                         q=text, since=since, until=until,
-                         sources=sorted(self.settings.sources), older=older if context["page"].next_cursor else "",
-                         newest=bool(q.get("cursor")), **context)  # fmt: skip
+        older = _link(
+            "/console",
+            source=source,
+            state=state,
+            q=text,
+            since=since,
+            until=until,
+            cursor=context["page"].next_cursor,
+        )
+        return self.html(
+            "events.html",
+            session=session,
+            source=source,
+            state=state,
+            states=data.STATES,
+            q=text,
+            since=since,
+            until=until,
+            sources=sorted(self.settings.sources),
+            older=older if context["page"].next_cursor else "",
+            newest=bool(q.get("cursor")),
+            **context,
+        )
 
     async def chart(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
         chart = await self.run(lambda: render.chart(data.per_minute(self.redis)))
@@ -176,8 +223,16 @@ class Console:
                 "error.html", 404, session, message="No such event (expired, trimmed or never recorded)."
             )
         body, is_json = render.pretty_body(event["body"], event["body_size"])
-        return self.html("event.html", session=session, event=event, headers=render.redact(event["headers"]),
-                         body=body, is_json=is_json, pretty=render.pretty_json, done=request.query_params.get("done", ""))  # fmt: skip
+        return self.html(
+            "event.html",
+            session=session,
+            event=event,
+            headers=render.redact(event["headers"]),
+            body=body,
+            is_json=is_json,
+            pretty=render.pretty_json,
+            done=request.query_params.get("done", ""),
+        )
 
     async def _listing(self, request: Request, session: Session | None, name: str, fetch: Any) -> Response:
         """A page of dead letters or parked events, filtered by source, paginated by cursor."""
@@ -185,8 +240,16 @@ class Console:
         source = q.get("source", "")
         page = await self.run(fetch, self.redis, source=source, cursor=q.get("cursor"))
         older = _link(f"/console/{name}", source=source, cursor=page.next_cursor) if page.next_cursor else ""
-        return self.html(f"{name}.html", session=session, page=page, source=source, sources=sorted(self.settings.sources),
-                         older=older, newest=bool(q.get("cursor")), done=q.get("done", ""))  # fmt: skip
+        return self.html(
+            f"{name}.html",
+            session=session,
+            page=page,
+            source=source,
+            sources=sorted(self.settings.sources),
+            older=older,
+            newest=bool(q.get("cursor")),
+            done=q.get("done", ""),
+        )
 
     async def dead(self, request: Request, session: Session | None, form: dict[str, list[str]]) -> Response:
         return await self._listing(request, session, "dead", data.dead_letters)
@@ -279,11 +342,25 @@ class Console:
             if chosen is not None:
                 counts = chosen.counts()
                 total = counts["dead"] + counts["parked"] + (counts["delivered"] if new_key else 0)
-                preview = {**counts, "total": total, "examined": chosen.examined,
-                           "stopped_early": chosen.stopped_early}  # fmt: skip
-        return self.html("replay.html", session=session, sources=sorted(self.settings.sources), preview=preview,
-                         error=error, new_key=new_key, done=q.get("done", ""), source=fields["source"],
-                         since=fields["since"], until=fields["until"], state=fields["state"])  # fmt: skip
+                preview = {
+                    **counts,
+                    "total": total,
+                    "examined": chosen.examined,
+                    "stopped_early": chosen.stopped_early,
+                }
+        return self.html(
+            "replay.html",
+            session=session,
+            sources=sorted(self.settings.sources),
+            preview=preview,
+            error=error,
+            new_key=new_key,
+            done=q.get("done", ""),
+            source=fields["source"],
+            since=fields["since"],
+            until=fields["until"],
+            state=fields["state"],
+        )
 
     async def replay_selection(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
@@ -299,9 +376,11 @@ class Console:
                 return error
             done = execute(self.redis, self.settings, chosen, by="console", new_key=new_key)
             r = done.replayed
-            return (f"Replayed {r['dead']} dead, {r['parked']} parked and {r['delivered']} delivered event(s)"
-                    f" of {_one(form, 'confirm') or '?'} previewed."
-                    + (f" {len(done.parked_again)} failed again." if done.parked_again else ""))  # fmt: skip
+            return (
+                f"Replayed {r['dead']} dead, {r['parked']} parked and {r['delivered']} delivered event(s)"
+                f" of {_one(form, 'confirm') or '?'} previewed."
+                + (f" {len(done.parked_again)} failed again." if done.parked_again else "")
+            )
 
         message = await self.run(work)
         return RedirectResponse(_link("/console/replay", done=message), 303)
@@ -311,13 +390,21 @@ class Console:
 
         def build() -> tuple[dict[str, Any], list[dict[str, Any]]]:
             paused = {p.field: p for p in pause.list_paused(self.redis)}
-            rows = [{"kind": kind, "name": name, "pause": paused.get(pause.field(kind, name))}
-                    for kind in pause.KINDS for name in pause.known_names(self.settings, kind)]  # fmt: skip
+            rows = [
+                {"kind": kind, "name": name, "pause": paused.get(pause.field(kind, name))}
+                for kind in pause.KINDS
+                for name in pause.known_names(self.settings, kind)
+            ]
             return data.system(self.redis, self.settings.queue), rows
 
         status, pauses = await self.run(build)
-        return self.html("system.html", session=session, system=status, pauses=pauses,
-                         done=request.query_params.get("done", ""))  # fmt: skip
+        return self.html(
+            "system.html",
+            session=session,
+            system=status,
+            pauses=pauses,
+            done=request.query_params.get("done", ""),
+        )
 
     async def pause_resume(
         self, request: Request, session: Session | None, form: dict[str, list[str]]
@@ -350,8 +437,11 @@ class Console:
         name = request.path_params["name"]
         if name not in STATIC:
             return Response("not found", status_code=404)
-        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
-                        headers={"Cache-Control": "max-age=300"})  # fmt: skip
+        return Response(
+            (HERE / "static" / name).read_bytes(),
+            media_type=STATIC[name],
+            headers={"Cache-Control": "max-age=300"},
+        )
 
     def routes(self) -> list[BaseRoute]:
         g = self.guarded

@@ -126,16 +126,28 @@ def load_rows(redis: Redis, event_ids: list[str]) -> list[Row | None]:
             rows.append(None)
             continue
         states = [_text(r[0]) or "queued" for r in records]
-        rows.append(Row(id=eid, source=_text(values[0]), delivery_id=_text(values[1]),
-                        received_at=float(values[2] or 0), state=summarise(_text(values[3]), states),
-                        actions=len(ids), attempts=sum(int(r[1] or 0) for r in records)))  # fmt: skip
+        rows.append(
+            Row(
+                id=eid,
+                source=_text(values[0]),
+                delivery_id=_text(values[1]),
+                received_at=float(values[2] or 0),
+                state=summarise(_text(values[3]), states),
+                actions=len(ids),
+                attempts=sum(int(r[1] or 0) for r in records),
+            )
+        )
     return rows
 
 
 def scan(
-    redis: Redis, index: str, cursor: str | None, budget: int,
-    load: Callable[[list[str]], list[T | None]], keep: Callable[[T], bool] = lambda _: True,
-) -> tuple[list[T], str | None, int]:  # fmt: skip
+    redis: Redis,
+    index: str,
+    cursor: str | None,
+    budget: int,
+    load: Callable[[list[str]], list[T | None]],
+    keep: Callable[[T], bool] = lambda _: True,
+) -> tuple[list[T], str | None, int]:
     """Rows of `index` after `cursor`, newest first: up to PAGE kept rows, looking at no more than
     `budget` members. Returns (rows, the cursor of the next page or None, members examined)."""
     rows: list[T] = []
@@ -171,8 +183,10 @@ def events_page(redis: Redis, *, source: str = "", state: str = "", cursor: str 
     rows, nxt, examined = scan(redis, index, cursor, budget, lambda ids: load_rows(redis, ids), keep)
     page = Page(rows, nxt, examined, windowed)
     if windowed:
-        page.notes.append(f"Filtered among the {examined} events after the cursor (at most {WINDOW} per page); "
-                          "“older” continues the search.")  # fmt: skip
+        page.notes.append(
+            f"Filtered among the {examined} events after the cursor (at most {WINDOW} per page); "
+            "“older” continues the search."
+        )
     return page
 
 
@@ -251,11 +265,21 @@ def dead_letters(redis: Redis, *, source: str = "", cursor: str | None = None) -
             for aid in aids:
                 pipe.hmget(keys.action(aid), *DEAD_FIELDS)
             records = pipe.execute()
-        return [None if v[0] is None else {"id": aid, **{n: _text(x) for n, x in zip(DEAD_FIELDS, v, strict=True)}}
-                for aid, v in zip(aids, records, strict=True)]  # fmt: skip
+        return [
+            None
+            if v[0] is None
+            else {"id": aid, **{n: _text(x) for n, x in zip(DEAD_FIELDS, v, strict=True)}}
+            for aid, v in zip(aids, records, strict=True)
+        ]
 
-    rows, nxt, examined = scan(redis, keys.DEAD, cursor, WINDOW if source else 2 * PAGE, load,
-                               lambda r: not source or r["source"] == source)  # fmt: skip
+    rows, nxt, examined = scan(
+        redis,
+        keys.DEAD,
+        cursor,
+        WINDOW if source else 2 * PAGE,
+        load,
+        lambda r: not source or r["source"] == source,
+    )
     return Page(rows, nxt, examined, windowed=bool(source))  # type: ignore[arg-type]
 
 
@@ -270,13 +294,28 @@ def parked_events(redis: Redis, *, source: str = "", cursor: str | None = None) 
         out: list[dict[str, str] | None] = []
         for eid, v in zip(eids, records, strict=True):
             error = _text(v[3]).strip()
-            out.append(None if v[0] is None else {
-                "id": eid, "source": _text(v[0]), "delivery_id": _text(v[1]), "received_at": _text(v[2]),
-                "error": error.splitlines()[-1][:300] if error else "", "replays": _text(v[4]) or "0"})  # fmt: skip
+            out.append(
+                None
+                if v[0] is None
+                else {
+                    "id": eid,
+                    "source": _text(v[0]),
+                    "delivery_id": _text(v[1]),
+                    "received_at": _text(v[2]),
+                    "error": error.splitlines()[-1][:300] if error else "",
+                    "replays": _text(v[4]) or "0",
+                }
+            )
         return out
 
-    rows, nxt, examined = scan(redis, keys.PARKED, cursor, WINDOW if source else 2 * PAGE, load,
-                               lambda r: not source or r["source"] == source)  # fmt: skip
+    rows, nxt, examined = scan(
+        redis,
+        keys.PARKED,
+        cursor,
+        WINDOW if source else 2 * PAGE,
+        load,
+        lambda r: not source or r["source"] == source,
+    )
     return Page(rows, nxt, examined, windowed=bool(source))  # type: ignore[arg-type]
 
 
@@ -308,9 +347,17 @@ def system(redis: Redis, queue_name: str) -> dict[str, Any]:
     workers = []
     for worker in Worker.all(queue=queue):
         beat = worker.last_heartbeat.timestamp() if worker.last_heartbeat else None
-        workers.append({"name": worker.name, "state": str(worker.get_state()), "hostname": _text(worker.hostname),
-                        "pid": worker.pid, "heartbeat_age": None if beat is None else max(0.0, now - beat),
-                        "successful": worker.successful_job_count, "failed": worker.failed_job_count})  # fmt: skip
+        workers.append(
+            {
+                "name": worker.name,
+                "state": str(worker.get_state()),
+                "hostname": _text(worker.hostname),
+                "pid": worker.pid,
+                "heartbeat_age": None if beat is None else max(0.0, now - beat),
+                "successful": worker.successful_job_count,
+                "failed": worker.failed_job_count,
+            }
+        )
     return {
         "circuit": "open" if circuit.open else ("half_open" if level else "closed"),
         "circuit_reason": circuit.reason,

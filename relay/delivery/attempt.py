@@ -39,8 +39,18 @@ POLICY_MAX_PAUSE = 30.0
 Verdict = Literal["delivered", "retry", "dead"]
 
 # What a delivery job reads of its action's record.
-RECORD_FIELDS = ("state", "kind", "body", "event_id", "queued_at", "session_key", "idempotency_key", "source",
-                 "delivery_id", "gateway")  # fmt: skip
+RECORD_FIELDS = (
+    "state",
+    "kind",
+    "body",
+    "event_id",
+    "queued_at",
+    "session_key",
+    "idempotency_key",
+    "source",
+    "delivery_id",
+    "gateway",
+)
 
 # RQ fails a job once it has returned `Retry.max` Retries; the relay counts attempts itself
 # (deferrals for a session's turn, a paused circuit or the rate cap are not attempts).
@@ -157,8 +167,12 @@ def send(ctx: Context, kind: str, idempotency_key: str, body: bytes, gateway: st
             run_id = (response.json() or {}).get("runId")
         except ValueError:
             run_id = None
-    return Answer(response.status_code, response.text[:2000], parse_retry_after(response.headers.get("retry-after")),
-                  run_id)  # fmt: skip
+    return Answer(
+        response.status_code,
+        response.text[:2000],
+        parse_retry_after(response.headers.get("retry-after")),
+        run_id,
+    )
 
 
 def lock_ttl_ms(grace: int) -> int:
@@ -223,9 +237,16 @@ def deliver(action_id: str) -> str | Retry:
             return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
         stored = redis.hget(keys.event(record.get("event_id", "")), "traceparent")  # relay.tracing
         attempt = int(redis.hget(key, "attempts") or 0) + 1
-        with tracing.delivery(stored.decode() if stored else None, float(record.get("queued_at") or 0) or None,
-                              {"relay.action_id": action_id, "relay.event_id": record.get("event_id"),
-                               "relay.kind": kind, "relay.attempt": attempt}):  # fmt: skip
+        with tracing.delivery(
+            stored.decode() if stored else None,
+            float(record.get("queued_at") or 0) or None,
+            {
+                "relay.action_id": action_id,
+                "relay.event_id": record.get("event_id"),
+                "relay.kind": kind,
+                "relay.attempt": attempt,
+            },
+        ):
             outcome = _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
             tracing.set_attributes(relay__outcome=outcome if isinstance(outcome, str) else "retry")
             return outcome
@@ -240,8 +261,12 @@ def persist(write: Callable[[], None], patience: float = 300.0) -> None:
         try:
             write()
             return
-        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError,
-                redis_exceptions.BusyLoadingError, ReplicasUnconfirmed) as exc:  # fmt: skip
+        except (
+            redis_exceptions.ConnectionError,
+            redis_exceptions.TimeoutError,
+            redis_exceptions.BusyLoadingError,
+            ReplicasUnconfirmed,
+        ) as exc:
             if time.monotonic() > deadline:
                 raise
             log.warning("redis unavailable while recording a delivery (%s); retrying", exc)
@@ -253,8 +278,11 @@ def _confirm(redis: Redis, settings: Settings, key: str, state: str) -> None:
     a failover must not bring back a delivered action as undelivered (and send it again)."""
     durability = settings.durability
     if durability.min_replicas:
-        persist(lambda: confirm_replicas(redis, key, "state", state, durability.min_replicas,
-                                         durability.replica_timeout_ms))  # fmt: skip
+        persist(
+            lambda: confirm_replicas(
+                redis, key, "state", state, durability.min_replicas, durability.replica_timeout_ms
+            )
+        )
 
 
 def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action_id: str) -> None:
@@ -294,17 +322,30 @@ def _attempt(
     # same round trip as its record, to keep the instant between the 2xx and that write short.
     if answer.status is not None and not configuration and verdict != "delivered":
         health.close(redis, gateway)
-    fields = {**log_fields, "status": answer.status, "attempt": attempts, "latency_ms": round(latency * 1000, 1),
-              "outcome": verdict}  # fmt: skip
+    fields = {
+        **log_fields,
+        "status": answer.status,
+        "attempt": attempts,
+        "latency_ms": round(latency * 1000, 1),
+        "outcome": verdict,
+    }
     status_text = "" if answer.status is None else str(answer.status)
 
     if verdict == "delivered":
 
         def record_delivered() -> None:
             with redis.pipeline() as pipe:
-                pipe.hset(key, mapping={"state": "delivered", "delivered_at": repr(time.time()),
-                                        "last_status": status_text, "run_id": answer.run_id or "",
-                                        "latency_ms": fields["latency_ms"], "answer": answer.text[:500]})  # fmt: skip
+                pipe.hset(
+                    key,
+                    mapping={
+                        "state": "delivered",
+                        "delivered_at": repr(time.time()),
+                        "last_status": status_text,
+                        "run_id": answer.run_id or "",
+                        "latency_ms": fields["latency_ms"],
+                        "answer": answer.text[:500],
+                    },
+                )
                 metrics.count_action(pipe, "delivered", kind)
                 pipe.zrem(keys.PENDING, action_id)
                 metrics.observe_latency(pipe, latency)
@@ -329,9 +370,17 @@ def _attempt(
     ):
         reason = "permanent error" if verdict == "dead" else "gave up after retries"
         with redis.pipeline() as pipe:
-            pipe.hset(key, mapping={"state": "dead", "last_status": status_text, "last_error": answer.text,
-                                    "dead_reason": reason, "dead_at": repr(time.time()),
-                                    "latency_ms": fields["latency_ms"]})  # fmt: skip
+            pipe.hset(
+                key,
+                mapping={
+                    "state": "dead",
+                    "last_status": status_text,
+                    "last_error": answer.text,
+                    "dead_reason": reason,
+                    "dead_at": repr(time.time()),
+                    "latency_ms": fields["latency_ms"],
+                },
+            )
             pipe.expire(key, delivery.dead_letter_ttl_seconds)
             pipe.zadd(keys.DEAD, {action_id: time.time()})
             metrics.count_action(pipe, "dead", kind)
@@ -357,14 +406,25 @@ def _attempt(
             )
         else:
             pause = health.trip(redis, reason, gateway)
-            log.warning("gateway unavailable; delivery paused for %.0fs", pause,
-                        extra={**fields, "error": answer.text[:200]})  # fmt: skip
+            log.warning(
+                "gateway unavailable; delivery paused for %.0fs",
+                pause,
+                extra={**fields, "error": answer.text[:200]},
+            )
         return _defer(redis, key, "paused", pause)
 
     delay = backoff(attempts, delivery.backoff_base_seconds, delivery.backoff_max_seconds, answer.retry_after)
     with redis.pipeline() as pipe:
-        pipe.hset(key, mapping={"state": "retrying", "last_status": status_text, "last_error": answer.text,
-                                "next_attempt_at": repr(time.time() + delay), "latency_ms": fields["latency_ms"]})  # fmt: skip
+        pipe.hset(
+            key,
+            mapping={
+                "state": "retrying",
+                "last_status": status_text,
+                "last_error": answer.text,
+                "next_attempt_at": repr(time.time() + delay),
+                "latency_ms": fields["latency_ms"],
+            },
+        )
         metrics.count_action(pipe, "retried", kind)
         pipe.execute()
     log.info("action will be retried in %ss", delay, extra={**fields, "error": answer.text[:200]})

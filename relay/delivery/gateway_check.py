@@ -55,8 +55,12 @@ def session_keys(gw: GatewayConfig, timeout: float = 10.0) -> Finding:
     if accepted is None:
         return Finding(True, f"session-key policy not shown by the gateway ({why})")
     fix = policy.SESSION_KEY_SETTING.splitlines()
-    return Finding(False, f"the gateway will refuse the relay's session keys: {why}; delivery of "
-                   "actions with a sessionKey (every preset's) pauses until the OpenClaw config has:", fix)  # fmt: skip
+    return Finding(
+        False,
+        f"the gateway will refuse the relay's session keys: {why}; delivery of "
+        "actions with a sessionKey (every preset's) pauses until the OpenClaw config has:",
+        fix,
+    )
 
 
 def websocket(gw: GatewayConfig, timeout: float = 10.0) -> Finding:
@@ -67,8 +71,11 @@ def websocket(gw: GatewayConfig, timeout: float = 10.0) -> Finding:
         )
     if result.status is None:
         return Finding(False, f"websocket: no answer from {rpc.ws_url(gw.url)}: {result.text[:200]}")
-    return Finding(False, f"websocket: the gateway refused the handshake: {result.text[:300]} "
-                   "(gateway.auth_token must equal the gateway's gateway.auth.token)")  # fmt: skip
+    return Finding(
+        False,
+        f"websocket: the gateway refused the handshake: {result.text[:300]} "
+        "(gateway.auth_token must equal the gateway's gateway.auth.token)",
+    )
 
 
 def tools_token(gw: GatewayConfig, timeout: float = 5.0) -> Finding:
@@ -79,8 +86,11 @@ def tools_token(gw: GatewayConfig, timeout: float = 5.0) -> Finding:
     except httpx.HTTPError as exc:
         return Finding(False, f"cannot reach {TOOLS_PATH}: {type(exc).__name__}")
     if answer.status_code in (401, 403):
-        return Finding(False, f"{TOOLS_PATH} refuses the gateway token ({answer.status_code}); "
-                       "gateway.auth_token must equal the gateway's gateway.auth.token")  # fmt: skip
+        return Finding(
+            False,
+            f"{TOOLS_PATH} refuses the gateway token ({answer.status_code}); "
+            "gateway.auth_token must equal the gateway's gateway.auth.token",
+        )
     if answer.status_code == 400:
         return Finding(True, f"{TOOLS_PATH} ok: gateway token accepted")
     return Finding(False, f"{TOOLS_PATH} answered {answer.status_code}: {answer.text[:200]}")

@@ -57,8 +57,14 @@ CHALLENGE_WAIT = 2.0  # seconds to wait for `connect.challenge` before connectin
 MAX_FRAME = 25 * 1024 * 1024
 
 # The gateway's ErrorCodes (src/gateway/protocol/schema/error-codes.ts) as HTTP-like statuses.
-ERROR_STATUS = {"INVALID_REQUEST": 400, "FORBIDDEN": 403, "NOT_PAIRED": 401, "NOT_LINKED": 503,
-                "AGENT_TIMEOUT": 503, "UNAVAILABLE": 503}  # fmt: skip
+ERROR_STATUS = {
+    "INVALID_REQUEST": 400,
+    "FORBIDDEN": 403,
+    "NOT_PAIRED": 401,
+    "NOT_LINKED": 503,
+    "AGENT_TIMEOUT": 503,
+    "UNAVAILABLE": 503,
+}
 # Close codes that mean "you may not connect" (policy, protocol) rather than "gone".
 AUTH_CLOSE_CODES = frozenset({1002, 1008, 4001})  # 1002: protocol mismatch
 
@@ -109,7 +115,7 @@ def connect_params(token: str | None, version: str = "0.1.0") -> dict[str, Any]:
             "platform": sys.platform,
             "mode": CLIENT_MODE,
             "instanceId": uuid.uuid4().hex,
-        },  # fmt: skip
+        },
         "caps": [],
         "role": ROLE,
         "scopes": list(SCOPES),
@@ -213,8 +219,13 @@ def call(
     """Connect to the gateway at `url` (ws:// or http://), authenticate, make one request, close."""
     deadline = time.monotonic() + timeout
     try:
-        with connect(ws_url(url), open_timeout=min(timeout, 10.0), close_timeout=1.0, max_size=MAX_FRAME,
-                     user_agent_header=f"openclaw-relay/{version}") as ws:  # fmt: skip
+        with connect(
+            ws_url(url),
+            open_timeout=min(timeout, 10.0),
+            close_timeout=1.0,
+            max_size=MAX_FRAME,
+            user_agent_header=f"openclaw-relay/{version}",
+        ) as ws:
             session = _Session(ws, deadline)
             hello = session.handshake(token, version)
             protocol = hello.get("protocol") if isinstance(hello, dict) else None

@@ -85,5 +85,8 @@ def invoke_tool(ctx: Context, gw: GatewayConfig, idempotency_key: str, body: byt
     except httpx.HTTPError as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
     text = response.text[:2000]
-    return Answer(tool_status(response.status_code, text, retry_tool_errors), text,
-                  parse_retry_after(response.headers.get("retry-after")))  # fmt: skip
+    return Answer(
+        tool_status(response.status_code, text, retry_tool_errors),
+        text,
+        parse_retry_after(response.headers.get("retry-after")),
+    )

@@ -171,18 +171,51 @@ def flush_one(redis: Redis, settings: Settings, raw: bytes, score: float, now: f
         actions_json = orjson.dumps([{"id": aid, "kind": template.get("kind", "agent"), "body": body}])
         if body.get("sessionKey"):
             lane = keys.lane(body["sessionKey"])
-        fields = ["source", source, "delivery_id", delivery_id, "received_at", repr(now), "state", "queued",
-                  "headers", b"{}", "body", orjson.dumps({"batch": key, "window_end_ms": window_end,
-                                                          "events": listed}),
-                  "actions", actions_json, "action_count", 1,
-                  "reason", f"batch {key}: {len(listed)} event(s) of one window, sent as one action"]  # fmt: skip
+        fields = [
+            "source",
+            source,
+            "delivery_id",
+            delivery_id,
+            "received_at",
+            repr(now),
+            "state",
+            "queued",
+            "headers",
+            b"{}",
+            "body",
+            orjson.dumps({"batch": key, "window_end_ms": window_end, "events": listed}),
+            "actions",
+            actions_json,
+            "action_count",
+            1,
+            "reason",
+            f"batch {key}: {len(listed)} event(s) of one window, sent as one action",
+        ]
     reason = f"batch {key}: sent as one action with the others of its window"
     done: Any = redis.eval(
-        _FLUSH, 8, held.DUE, raw, keys.INBOX, keys.event(batch_id), keys.dedupe(source, delivery_id),
-        keys.EVENTS, keys.events_by_source(source), lane,
-        window_end, int(now * 1000), repr(now), settings.event_ttl_seconds, settings.dedupe_ttl_seconds,
-        batch_id, window_ms, most, reason, len(listed), *listed, *fields,
-    )  # fmt: skip
+        _FLUSH,
+        8,
+        held.DUE,
+        raw,
+        keys.INBOX,
+        keys.event(batch_id),
+        keys.dedupe(source, delivery_id),
+        keys.EVENTS,
+        keys.events_by_source(source),
+        lane,
+        window_end,
+        int(now * 1000),
+        repr(now),
+        settings.event_ttl_seconds,
+        settings.dedupe_ttl_seconds,
+        batch_id,
+        window_ms,
+        most,
+        reason,
+        len(listed),
+        *listed,
+        *fields,
+    )
     if not done:
         return None
     log.info("batch window closed; %d event(s) of %s sent as event %s", len(listed), key, batch_id)

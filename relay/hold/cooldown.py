@@ -110,8 +110,9 @@ async def admit(
     key, cfg = cooldown
     if cfg.mode == "last":
         return Gate(key, cfg, hold=True)
-    passed = await redis.eval(_ADMIT_DROP, 1, _key("drop", key), f"{source}\x00{delivery_id}",
-                              max(1, int(cfg.window * 1000)))  # fmt: skip
+    passed = await redis.eval(
+        _ADMIT_DROP, 1, _key("drop", key), f"{source}\x00{delivery_id}", max(1, int(cfg.window * 1000))
+    )
     return Gate(key, cfg, drop=not passed)
 
 

@@ -82,15 +82,25 @@ async def schedule(redis: AsyncRedis, event_id: str, after: float, key: str | No
     """Mark a recorded event `delayed` until `after` seconds from now (idempotent)."""
     fire_at = time.time() + after
     reason = f"delayed {after:g} s" + (f", cancellable by key {key}" if key else "")
-    done = await redis.eval(_SCHEDULE, 3, keys.event(event_id), held.DUE, _index(key) if key else "",
-                            event_id, int(fire_at * 1000), ttl, reason)  # fmt: skip
+    done = await redis.eval(
+        _SCHEDULE,
+        3,
+        keys.event(event_id),
+        held.DUE,
+        _index(key) if key else "",
+        event_id,
+        int(fire_at * 1000),
+        ttl,
+        reason,
+    )
     return bool(done)
 
 
 async def cancel(redis: AsyncRedis, key: str, by: str) -> int:
     """Cancel every event still delayed under `key`; returns how many."""
-    n = await redis.eval(_CANCEL, 3, _index(key), held.DUE, keys.STATS, f"cancelled by {by} (key {key})",
-                         repr(time.time()))  # fmt: skip
+    n = await redis.eval(
+        _CANCEL, 3, _index(key), held.DUE, keys.STATS, f"cancelled by {by} (key {key})", repr(time.time())
+    )
     if n:
         log.info("cancelled %d delayed event(s) of %s", n, key)
     return int(n)

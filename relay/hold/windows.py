@@ -76,8 +76,19 @@ async def offer(
 ) -> bool:
     """Hold a recorded event as one of its key's candidates until the window closes."""
     window_ms = max(1, int(window * 1000))
-    done = await redis.eval(_OFFER, 3, keys.event(event_id), candidates_key, DUE, event_id,
-                            int(time.time() * 1000), window_ms, ttl, reason, most)  # fmt: skip
+    done = await redis.eval(
+        _OFFER,
+        3,
+        keys.event(event_id),
+        candidates_key,
+        DUE,
+        event_id,
+        int(time.time() * 1000),
+        window_ms,
+        ttl,
+        reason,
+        most,
+    )
     return bool(done)
 
 

@@ -66,13 +66,18 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
     client = redis_client or connect_async(settings.redis_url or DEFAULT_REDIS, settings)
     tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
-    store = EventStore(client, dedupe_ttl=settings.dedupe_ttl_seconds, event_ttl=settings.event_ttl_seconds,
-                       min_replicas=settings.durability.min_replicas,
-                       replica_timeout_ms=settings.durability.replica_timeout_ms)  # fmt: skip
+    store = EventStore(
+        client,
+        dedupe_ttl=settings.dedupe_ttl_seconds,
+        event_ttl=settings.event_ttl_seconds,
+        min_replicas=settings.durability.min_replicas,
+        replica_timeout_ms=settings.durability.replica_timeout_ms,
+    )
     ingress = Ingress(settings, store)
     current = [ingress]  # relay.reload swaps in a new Ingress; a request keeps the one it started with
-    guard = AuthGuard(client, max_failures=settings.auth_failures_max,
-                      window_seconds=settings.auth_failures_window_seconds)  # fmt: skip
+    guard = AuthGuard(
+        client, max_failures=settings.auth_failures_max, window_seconds=settings.auth_failures_window_seconds
+    )
 
     async def hook(request: Request) -> Response:
         ingress = current[0]
@@ -85,13 +90,22 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
                 raise HeadersTooLarge(f"more than {settings.max_headers} request headers")
             source = ingress.source(request.path_params["source"])
             body = await read_body(request, source.config.max_body_bytes, settings.body_timeout_seconds)
-            address = request.client.host if request.client else "unknown"  # relay.ingress.proxies resolved it
+            address = (
+                request.client.host if request.client else "unknown"
+            )  # relay.ingress.proxies resolved it
             try:
                 with tracing.span("relay.webhook", {"relay.source": source.name}, event=True):
-                    outcome = await ingress.handle(source, request.headers, request.query_params, body,
-                                                   repeated=repeated_headers(request))  # fmt: skip
-                    tracing.set_attributes(relay__event_id=outcome.body.get("eventId"),
-                                           http__response__status_code=outcome.status)  # fmt: skip
+                    outcome = await ingress.handle(
+                        source,
+                        request.headers,
+                        request.query_params,
+                        body,
+                        repeated=repeated_headers(request),
+                    )
+                    tracing.set_attributes(
+                        relay__event_id=outcome.body.get("eventId"),
+                        http__response__status_code=outcome.status,
+                    )
             except Unauthorized as exc:
                 raise await guard.failed(address, source.name, exc) from None
             await guard.succeeded(address, source.name)

@@ -77,10 +77,17 @@ def build_mapper(settings: Settings) -> Mapper:
                 )
             except ConfigError as exc:
                 raise ConfigError(f"mappings.{i}.transform: {exc}") from None
-    return Mapper(settings.mappings, transforms, max_message_bytes=settings.max_message_bytes,
-                  untrusted={n: presets.REGISTRY[c.preset].untrusted for n, c in settings.sources.items()
-                             if c.preset in presets.REGISTRY},
-                  allowed_agents={n: c.allowed_agent_ids for n, c in settings.sources.items()})  # fmt: skip
+    return Mapper(
+        settings.mappings,
+        transforms,
+        max_message_bytes=settings.max_message_bytes,
+        untrusted={
+            n: presets.REGISTRY[c.preset].untrusted
+            for n, c in settings.sources.items()
+            if c.preset in presets.REGISTRY
+        },
+        allowed_agents={n: c.allowed_agent_ids for n, c in settings.sources.items()},
+    )
 
 
 def build_budget(settings: Settings) -> TransformBudget:
@@ -109,9 +116,13 @@ class Ingress:
         return source
 
     async def handle(
-        self, source: Source, headers: Mapping[str, str], query: Mapping[str, str], body: bytes,
+        self,
+        source: Source,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        body: bytes,
         repeated: frozenset[str] = frozenset(),
-    ) -> Outcome:  # fmt: skip
+    ) -> Outcome:
         """Verify, map and record one webhook whose body has been read within the source's limit.
 
         `repeated`: the (lower-case) names of headers the request carries more than once."""
@@ -122,7 +133,9 @@ class Ingress:
             raise BadRequest(f"repeated {doubled[0]} header: send it once")
         if preset.prepare is not None:
             await preset.prepare(headers, source.config)
-        with tracing.span("relay.protocol.verify", {"relay.source": source.name}):  # relay.tracing (no-op if off)
+        with tracing.span(
+            "relay.protocol.verify", {"relay.source": source.name}
+        ):  # relay.tracing (no-op if off)
             if source.config.allow_query_token and preset.verify_query is not None:
                 preset.verify_query(headers, query, body, source.config)
                 # The URL's token is a credential: kept nowhere, like the credential headers.
@@ -132,8 +145,14 @@ class Ingress:
             payload = preset.parse(headers, body)
             delivery_id = preset.delivery_id(headers, payload, body)
         kept = redact_headers(headers)  # credentials are checked above and kept nowhere
-        event = Event(source=source.name, payload=payload, headers=kept, query=dict(query),
-                      path=source.name, delivery_id=delivery_id)  # fmt: skip
+        event = Event(
+            source=source.name,
+            payload=payload,
+            headers=kept,
+            query=dict(query),
+            path=source.name,
+            delivery_id=delivery_id,
+        )
         skip_reason = preset.skip(headers, payload, source.config)
         error = None
         actions = []
@@ -159,16 +178,22 @@ class Ingress:
         routed = [] if (gate is not None and gate.hold) or later else actions
         with tracing.span("relay.record"):
             recorded = await self.store.record(
-                source=source.name, delivery_id=delivery_id, headers=kept, body=body,
-                actions=encode_actions(source.name, delivery_id, actions,
-                                       gateway_for(self.settings, self.mapper, source, event)),
+                source=source.name,
+                delivery_id=delivery_id,
+                headers=kept,
+                body=body,
+                actions=encode_actions(
+                    source.name, delivery_id, actions, gateway_for(self.settings, self.mapper, source, event)
+                ),
                 action_count=len(routed),
-                lanes=session_lanes(source.name, delivery_id, routed), error=error,
-            )  # fmt: skip
+                lanes=session_lanes(source.name, delivery_id, routed),
+                error=error,
+            )
         fields = {"source": source.name, "delivery_id": delivery_id, "event_id": recorded.event_id}
         if delay is not None:
-            await delayed.after_record(self.store.redis, recorded.event_id, delay, later,
-                                       self.settings.event_ttl_seconds)  # fmt: skip
+            await delayed.after_record(
+                self.store.redis, recorded.event_id, delay, later, self.settings.event_ttl_seconds
+            )
         if gate is not None and gate.hold:
             offer = batching.offer if isinstance(gate, batching.BatchGate) else cooldown.offer
             await offer(self.store.redis, gate, recorded.event_id, self.settings.event_ttl_seconds)  # type: ignore[arg-type]
@@ -179,19 +204,29 @@ class Ingress:
             return Outcome(200, {"ok": True, "duplicate": True, "eventId": recorded.event_id})
         if error is not None:
             log.warning("transform failed; event parked", extra={**fields, "error": error.splitlines()[-1]})
-            return Outcome(preset.accepted_status,
-                           {"ok": True, "eventId": recorded.event_id, "actions": 0, "parked": True})  # fmt: skip
+            return Outcome(
+                preset.accepted_status,
+                {"ok": True, "eventId": recorded.event_id, "actions": 0, "parked": True},
+            )
         if not actions:
             log.info("event recorded, no action", extra={**fields, "reason": skip_reason or "no mapping"})
-            return Outcome(200, {"ok": True, "eventId": recorded.event_id, "actions": 0,
-                                 "skipped": skip_reason or "no action"})  # fmt: skip
+            return Outcome(
+                200,
+                {
+                    "ok": True,
+                    "eventId": recorded.event_id,
+                    "actions": 0,
+                    "skipped": skip_reason or "no action",
+                },
+            )
         if not routed:
             # Held (a batch window, a cooldown `last` window, a delay): nothing is queued now, and
             # "actions": n would read as n deliveries under way.
             held = "delay" if later else "batch" if isinstance(gate, batching.BatchGate) else "cooldown"
             log.debug("event recorded and held", extra={**fields, "held": held})
-            return Outcome(preset.accepted_status,
-                           {"ok": True, "eventId": recorded.event_id, "actions": 0, "held": held})  # fmt: skip
+            return Outcome(
+                preset.accepted_status, {"ok": True, "eventId": recorded.event_id, "actions": 0, "held": held}
+            )
         log.debug("event recorded", extra={**fields, "actions": len(actions)})
         return Outcome(
             preset.accepted_status, {"ok": True, "eventId": recorded.event_id, "actions": len(actions)}

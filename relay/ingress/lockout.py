@@ -56,8 +56,11 @@ class AuthGuard:
             log.warning("cannot count a failed authentication: %s", exc_redis)
             return exc
         self._remember(addr_key, source_key)
-        over = [ttl for count, ttl in ((addr_count, addr_ttl), (source_count, source_ttl))
-                if count > self.max_failures]  # fmt: skip
+        over = [
+            ttl
+            for count, ttl in ((addr_count, addr_ttl), (source_count, source_ttl))
+            if count > self.max_failures
+        ]
         if not over:
             return exc
         retry_after = max(1, *(int(ttl) for ttl in over))

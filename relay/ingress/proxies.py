@@ -35,8 +35,9 @@ def _trusted(host: str, networks: list[Network]) -> bool:
     return any(address in net for net in networks)
 
 
-def resolve(peer: str, forwarded_for: list[str], forwarded_proto: list[str], scheme: str,
-            networks: list[Network]) -> tuple[str, str]:  # fmt: skip
+def resolve(
+    peer: str, forwarded_for: list[str], forwarded_proto: list[str], scheme: str, networks: list[Network]
+) -> tuple[str, str]:
     """The client address and scheme of a request from `peer` carrying these header values."""
     if not networks or not _trusted(peer, networks):
         return peer, scheme

@@ -147,5 +147,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
 def protocol(*, max_headers: int, head_timeout: float) -> type[LimitedHttpToolsProtocol]:
     """The protocol class for `uvicorn.run(http=...)`, with these limits."""
-    return type("RelayHttpProtocol", (LimitedHttpToolsProtocol,),
-                {"max_headers": max_headers, "head_timeout": head_timeout})  # fmt: skip
+    return type(
+        "RelayHttpProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"max_headers": max_headers, "head_timeout": head_timeout},
+    )

@@ -253,8 +253,14 @@ def is_untrusted(expr: str, patterns: Iterable[str]) -> bool:
     want = path_pattern(expr)
     for pattern in patterns:
         p = path_pattern(pattern)
-        if want == p or want.startswith(p + ".") or want.startswith(p + "[") or p.startswith(want + ".") \
-                or p.startswith(want + "[") or not want:  # fmt: skip
+        if (
+            want == p
+            or want.startswith(p + ".")
+            or want.startswith(p + "[")
+            or p.startswith(want + ".")
+            or p.startswith(want + "[")
+            or not want
+        ):
             return True
     return False
 
@@ -262,9 +268,19 @@ def is_untrusted(expr: str, patterns: Iterable[str]) -> bool:
 # Events that report a result rather than something a sender wrote (CI, deployments): their sender
 # is often the CI app itself, and an agent should hear of a failure whoever caused it.
 RESULT_EVENTS = frozenset(
-    {"check_run", "check_suite", "workflow_run", "workflow_job", "status", "deployment_status",
-     "pipeline", "build", "Pipeline Hook", "Job Hook"}
-)  # fmt: skip
+    {
+        "check_run",
+        "check_suite",
+        "workflow_run",
+        "workflow_job",
+        "status",
+        "deployment_status",
+        "pipeline",
+        "build",
+        "Pipeline Hook",
+        "Job Hook",
+    }
+)
 
 
 def sender_skip(

@@ -44,9 +44,15 @@ MAX_ACTIONS_PER_EVENT = 20
 DEFAULT_MAX_MESSAGE_BYTES = 200_000
 _AGENT_FIELDS = frozenset(f.alias or n for n, f in AgentAction.model_fields.items()) - {"kind"}
 _MODELS: dict[str, type[AgentAction | WakeAction | SendAction | ToolAction]] = {
-    "agent": AgentAction, "wake": WakeAction, "send": SendAction, "tool": ToolAction}  # fmt: skip
-_FIELDS = {kind: frozenset(f.alias or n for n, f in model.model_fields.items()) - {"kind"}
-           for kind, model in _MODELS.items()}  # fmt: skip
+    "agent": AgentAction,
+    "wake": WakeAction,
+    "send": SendAction,
+    "tool": ToolAction,
+}
+_FIELDS = {
+    kind: frozenset(f.alias or n for n, f in model.model_fields.items()) - {"kind"}
+    for kind, model in _MODELS.items()
+}
 # The field each kind cannot do without (OpenClaw's validateAction for agent and wake).
 _REQUIRED = {"agent": "message", "wake": "text", "send": "message", "tool": "tool"}
 # C0/C1 control characters except tab and newline, and the bidirectional overrides that can make
@@ -510,8 +516,11 @@ class Mapper:
             return f"{event.source}:{text}" if text else None
 
         after = mapping.delay.after if mapping.delay is not None else 0.0
-        return (after, key(mapping.delay.key if mapping.delay else None),
-                key(mapping.cancel.key if mapping.cancel else None))  # fmt: skip
+        return (
+            after,
+            key(mapping.delay.key if mapping.delay else None),
+            key(mapping.cancel.key if mapping.cancel else None),
+        )
 
     def map_within(
         self, budget: TransformBudget | None, event: Event, preset_transform: Transform | None = None

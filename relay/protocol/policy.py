@@ -16,16 +16,24 @@ SESSION_KEY_PREFIX = "hook:"
 
 # (the start of the gateway's message, the setting that resolves it)
 _REFUSALS: tuple[tuple[str, str], ...] = (
-    ("sessionKey is disabled for externally supplied hook payload values",
-     "in the OpenClaw config set " + SESSION_KEY_SETTING.replace("\n", " and ")),
-    ("sessionKey must start with one of:",
-     f'in the OpenClaw config add "{SESSION_KEY_PREFIX}" to hooks.allowedSessionKeyPrefixes '
-     "(the relay's session keys start with it)"),
-    ("agentId is not allowed by hooks.allowedAgentIds",
-     "in the OpenClaw config add the mapping's agentId to hooks.allowedAgentIds"),
-    ("agentId is required when multiple agents are configured",
-     "set agentId on the relay mapping (the gateway has several agents and will not pick one)"),
-)  # fmt: skip
+    (
+        "sessionKey is disabled for externally supplied hook payload values",
+        "in the OpenClaw config set " + SESSION_KEY_SETTING.replace("\n", " and "),
+    ),
+    (
+        "sessionKey must start with one of:",
+        f'in the OpenClaw config add "{SESSION_KEY_PREFIX}" to hooks.allowedSessionKeyPrefixes '
+        "(the relay's session keys start with it)",
+    ),
+    (
+        "agentId is not allowed by hooks.allowedAgentIds",
+        "in the OpenClaw config add the mapping's agentId to hooks.allowedAgentIds",
+    ),
+    (
+        "agentId is required when multiple agents are configured",
+        "set agentId on the relay mapping (the gateway has several agents and will not pick one)",
+    ),
+)
 
 
 def refusal_hint(status: int | None, text: str) -> str | None:
@@ -60,8 +68,12 @@ def probe_body() -> dict[str, object]:
     <the list>"; keys allowed without prefixes → the persistent-mode refusal. Each is a 400 before
     any run exists. Only a prefix list that admits "relay-probe:" would start a run.
     """
-    return {"message": "relay check: session-key policy probe (refused before any run)",
-            "name": "relay-check", "sessionKey": "relay-probe:policy", "sessionMode": "persistent"}  # fmt: skip
+    return {
+        "message": "relay check: session-key policy probe (refused before any run)",
+        "name": "relay-check",
+        "sessionKey": "relay-probe:policy",
+        "sessionMode": "persistent",
+    }
 
 
 PERSISTENT_NEEDS_PREFIXES = (

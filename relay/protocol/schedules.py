@@ -202,8 +202,17 @@ def source_name(name: str) -> str:
 
 # --- what ---------------------------------------------------------------------------------------
 
-_ACTION_FIELDS = ("name", "agent_id", "session_key", "deliver", "channel", "to", "model", "thinking",
-                  "timeout_seconds")  # fmt: skip
+_ACTION_FIELDS = (
+    "name",
+    "agent_id",
+    "session_key",
+    "deliver",
+    "channel",
+    "to",
+    "model",
+    "thinking",
+    "timeout_seconds",
+)
 
 
 def build_action(

@@ -74,8 +74,9 @@ def verify_token(presented: str | None, secrets: Iterable[bytes], *, what: str =
 
 
 # Headers that carry credentials: checked, then never kept (events in Redis, templates, `relay events`).
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-openclaw-token",
-                                "x-gitlab-token"})  # fmt: skip
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "x-openclaw-token", "x-gitlab-token"}
+)
 REDACTED = "[redacted]"
 
 
@@ -119,8 +120,10 @@ def check_timestamp(timestamp: str | None, tolerance: float, *, what: str, now: 
 def stale_message(what: str, age: float, tolerance: float) -> str:
     """Why a signed timestamp `age` seconds old (negative: ahead of the relay's clock) is refused."""
     when = f"{age:.0f} s old" if age > 0 else f"{-age:.0f} s in the future"
-    return (f"{what} is {when}; the relay accepts at most {tolerance:g} s either way (the source's "
-            "tolerance_seconds): a replayed request, or a clock out of sync")  # fmt: skip
+    return (
+        f"{what} is {when}; the relay accepts at most {tolerance:g} s either way (the source's "
+        "tolerance_seconds): a replayed request, or a clock out of sync"
+    )
 
 
 def verify_stripe_signature(

@@ -73,8 +73,14 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     db = path[1] if len(path) == 2 else parse_qs(parts.query).get("db", ["0"])[0]
     if not db.isdigit():
         raise ValueError(f"database {db!r} is not a number")
-    return SentinelURL(tuple(hosts), unquote(path[0]), int(db), username, password,
-                       ssl=parts.scheme.lower() == "rediss+sentinel")  # fmt: skip
+    return SentinelURL(
+        tuple(hosts),
+        unquote(path[0]),
+        int(db),
+        username,
+        password,
+        ssl=parts.scheme.lower() == "rediss+sentinel",
+    )
 
 
 def _secrets(settings: Settings | None) -> tuple[str | None, str | None]:
@@ -99,8 +105,10 @@ def _sentinel_kwargs(
         node["password"] = password or parsed.password
     if parsed.ssl:
         node["ssl"] = True
-    sentinel: dict[str, Any] = {"socket_timeout": SENTINEL_SOCKET_TIMEOUT,
-                                "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT}  # fmt: skip
+    sentinel: dict[str, Any] = {
+        "socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+        "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT,
+    }
     if sentinel_password:
         sentinel["password"] = sentinel_password
     if parsed.ssl:

@@ -30,38 +30,80 @@ def assess(facts: Facts) -> list[tuple[str, str]]:
     lines: list[tuple[str, str]] = []
     if facts.appendonly:
         fsync = facts.appendfsync or "unknown"
-        loss = {"always": "nothing acknowledged", "everysec": "about the last second of acknowledged events",
-                "no": "up to ~30 s of acknowledged events (fsync left to the OS)"}.get(fsync, "an unknown amount")  # fmt: skip
+        loss = {
+            "always": "nothing acknowledged",
+            "everysec": "about the last second of acknowledged events",
+            "no": "up to ~30 s of acknowledged events (fsync left to the OS)",
+        }.get(fsync, "an unknown amount")
         lines.append(("ok", f"redis persistence: appendonly yes, appendfsync {fsync}"))
-        lines.append(("note" if fsync != "no" else "warning",
-                      f"a crash of the Redis host loses {loss}; a Redis restart alone loses nothing"))  # fmt: skip
+        lines.append(
+            (
+                "note" if fsync != "no" else "warning",
+                f"a crash of the Redis host loses {loss}; a Redis restart alone loses nothing",
+            )
+        )
     elif facts.appendonly is None:
-        lines.append(("warning", "redis persistence: unknown (the server does not report appendonly); "
-                                 "make sure AOF is on, or acknowledged events may not survive a restart"))  # fmt: skip
+        lines.append(
+            (
+                "warning",
+                "redis persistence: unknown (the server does not report appendonly); "
+                "make sure AOF is on, or acknowledged events may not survive a restart",
+            )
+        )
     elif facts.save:
-        lines.append(("warning", f"redis persistence: appendonly no, RDB snapshots only (save {facts.save!r}): "
-                                 "events acknowledged since the last snapshot are lost when Redis restarts; "
-                                 "turn on appendonly"))  # fmt: skip
+        lines.append(
+            (
+                "warning",
+                f"redis persistence: appendonly no, RDB snapshots only (save {facts.save!r}): "
+                "events acknowledged since the last snapshot are lost when Redis restarts; "
+                "turn on appendonly",
+            )
+        )
     else:
-        lines.append(("warning", "redis persistence: NONE (appendonly no, no RDB snapshots): every "
-                                 "acknowledged event is lost when Redis restarts; turn on appendonly"))  # fmt: skip
+        lines.append(
+            (
+                "warning",
+                "redis persistence: NONE (appendonly no, no RDB snapshots): every "
+                "acknowledged event is lost when Redis restarts; turn on appendonly",
+            )
+        )
     where = f"Sentinel, master {facts.sentinel!r}" if facts.sentinel else "a single Redis URL (no Sentinel)"
     lines.append(("ok", f"redis topology: {where}, {facts.replicas} replica(s) connected"))
     if facts.sentinels is not None:
         up, configured = facts.sentinels
         level = "ok" if up > configured // 2 else "warning"
-        lines.append((level, f"sentinels: {up} of {configured} answer" + (
-            "" if level == "ok" else "; without a majority no failover can happen")))  # fmt: skip
+        lines.append(
+            (
+                level,
+                f"sentinels: {up} of {configured} answer"
+                + ("" if level == "ok" else "; without a majority no failover can happen"),
+            )
+        )
     if facts.min_replicas:
         if facts.replicas < facts.min_replicas:
-            lines.append(("warning", f"durability.min_replicas is {facts.min_replicas} but {facts.replicas} "
-                                     "replica(s) are connected: the ingress answers 503 to every event"))  # fmt: skip
+            lines.append(
+                (
+                    "warning",
+                    f"durability.min_replicas is {facts.min_replicas} but {facts.replicas} "
+                    "replica(s) are connected: the ingress answers 503 to every event",
+                )
+            )
         else:
-            lines.append(("ok", f"durability.min_replicas {facts.min_replicas}: an event is acknowledged only "
-                                "once that many replicas hold it"))  # fmt: skip
+            lines.append(
+                (
+                    "ok",
+                    f"durability.min_replicas {facts.min_replicas}: an event is acknowledged only "
+                    "once that many replicas hold it",
+                )
+            )
     elif facts.replicas:
-        lines.append(("note", "replication is asynchronous and durability.min_replicas is 0: a failover can "
-                              "lose the last acknowledged events (docs/high-availability.md)"))  # fmt: skip
+        lines.append(
+            (
+                "note",
+                "replication is asynchronous and durability.min_replicas is 0: a failover can "
+                "lose the last acknowledged events (docs/high-availability.md)",
+            )
+        )
     return lines
 
 
@@ -83,8 +125,15 @@ def inspect(client: Any, url: str | None, min_replicas: int = 0, settings: Any =
     if url and sentinel:
         clients = sentinels(url, settings)
         counted = (sum(_answers(s) for s in clients), len(clients))
-    return Facts(appendonly, appendfsync, save, int(replication.get("connected_slaves", 0)), sentinel,
-                 min_replicas, counted)  # fmt: skip
+    return Facts(
+        appendonly,
+        appendfsync,
+        save,
+        int(replication.get("connected_slaves", 0)),
+        sentinel,
+        min_replicas,
+        counted,
+    )
 
 
 def _answers(client: Any) -> bool:

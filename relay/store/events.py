@@ -151,44 +151,100 @@ class Recorded:
 
 
 def _record_args(
-    *, source: str, delivery_id: str, headers: dict[str, str], body: bytes, actions: bytes,
-    action_count: int, lanes: Sequence[tuple[str, str]], error: str | None, dedupe_ttl: int, event_ttl: int,
-) -> tuple[list[Any], list[Any]]:  # fmt: skip
+    *,
+    source: str,
+    delivery_id: str,
+    headers: dict[str, str],
+    body: bytes,
+    actions: bytes,
+    action_count: int,
+    lanes: Sequence[tuple[str, str]],
+    error: str | None,
+    dedupe_ttl: int,
+    event_ttl: int,
+) -> tuple[list[Any], list[Any]]:
     """The keys and args of one event for `_RECORD_MANY`."""
     event_id = new_event_id()
     now = time.time()
     state = "parked" if error else ("queued" if action_count else "skipped")
     fields: list[Any] = [
-        "source", source, "delivery_id", delivery_id, "received_at", repr(now), "state", state,
-        "headers", orjson.dumps(headers), "body", body, "actions", actions, "action_count", action_count,
-    ]  # fmt: skip
+        "source",
+        source,
+        "delivery_id",
+        delivery_id,
+        "received_at",
+        repr(now),
+        "state",
+        state,
+        "headers",
+        orjson.dumps(headers),
+        "body",
+        body,
+        "actions",
+        actions,
+        "action_count",
+        action_count,
+    ]
     if error:
         fields += ["error", error]
     if tracing.traceparent():  # relay.tracing: the worker continues this event's trace
         fields += ["traceparent", tracing.traceparent()]
-    event_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX,
-                  keys.PARKED, *(lane for lane, _ in lanes)]  # fmt: skip
-    args = [event_id, now, dedupe_ttl, event_ttl, "1" if action_count and not error else "0",
-            "1" if error else "0", len(lanes), *(aid for _, aid in lanes), *fields]  # fmt: skip
+    event_keys = [
+        keys.dedupe(source, delivery_id),
+        keys.event(event_id),
+        keys.EVENTS,
+        keys.INBOX,
+        keys.PARKED,
+        *(lane for lane, _ in lanes),
+    ]
+    args = [
+        event_id,
+        now,
+        dedupe_ttl,
+        event_ttl,
+        "1" if action_count and not error else "0",
+        "1" if error else "0",
+        len(lanes),
+        *(aid for _, aid in lanes),
+        *fields,
+    ]
     return event_keys, args
 
 
 def _recorded(result: Any) -> Recorded:
     created, stored_id = result
-    return Recorded(event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id,
-                    duplicate=not created)  # fmt: skip
+    return Recorded(
+        event_id=stored_id.decode() if isinstance(stored_id, bytes) else stored_id, duplicate=not created
+    )
 
 
 def record_event(
-    redis: Redis, *, source: str, delivery_id: str, headers: dict[str, str], body: bytes, actions: bytes,
-    action_count: int, lanes: Sequence[tuple[str, str]] = (), dedupe_ttl: int, event_ttl: int,
-) -> Recorded:  # fmt: skip
+    redis: Redis,
+    *,
+    source: str,
+    delivery_id: str,
+    headers: dict[str, str],
+    body: bytes,
+    actions: bytes,
+    action_count: int,
+    lanes: Sequence[tuple[str, str]] = (),
+    dedupe_ttl: int,
+    event_ttl: int,
+) -> Recorded:
     """`EventStore.record` for synchronous callers (the CLI, `relay.client`, the scheduler): the same
     script, one event per call, so an event recorded here is indistinguishable from the ingress's."""
     event_keys, args = _record_args(
-        source=source, delivery_id=delivery_id, headers=headers, body=body, actions=actions,
-        action_count=action_count, lanes=lanes, error=None, dedupe_ttl=dedupe_ttl, event_ttl=event_ttl,
-    )  # fmt: skip
+        source=source,
+        delivery_id=delivery_id,
+        headers=headers,
+        body=body,
+        actions=actions,
+        action_count=action_count,
+        lanes=lanes,
+        error=None,
+        dedupe_ttl=dedupe_ttl,
+        event_ttl=event_ttl,
+    )
     script = redis.register_script(_RECORD_MANY)
     (result,) = script(keys=event_keys, args=[1, len(event_keys), len(args), *args])
     return _recorded(result)
@@ -202,8 +258,15 @@ class EventStore:
     still answers only after the call that carries its event has returned.
     """
 
-    def __init__(self, redis: AsyncRedis, *, dedupe_ttl: int, event_ttl: int, min_replicas: int = 0,
-                 replica_timeout_ms: int = 1000) -> None:  # fmt: skip
+    def __init__(
+        self,
+        redis: AsyncRedis,
+        *,
+        dedupe_ttl: int,
+        event_ttl: int,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 1000,
+    ) -> None:
         self.redis = redis
         self.dedupe_ttl = dedupe_ttl
         self.event_ttl = event_ttl
@@ -226,10 +289,17 @@ class EventStore:
         error: str | None = None,
     ) -> Recorded:
         event_keys, args = _record_args(
-            source=source, delivery_id=delivery_id, headers=headers, body=body, actions=actions,
-            action_count=action_count, lanes=lanes, error=error, dedupe_ttl=self.dedupe_ttl,
+            source=source,
+            delivery_id=delivery_id,
+            headers=headers,
+            body=body,
+            actions=actions,
+            action_count=action_count,
+            lanes=lanes,
+            error=error,
+            dedupe_ttl=self.dedupe_ttl,
             event_ttl=self.event_ttl,
-        )  # fmt: skip
+        )
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((event_keys, args, len(body) + len(actions), future))
         if not self._flushing:

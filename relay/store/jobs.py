@@ -17,12 +17,17 @@ def enqueue_delivery(
     """Add the RQ job that delivers `action_id` to `pipe` (a pipeline in MULTI)."""
     pipe.hset(keys.action(action_id), "job_id", job_id)
     queue.enqueue_call(
-        "relay.delivery.deliver", args=(action_id,), job_id=job_id, pipeline=pipe,
+        "relay.delivery.deliver",
+        args=(action_id,),
+        job_id=job_id,
+        pipeline=pipe,
         # interval 0: a job whose worker died is re-queued at once, without waiting for the scheduler.
         retry=Retry(max=settings.delivery.max_attempts, interval=0),
-        timeout=int(settings.gateway.timeout_seconds) + 30, result_ttl=600,
-        failure_ttl=settings.event_ttl_seconds, description=description,
-    )  # fmt: skip
+        timeout=int(settings.gateway.timeout_seconds) + 30,
+        result_ttl=600,
+        failure_ttl=settings.event_ttl_seconds,
+        description=description,
+    )
 
 
 def queue_turn(redis: Redis, settings: Settings, action_id: str) -> None:
@@ -30,6 +35,12 @@ def queue_turn(redis: Redis, settings: Settings, action_id: str) -> None:
     job_id = lanes.next_job_id(redis, action_id)
     with redis.pipeline(transaction=True) as pipe:
         pipe.multi()
-        enqueue_delivery(Queue(settings.queue, connection=redis), pipe, settings, action_id, job_id,
-                         f"deliver {action_id} (its session's turn)")  # fmt: skip
+        enqueue_delivery(
+            Queue(settings.queue, connection=redis),
+            pipe,
+            settings,
+            action_id,
+            job_id,
+            f"deliver {action_id} (its session's turn)",
+        )
         pipe.execute()

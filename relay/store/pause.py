@@ -135,8 +135,10 @@ def hold_if_paused(redis: Redis, action_id: str, source: str | None, gateway: st
     """Called by a delivery job before it sends: the pause field that holds the action, or None."""
     fields = ([field("source", source)] if source else []) + [field("gateway", gateway_name(gateway))]
     script = redis.register_script(_HOLD)  # called by EVALSHA: the script text is not sent each time
-    held = script(keys=[keys.PAUSED, keys.PAUSED_HELD, keys.action(action_id)],
-                  args=[action_id, repr(time.time()), *fields])  # fmt: skip
+    held = script(
+        keys=[keys.PAUSED, keys.PAUSED_HELD, keys.action(action_id)],
+        args=[action_id, repr(time.time()), *fields],
+    )
     return held.decode() if held else None
 
 
@@ -152,8 +154,16 @@ def list_paused(redis: Redis) -> list[Pause]:
     for (name, info), held in zip(entries, counts, strict=True):
         kind, _, what = name.partition(":")
         if kind in KINDS:
-            out.append(Pause(kind, what, str(info.get("by", "")), float(info.get("at", 0)),  # type: ignore[arg-type]
-                             str(info.get("reason", "")), int(held)))  # fmt: skip
+            out.append(
+                Pause(
+                    kind,
+                    what,
+                    str(info.get("by", "")),
+                    float(info.get("at", 0)),  # type: ignore[arg-type]
+                    str(info.get("reason", "")),
+                    int(held),
+                )
+            )
     return out
 
 
@@ -167,10 +177,12 @@ def metric_families(redis: Redis) -> list[Any]:
     """`relay_paused` (1 per pause in force) and `relay_held_actions`, for /metrics."""
     from prometheus_client.core import GaugeMetricFamily
 
-    paused = GaugeMetricFamily("relay_paused", "1 for each source or gateway paused by an operator",
-                               labels=["kind", "name"])  # fmt: skip
-    held = GaugeMetricFamily("relay_held_actions", "Actions waiting for an operator's resume",
-                             labels=["kind", "name"])  # fmt: skip
+    paused = GaugeMetricFamily(
+        "relay_paused", "1 for each source or gateway paused by an operator", labels=["kind", "name"]
+    )
+    held = GaugeMetricFamily(
+        "relay_held_actions", "Actions waiting for an operator's resume", labels=["kind", "name"]
+    )
     for p in list_paused(redis):
         paused.add_metric([p.kind, p.name], 1.0)
         held.add_metric([p.kind, p.name], float(p.held))

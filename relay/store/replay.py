@@ -99,8 +99,15 @@ class Replayer:
         reason = source.preset.skip(headers, payload, source.config)
         if reason is not None:
             return [], reason, None
-        event = Event(source=source.name, payload=payload, headers=headers, path=source.name,
-                      delivery_id=stored["delivery_id"], id=stored["id"], received_at=stored["received_at"])  # fmt: skip
+        event = Event(
+            source=source.name,
+            payload=payload,
+            headers=headers,
+            path=source.name,
+            delivery_id=stored["delivery_id"],
+            id=stored["id"],
+            received_at=stored["received_at"],
+        )
         actions = self.mapper.map_within(self.budget, event, source.preset.transform)
         return actions, None, gateway_for(self.settings, self.mapper, source, event)
 
@@ -112,8 +119,12 @@ class Replayer:
             return Outcome(event_id, "missing", detail="no such event (expired or never recorded)")
         expected = "" if force else "parked"
         if not force and stored.get("state") != "parked":
-            return Outcome(event_id, "refused", detail=f"state is {stored.get('state')!r}, not parked; "
-                           "--force maps it again (actions already delivered are not sent twice)")  # fmt: skip
+            return Outcome(
+                event_id,
+                "refused",
+                detail=f"state is {stored.get('state')!r}, not parked; "
+                "--force maps it again (actions already delivered are not sent twice)",
+            )
         now = repr(time.time())
         try:
             actions, reason, gateway = self.remap(stored)
@@ -127,10 +138,20 @@ class Replayer:
             encoded = encode_actions(stored["source"], stored["delivery_id"], actions, gateway)
             lanes = session_lanes(stored["source"], stored["delivery_id"], actions)
             state = "queued" if actions else "skipped"
-            result = self._commit(keys=[keys.event(event_id), keys.INBOX, keys.PARKED, *(k for k, _ in lanes)],
-                                  args=[event_id, expected, state, encoded, len(actions), now,
-                                        "1" if actions else "0", self.settings.event_ttl_seconds,
-                                        *(aid for _, aid in lanes)])  # fmt: skip
+            result = self._commit(
+                keys=[keys.event(event_id), keys.INBOX, keys.PARKED, *(k for k, _ in lanes)],
+                args=[
+                    event_id,
+                    expected,
+                    state,
+                    encoded,
+                    len(actions),
+                    now,
+                    "1" if actions else "0",
+                    self.settings.event_ttl_seconds,
+                    *(aid for _, aid in lanes),
+                ],
+            )
             return self._outcome(event_id, result, state, len(actions), reason or "")
         result = self._failed(keys=[keys.event(event_id)], args=[expected, error, now])
         return self._outcome(event_id, result, "parked", 0, error)
@@ -144,8 +165,12 @@ class Replayer:
         if stored is None:
             return Outcome(event_id, "missing", detail="no such event (expired or never recorded)")
         if not force and stored.get("state") != "parked":
-            return Outcome(event_id, "refused", detail=f"state is {stored.get('state')!r}, not parked; "
-                           "--force maps it again (actions already delivered are not sent twice)")  # fmt: skip
+            return Outcome(
+                event_id,
+                "refused",
+                detail=f"state is {stored.get('state')!r}, not parked; "
+                "--force maps it again (actions already delivered are not sent twice)",
+            )
         try:
             actions, reason, _ = self.remap(stored)
         except RelayError as exc:
@@ -193,8 +218,12 @@ def describe(outcome: Outcome, *, dry_run: bool = False) -> str:
 
 
 def outcome_json(outcome: Outcome, *, dry_run: bool = False) -> bytes:
-    out: dict[str, Any] = {"eventId": outcome.event_id, "state": outcome.state, "actions": outcome.actions,
-                           "detail": outcome.detail}  # fmt: skip
+    out: dict[str, Any] = {
+        "eventId": outcome.event_id,
+        "state": outcome.state,
+        "actions": outcome.actions,
+        "detail": outcome.detail,
+    }
     if dry_run:
         out["dryRun"] = True
         out["planned"] = [{"kind": a.kind, "body": a.body()} for a in outcome.planned]

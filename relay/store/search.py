@@ -154,20 +154,37 @@ def cursor_time(cursor: str) -> float | None:
     return None if top == "+inf" else float(top)
 
 
-def console_page(redis: Redis, *, source: str, state: str, text: str, since: str, until: str,
-                 cursor: str | None, page_size: int = 50) -> Any:  # fmt: skip
+def console_page(
+    redis: Redis,
+    *,
+    source: str,
+    state: str,
+    text: str,
+    since: str,
+    until: str,
+    cursor: str | None,
+    page_size: int = 50,
+) -> Any:
     """The console's event list for a search: a `relay.console.data.Page`, with the same bound."""
     from relay.console.data import Page
 
     try:
-        query = Query(source=source, state=state, grep=text, ignore_case=True,
-                      since=parse_time(since) if since else None, until=parse_time(until) if until else None)  # fmt: skip
+        query = Query(
+            source=source,
+            state=state,
+            grep=text,
+            ignore_case=True,
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+        )
     except ValueError as exc:
         return Page([], None, notes=[str(exc)])
     result = search(redis, query, limit=page_size, cursor=cursor)
     page = Page(result.rows, result.next_cursor, result.examined, windowed=True)
-    page.notes.append(f"Searched {result.examined} events (at most {MAX_EXAMINED} per page); text is matched "
-                      "in the payload and headers, ignoring case.")  # fmt: skip
+    page.notes.append(
+        f"Searched {result.examined} events (at most {MAX_EXAMINED} per page); text is matched "
+        "in the payload and headers, ignoring case."
+    )
     if result.stopped_early:
         page.notes.append(
             f"Stopped early at the bound: “older” continues the search past {result.examined} events."

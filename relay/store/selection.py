@@ -70,12 +70,23 @@ class Plan:
     stopped_early: bool = False
 
     def counts(self) -> dict[str, int]:
-        return {"dead": len(self.dead), "parked": len(self.parked), "delivered": len(self.delivered),
-                "other": sum(self.other.values())}  # fmt: skip
+        return {
+            "dead": len(self.dead),
+            "parked": len(self.parked),
+            "delivered": len(self.delivered),
+            "other": sum(self.other.values()),
+        }
 
 
-def plan(redis: Redis, *, since: float, until: float | None, source: str = "", state: str = "",
-         max_events: int = MAX_EXAMINED) -> Plan:  # fmt: skip
+def plan(
+    redis: Redis,
+    *,
+    since: float,
+    until: float | None,
+    source: str = "",
+    state: str = "",
+    max_events: int = MAX_EXAMINED,
+) -> Plan:
     """The events received in [since, until] (of `source`), classified; at most `max_events`."""
     found = search(
         redis, Query(source=source, since=since, until=until), limit=max_events, max_examined=max_events
@@ -142,8 +153,9 @@ def execute(redis: Redis, settings: Settings, selected: Plan, *, by: str, new_ke
             went = [aid for aid in action_ids if replay_delivered(redis, settings, aid)]
             if went:
                 done.replayed["delivered"] += 1
-                record_replay(redis, event_id, by=by, what=f"{len(went)} delivered action(s) sent again",
-                              new_key=True)  # fmt: skip
+                record_replay(
+                    redis, event_id, by=by, what=f"{len(went)} delivered action(s) sent again", new_key=True
+                )
             else:
                 done.refused.append(event_id)
     return done
@@ -158,16 +170,29 @@ def replay_delivered(redis: Redis, settings: Settings, action_id: str) -> bool:
     session = redis.hget(key, "session_key")
     with redis.pipeline(transaction=True) as pipe:
         pipe.multi()
-        pipe.hset(key, mapping={"state": "queued", "attempts": 0, "queued_at": repr(time.time()),
-                                "idempotency_key": f"{action_id}-r{replays}"})  # fmt: skip
+        pipe.hset(
+            key,
+            mapping={
+                "state": "queued",
+                "attempts": 0,
+                "queued_at": repr(time.time()),
+                "idempotency_key": f"{action_id}-r{replays}",
+            },
+        )
         pipe.hdel(key, "delivered_at", "next_attempt_at")
         pipe.expire(key, settings.event_ttl_seconds)
         pipe.zadd(keys.PENDING, {action_id: time.time() + 60})
         if session:
             pipe.rpush(keys.lane(session.decode()), action_id)
             pipe.sadd(keys.LANES, keys.lane(session.decode()))
-        enqueue_delivery(Queue(settings.queue, connection=redis), pipe, settings, action_id,
-                         f"{action_id}-replay{replays}", f"replay {action_id} (new key)")  # fmt: skip
+        enqueue_delivery(
+            Queue(settings.queue, connection=redis),
+            pipe,
+            settings,
+            action_id,
+            f"{action_id}-replay{replays}",
+            f"replay {action_id} (new key)",
+        )
         pipe.execute()
     return True
 

@@ -166,8 +166,12 @@ class Router:
                 log.error("inbox entry for missing event %s dropped", eid)
                 continue
             for action in orjson.loads(actions_raw):
-                planned.append((eid, {**action, "source": source, "received_at": received_at,
-                                      "delivery_id": delivery_id}))  # fmt: skip
+                planned.append(
+                    (
+                        eid,
+                        {**action, "source": source, "received_at": received_at, "delivery_id": delivery_id},
+                    )
+                )
         with self.redis.pipeline(transaction=False) as pipe:
             for _eid, action in planned:
                 pipe.exists(Job.key_for(action["id"]))
@@ -178,12 +182,20 @@ class Router:
                 aid = action["id"]
                 body = action.get("body") or {}
                 pipe.hsetnx(keys.action(aid), "state", "queued")
-                pipe.hset(keys.action(aid), mapping={
-                    "event_id": eid, "kind": action["kind"], "body": orjson.dumps(body),
-                    "source": action["source"] or b"", "session_key": body.get("sessionKey") or "",
-                    "received_at": action["received_at"] or b"", "queued_at": repr(time.time()),
-                    "delivery_id": action["delivery_id"] or b"", "gateway": action.get("gateway") or "",
-                })  # fmt: skip
+                pipe.hset(
+                    keys.action(aid),
+                    mapping={
+                        "event_id": eid,
+                        "kind": action["kind"],
+                        "body": orjson.dumps(body),
+                        "source": action["source"] or b"",
+                        "session_key": body.get("sessionKey") or "",
+                        "received_at": action["received_at"] or b"",
+                        "queued_at": repr(time.time()),
+                        "delivery_id": action["delivery_id"] or b"",
+                        "gateway": action.get("gateway") or "",
+                    },
+                )
                 pipe.expire(keys.action(aid), self.settings.event_ttl_seconds)
                 if not already:
                     pipe.zadd(keys.PENDING, {aid: time.time() + 60})

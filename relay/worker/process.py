@@ -47,9 +47,14 @@ class RelayWorker(SimpleWorker):
     death_penalty_class = TimerDeathPenalty
 
     def __init__(
-        self, *args: Any, in_flight: int = 16, heartbeat_interval: int = 5, grace: int = 60,
-        gateways: list[str | None] | None = None, **kwargs: Any,
-    ) -> None:  # fmt: skip
+        self,
+        *args: Any,
+        in_flight: int = 16,
+        heartbeat_interval: int = 5,
+        grace: int = 60,
+        gateways: list[str | None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.in_flight = in_flight
         self.gateways = gateways or [None]  # whose circuits decide whether to take new jobs
@@ -95,8 +100,11 @@ class RelayWorker(SimpleWorker):
         while True:
             try:
                 return call(*args, **kwargs)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                    redis.exceptions.BusyLoadingError) as exc:  # fmt: skip
+            except (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.BusyLoadingError,
+            ) as exc:
                 if self._stop_requested:
                     raise
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, wait)
@@ -218,13 +226,16 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     tracing.configure_from_env("openclaw-relay")  # relay.tracing: only when OTEL_* asks for it
     queue = Queue(settings.queue, connection=redis)
     worker = RelayWorker(
-        [queue], connection=redis, name=name, in_flight=settings.delivery.in_flight,
+        [queue],
+        connection=redis,
+        name=name,
+        in_flight=settings.delivery.in_flight,
         gateways=settings.gateway_names(),
         heartbeat_interval=min(5, settings.delivery.heartbeat_grace_seconds),
         grace=settings.delivery.heartbeat_grace_seconds,
         maintenance_interval=max(1, min(30, settings.delivery.heartbeat_grace_seconds)),
         worker_ttl=60,
-    )  # fmt: skip
+    )
     router = Router(redis, settings, consumer=worker.name)
     thread = threading.Thread(target=router.run, name="router", daemon=True)
     schedules = Scheduler(redis, settings)  # `schedules:` of relay.yaml, once per tick across workers

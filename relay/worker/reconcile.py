@@ -33,8 +33,12 @@ def stuck_since(record: dict[bytes, bytes], settings: Settings, now: float) -> f
     if state in (b"retrying", b"paused"):
         return float(record.get(b"next_attempt_at") or now) + SLACK
     if state == b"delivering":
-        return float(record.get(b"last_attempt_at") or now) + settings.gateway.timeout_seconds + \
-            settings.delivery.heartbeat_grace_seconds + SLACK  # fmt: skip
+        return (
+            float(record.get(b"last_attempt_at") or now)
+            + settings.gateway.timeout_seconds
+            + settings.delivery.heartbeat_grace_seconds
+            + SLACK
+        )
     return None
 
 
@@ -54,8 +58,9 @@ def reconcile(redis: Redis, settings: Settings, now: float | None = None) -> lis
         else:
             due = stuck_since(record, settings, now) or now + 60
         if due <= now:
-            log.warning("action %s (%s) had no live job; queued again", aid, state.decode(),
-                        extra={"action_id": aid})  # fmt: skip
+            log.warning(
+                "action %s (%s) had no live job; queued again", aid, state.decode(), extra={"action_id": aid}
+            )
             queue_turn(redis, settings, aid)
             requeued.append(aid)
             due = now + settings.gateway.timeout_seconds + 60

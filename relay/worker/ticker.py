@@ -119,17 +119,35 @@ class Scheduler:
         if decision is None:
             return None
         if decision.tick is None:
-            self._advance(keys=[key], args=[repr(decision.advance_to), "last_outcome", "skipped",
-                                            "skipped_at", repr(now)])  # fmt: skip
+            self._advance(
+                keys=[key],
+                args=[repr(decision.advance_to), "last_outcome", "skipped", "skipped_at", repr(now)],
+            )
             log.warning("schedule %s: tick %s missed (catch_up: skip)", name, tick_iso(decision.advance_to))
             return None
         submitted = self.fire(name, cfg, tick_id(name, decision.tick))
-        self._advance(keys=[key], args=[repr(decision.advance_to), "last_outcome", "fired",
-                                        "last_fired_at", repr(now), "last_event_id", submitted.event_id,
-                                        "last_action_id", submitted.action_id])  # fmt: skip
+        self._advance(
+            keys=[key],
+            args=[
+                repr(decision.advance_to),
+                "last_outcome",
+                "fired",
+                "last_fired_at",
+                repr(now),
+                "last_event_id",
+                submitted.event_id,
+                "last_action_id",
+                submitted.action_id,
+            ],
+        )
         if not submitted.duplicate:
-            log.info("schedule %s fired tick %s%s", name, tick_iso(decision.tick), " (late)" if decision.late else "",
-                     extra={"event_id": submitted.event_id, "action_id": submitted.action_id})  # fmt: skip
+            log.info(
+                "schedule %s fired tick %s%s",
+                name,
+                tick_iso(decision.tick),
+                " (late)" if decision.late else "",
+                extra={"event_id": submitted.event_id, "action_id": submitted.action_id},
+            )
         return Fired(name, decision.tick, submitted)
 
     def fire(self, name: str, cfg: ScheduleConfig, delivery_id: str) -> Submitted:
@@ -150,12 +168,21 @@ def describe(redis: Redis, settings: Settings, now: float | None = None) -> list
         state = text_map(redis.hgetall(keys.schedule(name)))
         handled = float(state.get("last_tick") or state.get("since") or now)
         nxt = next_tick(cfg, max(now, handled)) if cfg.enabled else None
-        rows.append({
-            "name": name, "spec": cfg.describe(), "action": cfg.action, "enabled": cfg.enabled,
-            "catch_up": cfg.catch_up, "next": tick_iso(nxt) if nxt is not None else None,
-            "last_tick": tick_iso(float(state["last_tick"])) if state.get("last_tick") else None,
-            "last_outcome": state.get("last_outcome"),
-            "last_fired_at": tick_iso(round(float(state["last_fired_at"]), 3)) if state.get("last_fired_at") else None,
-            "last_event_id": state.get("last_event_id"), "last_action_id": state.get("last_action_id"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "spec": cfg.describe(),
+                "action": cfg.action,
+                "enabled": cfg.enabled,
+                "catch_up": cfg.catch_up,
+                "next": tick_iso(nxt) if nxt is not None else None,
+                "last_tick": tick_iso(float(state["last_tick"])) if state.get("last_tick") else None,
+                "last_outcome": state.get("last_outcome"),
+                "last_fired_at": tick_iso(round(float(state["last_fired_at"]), 3))
+                if state.get("last_fired_at")
+                else None,
+                "last_event_id": state.get("last_event_id"),
+                "last_action_id": state.get("last_action_id"),
+            }
+        )
     return rows

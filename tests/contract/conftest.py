@@ -55,9 +55,12 @@ def _probe_allows(url: str, allowing: bool) -> Callable[[], bool]:
     """True once the gateway answers the session-key policy `allowing` asks for."""
 
     def probe() -> bool:
-        answer = httpx.post(f"{url}/hooks/agent", headers={"Authorization": f"Bearer {HOOKS_TOKEN}"},
-                            json={"message": "policy probe", "sessionKey": "relay-probe:x",
-                                  "sessionMode": "persistent"}, timeout=10)  # fmt: skip
+        answer = httpx.post(
+            f"{url}/hooks/agent",
+            headers={"Authorization": f"Bearer {HOOKS_TOKEN}"},
+            json={"message": "policy probe", "sessionKey": "relay-probe:x", "sessionMode": "persistent"},
+            timeout=10,
+        )
         disabled = "sessionKey is disabled" in answer.text
         return answer.status_code == 400 and disabled != allowing
 
@@ -99,8 +102,12 @@ def real_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealTarge
     install.ensure()
     gateway = Gateway(install, tmp_path_factory.mktemp("openclaw"))
     gateway.start()
-    figures = {"install_seconds": install.seconds, "boot_seconds": gateway.boot_seconds,
-               "total_seconds": time.monotonic() - started, "cached": install.seconds is None}  # fmt: skip
+    figures = {
+        "install_seconds": install.seconds,
+        "boot_seconds": gateway.boot_seconds,
+        "total_seconds": time.monotonic() - started,
+        "cached": install.seconds is None,
+    }
     if FIGURES:
         FIGURES.write_text(json.dumps(figures))
     try:
@@ -115,8 +122,9 @@ def stub_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StubTarge
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = tmp_path_factory.mktemp("stub") / "stub.log"
-    proc = Proc(["gateway-stub", "--port", str(port), "--token", HOOKS_TOKEN, "--auth-token", GATEWAY_TOKEN],
-                env, log)  # fmt: skip
+    proc = Proc(
+        ["gateway-stub", "--port", str(port), "--token", HOOKS_TOKEN, "--auth-token", GATEWAY_TOKEN], env, log
+    )
     wait_until(lambda: _http_ok(f"http://127.0.0.1:{port}/readyz"), timeout=15)
     try:
         yield StubTarget(proc, port)

@@ -82,8 +82,10 @@ class Install:
     def _install(self) -> None:
         npm = ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"]
         self._run([*npm, "--prefix", str(self.dir / "node24"), NODE_PACKAGE], "node.log")
-        self._run([*npm, "--prefix", str(self.dir / "app"), f"openclaw@{self.version}", "--ignore-scripts"],
-                  "app.log")  # fmt: skip
+        self._run(
+            [*npm, "--prefix", str(self.dir / "app"), f"openclaw@{self.version}", "--ignore-scripts"],
+            "app.log",
+        )
         self._run(
             [str(self.node), str(self.package / "scripts" / "postinstall-bundled-plugins.mjs")], "post.log"
         )
@@ -119,7 +121,7 @@ class Gateway:
                 "port": self.port,
                 "bind": "loopback",
                 "auth": {"mode": "token", "token": GATEWAY_TOKEN},
-            },  # fmt: skip
+            },
             "hooks": self.hooks,
             "update": {"checkOnStart": False},
             "discovery": {"mdns": {"mode": "off"}},
@@ -146,12 +148,23 @@ class Gateway:
             "OPENCLAW_SKIP_CHANNELS": "1",
             "OPENCLAW_NO_AUTO_UPDATE": "1",
         }
-        cmd = [str(self.install.node), str(self.install.entry), "gateway", "run", "--port", str(self.port),
-               "--bind", "loopback", "--auth", "token"]  # fmt: skip
+        cmd = [
+            str(self.install.node),
+            str(self.install.entry),
+            "gateway",
+            "run",
+            "--port",
+            str(self.port),
+            "--bind",
+            "loopback",
+            "--auth",
+            "token",
+        ]
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=env, cwd=self.scratch, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+            self.proc = subprocess.Popen(
+                cmd, env=env, cwd=self.scratch, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = started + BOOT_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -38,19 +38,29 @@ DOOR_SOURCES = {
     for name in ("send-telegram", "send-nochannel", "tool-ok", "tool-denied", "agent-turn", "tool-retry")
 }
 DOOR_MAPPINGS = [
-    {"match": {"path": "send-telegram"}, "action": "send", "channel": "telegram", "to": "{{payload.to}}",
-     "messageTemplate": "contract {{payload.to}}"},
+    {
+        "match": {"path": "send-telegram"},
+        "action": "send",
+        "channel": "telegram",
+        "to": "{{payload.to}}",
+        "messageTemplate": "contract {{payload.to}}",
+    },
     {"match": {"path": "send-nochannel"}, "action": "send", "to": "{{payload.to}}", "messageTemplate": "hi"},
     {"match": {"path": "tool-ok"}, "action": "tool", "tool": "sessions_list", "args": {"limit": 1}},
     {"match": {"path": "tool-denied"}, "action": "tool", "tool": "sessions_send", "args": {"message": "x"}},
     {"match": {"path": "tool-retry"}, "action": "tool", "tool": "sessions_list", "retryToolErrors": True},
     {"match": {"path": "agent-turn"}, "action": "agent", "messageTemplate": "contract agent {{payload.to}}"},
-]  # fmt: skip
+]
 
 
 def _cli(relay: Relay, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "relay.cli", *args], env=env or relay.env, capture_output=True,
-                          text=True, timeout=90)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "relay.cli", *args],
+        env=env or relay.env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def _record(client: redis.Redis, action_id: str) -> dict[str, str]:
@@ -86,8 +96,9 @@ def _door_relay(relay_factory: Callable[..., Relay], target: Target) -> Relay:
 # --- hooks ------------------------------------------------------------------------------------------
 
 
-def test_agent_and_wake_are_delivered_with_a_run_id(relay_factory, redis_client: redis.Redis,
-                                                     target: Target) -> None:  # fmt: skip
+def test_agent_and_wake_are_delivered_with_a_run_id(
+    relay_factory, redis_client: redis.Redis, target: Target
+) -> None:
     """`relay agent` / `relay wake` (no session key: a default-config gateway takes them)."""
     target.set_policy(allowing=False)
     relay = contract_relay(relay_factory, target)
@@ -133,8 +144,11 @@ def test_wrong_token_is_401_then_429_after_the_limit(target: Target) -> None:
 def test_query_token_and_content_type_less_json(target: Target) -> None:
     in_query = httpx.post(f"{target.url}/hooks/agent?token={target.hooks_token}", json={"message": "x"})
     assert in_query.status_code == 400
-    bare = httpx.post(f"{target.url}/hooks/wake", content=b'{"text": "contract: no content-type"}',
-                      headers={"Authorization": f"Bearer {target.hooks_token}"})  # fmt: skip
+    bare = httpx.post(
+        f"{target.url}/hooks/wake",
+        content=b'{"text": "contract: no content-type"}',
+        headers={"Authorization": f"Bearer {target.hooks_token}"},
+    )
     assert bare.status_code == 200 and bare.json()["ok"] is True
 
 
@@ -196,13 +210,19 @@ def test_websocket_handshake_offers_a_range_and_reads_hello_ok(target: Target) -
             session.recv(5)
             session.request("connect", params, handshake=True)
     assert refused.value.result.status == 401 and "protocol mismatch" in refused.value.result.text
-    wrong = rpc.call(target.url, "not-the-gateway-token", "send", {"to": "x", "message": "m",
-                                                                   "idempotencyKey": "k"}, timeout=20)  # fmt: skip
+    wrong = rpc.call(
+        target.url,
+        "not-the-gateway-token",
+        "send",
+        {"to": "x", "message": "m", "idempotencyKey": "k"},
+        timeout=20,
+    )
     assert wrong.status == 401 and "unauthorized" in wrong.text
 
 
-def test_send_and_tool_answers_are_classified_per_action(relay_factory, redis_client: redis.Redis,
-                                                        target: Target) -> None:  # fmt: skip
+def test_send_and_tool_answers_are_classified_per_action(
+    relay_factory, redis_client: redis.Redis, target: Target
+) -> None:
     """send reaches the gateway's `send` method; tool runs sessions_list; the refusals of single
     actions dead-letter those actions only and pause nothing."""
     target.set_policy(allowing=False)
@@ -214,10 +234,20 @@ def test_send_and_tool_answers_are_classified_per_action(relay_factory, redis_cl
     tool = _post(relay, "tool-ok", {})
     agent = _post(relay, "agent-turn", {"to": to})
     final = {"delivered", "dead"}
-    wait_until(lambda: all(_state(redis_client, a) in final for a in (queued, no_channel, denied, tool, agent)),
-               timeout=60)  # fmt: skip
-    records = {name: _record(redis_client, a) for name, a in
-               [("queued", queued), ("no_channel", no_channel), ("denied", denied), ("tool", tool), ("agent", agent)]}  # fmt: skip
+    wait_until(
+        lambda: all(_state(redis_client, a) in final for a in (queued, no_channel, denied, tool, agent)),
+        timeout=60,
+    )
+    records = {
+        name: _record(redis_client, a)
+        for name, a in [
+            ("queued", queued),
+            ("no_channel", no_channel),
+            ("denied", denied),
+            ("tool", tool),
+            ("agent", agent),
+        ]
+    }
     # `send` with a bundled channel that has no account: the gateway queued it (OUTBOUND_DELIVERY_QUEUED)
     # and owns its retries: handed over, sent once.
     assert records["queued"]["state"] == "delivered" and records["queued"]["last_status"] == "202", records[
@@ -239,8 +269,13 @@ def test_relay_check_proves_hooks_token_websocket_and_gateway_token(relay_factor
     relay = contract_relay(relay_factory, target, sources=DOOR_SOURCES, mappings=DOOR_MAPPINGS)
     good = _cli(relay, "check")
     assert good.returncode == 0, good.stdout + good.stderr
-    for line in ("hook token accepted", "session keys ok", "websocket ok", "protocol 4",
-                 "/tools/invoke ok: gateway token accepted"):  # fmt: skip
+    for line in (
+        "hook token accepted",
+        "session keys ok",
+        "websocket ok",
+        "protocol 4",
+        "/tools/invoke ok: gateway token accepted",
+    ):
         assert line in good.stdout, good.stdout
     wrong = _cli(relay, "check", env={**relay.env, "OPENCLAW_GATEWAY_TOKEN": "not-the-gateway-token"})
     assert wrong.returncode == 3 and "websocket: the gateway refused the handshake" in wrong.stderr
@@ -248,8 +283,9 @@ def test_relay_check_proves_hooks_token_websocket_and_gateway_token(relay_factor
     assert "not-the-gateway-token" not in wrong.stdout + wrong.stderr
 
 
-def test_stub_only_tool_refusals_dead_letter_one_action(relay_factory, redis_client: redis.Redis,
-                                                        stub_gateway: Target) -> None:  # fmt: skip
+def test_stub_only_tool_refusals_dead_letter_one_action(
+    relay_factory, redis_client: redis.Redis, stub_gateway: Target
+) -> None:
     """403 tool_call_blocked and 500 tool_error: the real gateway gives them only for a plugin's
     before-tool-call hook or a tool that throws, neither of which a bare install has; the stub
     answers with the same bodies (tools-invoke-shared in the gateway's dist/)."""
@@ -260,13 +296,15 @@ def test_stub_only_tool_refusals_dead_letter_one_action(relay_factory, redis_cli
     try:
         thrown = _post(relay, "tool-ok", {})
         wait_until(lambda: _state(redis_client, thrown) == "dead", timeout=30)
-        httpx.post(f"{stub_gateway.url}/_stub/control",
-                   json={"throw_tools": [], "block_tools": ["sessions_list"]}).raise_for_status()  # fmt: skip
+        httpx.post(
+            f"{stub_gateway.url}/_stub/control", json={"throw_tools": [], "block_tools": ["sessions_list"]}
+        ).raise_for_status()
         blocked = _post(relay, "tool-ok", {})
         wait_until(lambda: _state(redis_client, blocked) == "dead", timeout=30)
         # A mapping that opts in (retryToolErrors: true) has a thrown tool retried.
-        httpx.post(f"{stub_gateway.url}/_stub/control",
-                   json={"throw_tools": ["sessions_list"], "block_tools": []}).raise_for_status()  # fmt: skip
+        httpx.post(
+            f"{stub_gateway.url}/_stub/control", json={"throw_tools": ["sessions_list"], "block_tools": []}
+        ).raise_for_status()
         retried = _post(relay, "tool-retry", {})
         wait_until(lambda: _state(redis_client, retried) == "retrying", timeout=30)
         httpx.post(f"{stub_gateway.url}/_stub/control", json={"throw_tools": []}).raise_for_status()
