@@ -13,10 +13,10 @@ DEV_SECRETS := OPENCLAW_HOOKS_TOKEN=dev-hooks-token GITHUB_WEBHOOK_SECRET=dev-gi
 # Tools the tests run as real processes: redis-server (the tests start their own), wrk (the
 # benchmark), chromium (the console's browser test), npm (installs the real OpenClaw gateway for
 # tests/contract) and the real Prometheus Alertmanager
-# (tests/test_alertmanager_live.py; Debian's package installs the binary under its own name).
+# (tests/presets/test_alertmanager_live.py; Debian's package installs the binary under its own name).
 # promtool (the alert rules' unit tests) comes in Debian's package prometheus. Installed with
 # apt-get when missing (needs root, as on the CI machines). Google's Pub/Sub emulator is not a
-# Debian package: tests/test_gmail_pubsub.py uses it where it is installed.
+# Debian package: tests/presets/test_gmail_pubsub.py uses it where it is installed.
 SYSTEM_TOOLS := redis-server wrk chromium npm prometheus-alertmanager
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \

@@ -11,7 +11,7 @@ Use it for an Alertmanager source (preset `alertmanager`):
 
 One notification groups several alerts (the same `groupKey`); they become one prompt, in one
 session per alert group, so the agent sees the history of that group. Copy this file and adapt
-the runbook hints; `tests/test_transform_examples.py` tests it against captured notifications.
+the runbook hints; `tests/protocol/test_transform_examples.py` tests it against captured notifications.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Use it for a GitHub source (preset `github`, which verifies X-Hub-Signature-256)
         channel: last
 
 Every other GitHub event is skipped (the function returns None). Copy this file and change the
-prompt; `tests/test_transform_examples.py` shows how to test it against recorded payloads.
+prompt; `tests/protocol/test_transform_examples.py` shows how to test it against recorded payloads.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ _MARKER_RUN = re.compile(f"[{_LT}]{{3,}}|[{_GT}]{{3,}}")
 _LABEL = re.compile(r"[^A-Za-z0-9_.\[\]\-]")
 
 # (name, pattern) checked on the cleaned, NFKC-normalised, lower-cased text. A changed or added
-# pattern needs its words in `_MAY_MATCH` below, and in tests/test_safety_scan.py's FRAGMENTS,
+# pattern needs its words in `_MAY_MATCH` below, and in tests/protocol/test_safety_scan.py's FRAGMENTS,
 # which checks the scan against running every pattern.
 _W = r"[\s\S]{0,40}?"
 # fmt: off
@@ -102,7 +102,7 @@ _WORD = re.compile(r"\w+")
 # A condition is a set of words that must all be whole tokens of the lower-cased text, or (a "~"
 # entry) a substring of it. A text that meets none of a pattern's conditions cannot match it, so
 # that regex is not run. On ASCII text NFKC changes nothing and IGNORECASE is plain lower-casing,
-# so the tokens are exact; other text runs every pattern. tests/test_safety_scan.py checks that
+# so the tokens are exact; other text runs every pattern. tests/protocol/test_safety_scan.py checks that
 # the result equals running every pattern.
 # fmt: off
 _MAY_MATCH: dict[str, list[str]] = {
