@@ -8,8 +8,10 @@ masks anything that looks like a credential, whatever logged it.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import re
+import signal
 import sys
 from typing import Any
 
@@ -30,7 +32,11 @@ def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def setup_logging(level: str = "INFO", json: bool | None = None) -> None:
-    """Route every log record (the relay's, uvicorn's, RQ's) through one structlog formatter."""
+    """Route every log record (the relay's, uvicorn's, RQ's) through one structlog formatter.
+
+    Also: `kill -USR1 <pid>` writes every thread's stack to stderr, so a process that will not stop
+    shows where it waits (docs/operations.md)."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if json is None:
         json = not sys.stderr.isatty()
     shared: list[Any] = [

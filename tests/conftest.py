@@ -118,7 +118,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 class Proc:
-    """A relay process started with `python -m relay.cli.main ...`, its output kept in a log file."""
+    """A relay process started with `python -m relay.cli ...`, its output kept in a log file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
         self.args = args
@@ -136,11 +136,21 @@ class Proc:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=timeout)
+                self.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self._fh.close()
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit; if it does not, its threads' stacks go to its log first
+        (every relay process dumps them on SIGUSR1), so a hang shows where it waits."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)  # faulthandler writes synchronously; give it a moment to reach the file
+            raise
 
     def kill(self) -> None:
         """SIGKILL the whole process group, as when a host or container dies."""

@@ -11,6 +11,7 @@ a heartbeat thread keeps every running execution alive, and shutdown waits for r
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,8 @@ log = logging.getLogger("relay.worker")
 # How long a stopping worker waits for its router and scheduler threads to finish their round
 # (a blocking read lasts one second; routing a batch takes milliseconds).
 SHUTDOWN_JOIN_SECONDS = 5.0
+# How often RQ's command listener looks whether the worker is stopping.
+PUBSUB_ROUND_SECONDS = 1.0
 
 
 class RelayWorker(SimpleWorker):
@@ -65,6 +68,7 @@ class RelayWorker(SimpleWorker):
         self._running: dict[str, tuple[Job, Execution]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._stop_announced = False
         self.lock_ttl_ms = delivery.lock_ttl_ms(grace)
 
     # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
@@ -78,14 +82,45 @@ class RelayWorker(SimpleWorker):
         # waits long for a blocking dequeue to return.
         return max(1, min(self.worker_ttl - 15, self.maintenance_interval, 2))
 
-    def _shutdown(self) -> None:
-        # RQ raises StopRequested from the signal handler when the worker looks idle. Raised while
-        # the main thread sits in the blocking dequeue, it can land after Redis moved a job into
-        # the intermediate queue and before the job started: the job is then stranded there until
-        # RQ's one-minute cleanup. Only flag the stop instead; the dequeue loop looks at the flag
-        # every `dequeue_timeout` seconds, and a job dequeued meanwhile still runs to its end.
+    def request_stop(self, signum: int, frame: Any) -> None:
+        # The first SIGTERM or SIGINT: a warm shutdown. A signal handler interrupts the main thread
+        # anywhere, possibly inside redis-py's connection pool lock or a write to stderr; RQ's own
+        # handler writes to Redis and logs from here, which can deadlock the process for good.
+        # RQ's also raises StopRequested when the worker looks idle, which can land after Redis moved
+        # a job into the intermediate queue and strand it there until RQ's one-minute cleanup.
+        # This one only sets flags; the main loop announces the stop (`_announce_stop`) and ends
+        # within `dequeue_timeout`. Running deliveries finish in `teardown`. A second signal is
+        # RQ's cold shutdown.
+        signal.signal(signal.SIGINT, self.request_force_stop)
+        signal.signal(signal.SIGTERM, self.request_force_stop)
+        self._shutdown_requested_date = now()
         self._stop_requested = True
-        self.set_shutdown_requested_date()
+
+    def _announce_stop(self) -> None:
+        if self._stop_requested and not self._stop_announced:
+            self._stop_announced = True
+            log.info("warm shutdown requested: finishing %d running deliveries", len(self._running))
+            try:
+                self.set_shutdown_requested_date()  # shown by `rq info`; the stop does not need it
+            except redis.exceptions.RedisError as exc:
+                log.warning("could not record the shutdown request: %s", exc)
+
+    # RQ listens on its command channel (`rq` suspend, stop-job) in rounds of 60 s, and redis-py 8's
+    # PubSubWorkerThread.stop() joins the thread: a round that began just before the stop made a
+    # warm shutdown wait up to 60 s, and an orchestrator's SIGKILL then stranded what the worker
+    # held. Rounds of one second bound that wait; the connection's close ends the subscription.
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_ROUND_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread:
+            self.pubsub_thread.stop()
+            self.pubsub_thread.join(timeout=2 * PUBSUB_ROUND_SECONDS)
+            self.pubsub.close()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if state == WorkerStatus.IDLE and self._running:
@@ -115,6 +150,7 @@ class RelayWorker(SimpleWorker):
         self._patiently(super().heartbeat, timeout, pipeline=pipeline)
 
     def check_for_suspension(self, burst: bool) -> None:
+        self._announce_stop()  # the work loop's first call of each round
         self._patiently(super().check_for_suspension, burst)
 
     def run_maintenance_tasks(self) -> None:
@@ -216,6 +252,7 @@ class RelayWorker(SimpleWorker):
 
     def teardown(self) -> None:
         # Warm shutdown: let running deliveries finish and record their outcome.
+        self._announce_stop()
         self._pool.shutdown(wait=True)
         super().teardown()
 

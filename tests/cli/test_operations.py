@@ -196,7 +196,7 @@ def test_sigterm_during_a_delivery_finishes_it_then_stops(relay_factory, redis_c
     wait_until(lambda: stub.runs())  # admitted; the worker now waits 2 s for the answer
     started = time.monotonic()
     worker.proc.send_signal(signal.SIGTERM)
-    worker.proc.wait(timeout=20)
+    worker.wait(timeout=20)
     assert time.monotonic() - started < 8  # a warm shutdown: the delivery ends, nothing waits for a next job
     assert worker.proc.returncode == 0
     (action,) = json.loads(redis_client.hget(keys.event(event_id), "actions"))

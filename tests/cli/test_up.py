@@ -91,7 +91,7 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
         assert "redis persistence: appendonly yes, appendfsync everysec" in up.output()  # the banner
         assert redis.Redis.from_url(socket_url).ping()
         up.proc.send_signal(signal.SIGINT)  # Ctrl-C: ingress, worker and embedded Redis all stop
-        up.proc.wait(timeout=60)
+        up.wait(timeout=60)
         time.sleep(0.5)
         with pytest.raises(redis.exceptions.ConnectionError):
             redis.Redis.from_url(socket_url).ping()
@@ -158,7 +158,7 @@ def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path:
         workers = [pid for pid in _group(up.proc.pid) if pid != up.proc.pid]
         assert len(workers) == 2, up.output()
         up.proc.send_signal(signal.SIGTERM)
-        assert up.proc.wait(timeout=45) == 0, up.output()
+        assert up.wait(timeout=45) == 0, up.output()
         assert _group(up.proc.pid) == [], "a process of relay up's group outlived it"
         wait_until(lambda: _gone(redis_pid), timeout=5)  # the daemonized server, outside the group
         assert not url_file.exists()  # commands now say `relay up` is not running

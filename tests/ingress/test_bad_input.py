@@ -27,9 +27,7 @@ from tests.conftest import GENERIC_TOKEN, GITHUB_SECRET, HOOKS_TOKEN, RedisServe
 from tests.paths import FIXTURES, ROOT
 
 DOC = ROOT / "README.md"
-TABLE_START = (
-    "<!-- bad-input-table:start (generated from tests/ingress/test_bad_input.py: python -m tests.test_bad_input) -->"
-)
+TABLE_START = "<!-- bad-input-table:start (generated from tests/ingress/test_bad_input.py: python -m tests.test_bad_input) -->"
 TABLE_END = "<!-- bad-input-table:end -->"
 
 OLD_GITHUB_SECRET = "old-github-secret-still-valid"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 from rq import Queue, Worker
@@ -17,7 +18,7 @@ from rq.worker import WorkerStatus
 
 from relay.client import RelayClient
 from relay.store import keys
-from relay.worker.process import RelayWorker
+from relay.worker.process import PUBSUB_ROUND_SECONDS, RelayWorker
 from tests.conftest import wait_until
 
 # Far below RQ's intermediate-queue cleanup (60 s) and the router's claim of abandoned entries
@@ -27,13 +28,58 @@ QUEUE = "relay"  # the default `queue` of the test deployments
 INTERMEDIATE = f"rq:queue:{QUEUE}:intermediate"  # RQ's list between a dequeue and a job's start
 
 
-def test_a_stop_signal_on_an_idle_worker_only_flags_the_stop(redis_server, redis_client) -> None:
-    # RQ's own handler raises StopRequested from inside whatever the main thread is doing when the
-    # worker looks idle, which is usually a blocking dequeue that may have just moved a job.
+def test_a_stop_signal_only_flags_the_stop_and_the_main_loop_records_it(redis_server, redis_client) -> None:
+    # RQ's own handler writes to Redis and logs from inside whatever the main thread was doing:
+    # inside redis-py's pool lock that deadlocks the worker; inside a blocking dequeue that may have
+    # just moved a job, its StopRequested strands the job. The handler must only set flags.
     worker = RelayWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client)
+    worker.register_birth()
     worker.set_state(WorkerStatus.IDLE)
-    worker.request_stop(signal.SIGTERM, None)
+    pool = worker.connection.connection_pool
+    get_connection = pool.get_connection
+
+    def no_redis(*args: object, **kwargs: object) -> None:
+        pytest.fail("the signal handler touched Redis")
+
+    pool.get_connection = no_redis  # type: ignore[method-assign]
+    try:
+        worker.request_stop(signal.SIGTERM, None)
+    finally:
+        pool.get_connection = get_connection  # type: ignore[method-assign]
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     assert worker._stop_requested
+    assert redis_client.hget(worker.key, "shutdown_requested_date") is None
+    worker.check_for_suspension(burst=False)  # the work loop's next round announces the stop
+    assert redis_client.hget(worker.key, "shutdown_requested_date") is not None
+
+
+def test_teardown_does_not_wait_out_rqs_command_listener(redis_server, redis_client) -> None:
+    # The listener thread waits for a subscription in rounds; once the channel is unsubscribed it
+    # sits out a whole round, and redis-py's stop() joins it. RQ's rounds last 60 s.
+    worker = RelayWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client)
+    worker.subscribe()
+    wait_until(lambda: worker.pubsub.subscribed, timeout=5, interval=0.05)
+    worker.pubsub.unsubscribe()  # what RQ's unsubscribe() does first; the thread now waits a round
+    wait_until(lambda: not worker.pubsub.subscribed, timeout=5, interval=0.05)
+    started = time.monotonic()
+    worker.unsubscribe()
+    assert time.monotonic() - started < 3 * PUBSUB_ROUND_SECONDS  # RQ's own took up to 60 s
+    assert not worker.pubsub_thread.is_alive()
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_log_and_the_worker_goes_on(
+    relay_factory, redis_client
+) -> None:
+    relay = relay_factory()
+    worker = relay.start_worker()
+    wait_until(lambda: len(Worker.all(connection=redis_client)) == 1, timeout=30, interval=0.1)
+    worker.proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "most recent call first" in worker.output(), timeout=10, interval=0.1)
+    assert "relay/worker/" in worker.output()  # the dump names the relay's own frames
+    assert worker.proc.poll() is None  # a diagnostic, not a stop
+    worker.stop()
+    assert worker.proc.returncode == 0
 
 
 def test_rolling_sigterm_under_a_steady_stream_strands_nothing(
