@@ -137,7 +137,7 @@ class GatewayConfig(BaseModel):
     url: str = "http://127.0.0.1:18789"
     token: Secret | None = None
     # gateway.auth.token, for the `send` (WebSocket RPC) and `tool` (/tools/invoke) actions
-    # (README, "The gateway's other doors"); unset: `token` is used.
+    # (docs/gateways.md, "The gateway's other doors"); unset: `token` is used.
     auth_token: Secret | None = None
     hooks_path: str = "/hooks"
     timeout_seconds: float = Field(
@@ -170,7 +170,7 @@ class SourceConfig(BaseModel):
         default=None, description="allow-list of event types (github, gitlab; stripe accepts patterns)"
     )
     allow_sha1: bool = False
-    # Agent safety (README, "Running an AI agent on webhooks safely"): feedback-loop guard and agentId allow-list.
+    # Agent safety (docs/agent-safety.md): feedback-loop guard and agentId allow-list.
     allow_bots: bool | list[str] = Field(
         default=False, description="github/gitlab/linear: take events sent by bots (true, or these bot names)"
     )

@@ -18,7 +18,7 @@ also enforce `hooks.allowedSessionKeyPrefixes`); `POST /_stub/control {"session_
 changes that at run time, as the gateway hot-reloads `hooks.*`. tests/contract runs the same
 cases against it and the real gateway (openclaw 2026.9.6), so it answers as that gateway does.
 
-It also has the gateway's other doors (README, "The gateway's other doors"): the WebSocket RPC at `/` (the `connect`
+It also has the gateway's other doors (docs/gateways.md, "The stub"): the WebSocket RPC at `/` (the `connect`
 handshake needs protocol 4 in the client's range and checks the gateway token; `send` requests are
 recorded with path "send" and deduped by idempotencyKey), and `POST /tools/invoke` (recorded with
 path "tools/invoke"). With no `--channel`, `send` answers as a gateway with no channel configured:

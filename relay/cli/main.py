@@ -1173,7 +1173,7 @@ def tool(
     """Queue one call of gateway tool NAME (`POST /tools/invoke`, no agent turn), durably.
 
     Prints the action id; exit codes as `relay agent`. The gateway does not dedupe tool calls, so
-    an attempt whose answer was lost can run the tool again (README, "The gateway's other doors").
+    an attempt whose answer was lost can run the tool again (docs/gateways.md).
     """
     from relay.client import tool_action
 

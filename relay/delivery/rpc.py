@@ -1,6 +1,6 @@
 """A minimal client of the OpenClaw gateway's WebSocket RPC: connect, authenticate, one request.
 
-The protocol (README, "The gateway's other doors"; from OpenClaw's source, checked against the real gateway):
+The protocol (docs/gateways.md; from OpenClaw's source, checked against the real gateway):
 
     server → {"type": "event", "event": "connect.challenge", "payload": {"nonce": ..., "ts": ...}}
     client → {"type": "req", "id": "1", "method": "connect", "params": {"minProtocol": 3, "maxProtocol": 4,

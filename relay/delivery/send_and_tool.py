@@ -1,4 +1,4 @@
-"""The gateway's other doors (README, "The gateway's other doors"): `send` through the WebSocket RPC, `tool` through
+"""The gateway's other doors (docs/gateways.md): `send` through the WebSocket RPC, `tool` through
 `POST /tools/invoke`. Called by `relay.delivery.attempt.send` for those kinds; each returns the same
 `Answer` as a hooks POST, so the delivery job's idempotency, records and retries apply unchanged.
 """

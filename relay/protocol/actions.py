@@ -1,5 +1,5 @@
 """What the relay delivers: pydantic models of the gateway's /hooks/agent and /hooks/wake bodies, and of
-its other doors (README, "The gateway's other doors"): the WebSocket RPC `send` params and the `POST /tools/invoke` body."""
+its other doors (docs/gateways.md): the WebSocket RPC `send` params and the `POST /tools/invoke` body."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ class MappingConfig(BaseModel):
     model: str | None = None
     thinking: str | None = None
     timeout_seconds: int | None = Field(default=None, alias="timeoutSeconds")
-    # Relay extensions for the gateway's other doors (README, "The gateway's other doors"): `action: send` uses
+    # Relay extensions for the gateway's other doors (docs/gateways.md): `action: send` uses
     # messageTemplate, to, channel, accountId, threadId, agentId, sessionKey; `action: tool` uses
     # tool, toolAction, args (string values are templates) and sessionKey.
     account_id: str | None = Field(default=None, alias="accountId")
@@ -176,7 +176,7 @@ class MappingConfig(BaseModel):
     transform: TransformRef | None = None
     # Relay extension: deliver to a gateway named in `gateways:` instead of the source's.
     gateway: str | None = None
-    # Relay extensions (not in OpenClaw's hooks.mappings), see README, "Running an AI agent on webhooks safely":
+    # Relay extensions (not in OpenClaw's hooks.mappings), see docs/agent-safety.md:
     fence: bool | list[str] = Field(
         default=True,
         description="fence untrusted fields rendered by messageTemplate/textTemplate: true = the "
@@ -199,7 +199,7 @@ class MappingConfig(BaseModel):
         if value:
             raise ValueError(
                 "the relay never sends allowUnsafeExternalContent: true; sender text stays wrapped "
-                "by the gateway (README, section Security)"
+                "by the gateway (docs/security.md)"
             )
         return value
 
@@ -303,7 +303,7 @@ def _render_args(value: Any, ctx: TemplateContext) -> Any:
 
 
 def _door_fields(mapping: MappingConfig, ctx: TemplateContext) -> dict[str, Any]:
-    """The fields of a `send` or `tool` action (README, "The gateway's other doors"). No agent reads a plain send or a
+    """The fields of a `send` or `tool` action (docs/gateways.md). No agent reads a plain send or a
     tool's arguments, so nothing is fenced."""
     if mapping.action == "send":
         fields: dict[str, Any] = {

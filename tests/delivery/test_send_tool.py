@@ -1,4 +1,4 @@
-"""The gateway's other doors (README, "The gateway's other doors"): `send` over the WebSocket RPC, `tool` over /tools/invoke."""
+"""The gateway's other doors (docs/gateways.md): `send` over the WebSocket RPC, `tool` over /tools/invoke."""
 
 from __future__ import annotations
 

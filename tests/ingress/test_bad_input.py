@@ -1,7 +1,8 @@
 """Every bad input the relay was tried with, and its answer, against a real ingress process.
 
-`CASES` is the one list: each case is run here, and README's bad-input table is generated from it
-(`python -m tests.test_bad_input` prints the table; a test checks the doc holds exactly that).
+`CASES` is the one list: each case is run here, and docs/security.md's bad-input table is generated from it
+(`python -m tests.ingress.test_bad_input` prints the table, `--write` writes it; a test checks the doc holds
+exactly that).
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ import redis
 from tests.conftest import GENERIC_TOKEN, GITHUB_SECRET, HOOKS_TOKEN, RedisServer, Relay, github_fixture, sign
 from tests.paths import FIXTURES, ROOT
 
-DOC = ROOT / "README.md"
-TABLE_START = "<!-- bad-input-table:start (generated from tests/ingress/test_bad_input.py: python -m tests.test_bad_input) -->"
+DOC = ROOT / "docs" / "security.md"
+TABLE_START = (
+    "<!-- bad-input-table:start (generated from tests/ingress/test_bad_input.py: "
+    "python -m tests.ingress.test_bad_input --write) -->"
+)
 TABLE_END = "<!-- bad-input-table:end -->"
 
 OLD_GITHUB_SECRET = "old-github-secret-still-valid"
@@ -1102,7 +1106,7 @@ def test_doc_table_is_the_case_list() -> None:
     assert TABLE_START in text and TABLE_END in text, f"{DOC} lost its table markers"
     table = text.split(TABLE_START)[1].split(TABLE_END)[0].strip()
     assert table == render_table(), (
-        "README.md's bad-input table is stale: python -m tests.test_bad_input --write"
+        "docs/security.md's bad-input table is stale: python -m tests.ingress.test_bad_input --write"
     )
 
 

@@ -235,7 +235,7 @@ class Chaos:
         answer the relay never got (a worker killed mid-request, a timeout) and that is resent
         after the restart can start a second run: that is the one window no relay can close. The
         soak keeps those faults (worker kills, late answers) after the restart, where the
-        gateway's dedupe covers them; see README "Delivery guarantees".
+        gateway's dedupe covers them; see docs/internals.md, "Delivery guarantees".
         """
         if self.stop.wait(2.0):
             return
