@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from relay.delivery import rpc
-from relay.delivery.attempt import Answer, classify, is_configuration
+from relay.delivery.answers import Answer, classify, is_configuration
 from relay.delivery.send_and_tool import tool_status
 from relay.protocol import policy
 
