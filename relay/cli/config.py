@@ -232,7 +232,8 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing relay.yaml and .env.")
 def init(sources: tuple[str, ...], directory: Path, public_url: str, gateway_url: str, force: bool) -> None:
-    """Write a first relay.yaml and a .env of fresh secrets (mode 0600); print what to paste into each sender."""
+    """Write a first relay.yaml and a .env of fresh secrets (mode 0600); print what to paste into each
+    sender."""
     from relay.cli.init import build
 
     config, dotenv = directory / "relay.yaml", directory / ".env"

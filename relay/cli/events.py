@@ -89,11 +89,8 @@ def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> Non
                 )  # relay.hold.windows, relay.hold.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
-                click.echo(
-                    shown(
-                        f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
-                    )
-                )
+                delivery_id = str(row["delivery_id"] or "")[:40]
+                click.echo(shown(f"{when}  {row['id']}  {row['source']:<12} {delivery_id:<40} {states}"))
     if found is not None and found.note:
         click.echo(found.note, err=True)
 
@@ -127,11 +124,8 @@ def dlq_list(ctx: click.Context, source: str | None, limit: int, as_json: bool) 
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row.get("dead_at", 0))))
             error = row.get("last_error", "").replace("\n", " ")[:60]
-            click.echo(
-                shown(
-                    f"{when}  {row['id']}  {row.get('source', ''):<12} {row.get('last_status') or '-':>4}  {error}"
-                )
-            )
+            source, status = row.get("source", ""), row.get("last_status") or "-"
+            click.echo(shown(f"{when}  {row['id']}  {source:<12} {status:>4}  {error}"))
 
 
 @dlq.command("show")

@@ -72,7 +72,8 @@ def _stub(module: str, export: str | None, original: str | None, where: str) -> 
         "are what the JS function received as `payload`, `headers`, `url.searchParams` and `path`.",
         "",
         "Until this is filled in, events it would handle are parked (kept); `relay replay --parked`",
-        'sends them once it works. Test it with relay.testing.map_event (see README, "Write a transform")."""',
+        "sends them once it works. Test it with relay.testing.map_event "
+        '(see README, "Write a transform")."""',
         "",
         "from __future__ import annotations",
         "",

@@ -48,7 +48,8 @@ class SourceConfig(BaseModel):
         default=None, description="allow-list of event types (github, gitlab; stripe accepts patterns)"
     )
     allow_sha1: bool = False
-    # Agent safety (README, "Running an AI agent on webhooks safely"): feedback-loop guard and agentId allow-list.
+    # Agent safety (README, "Running an AI agent on webhooks safely"): feedback-loop guard and
+    # agentId allow-list.
     allow_bots: bool | list[str] = Field(
         default=False, description="github/gitlab/linear: take events sent by bots (true, or these bot names)"
     )

@@ -44,7 +44,8 @@ class UnresolvedSecret(SecretStr):
 
 
 def resolve_secret(value: Any) -> Any:
-    """`env:NAME` → that variable (else the `.env` beside relay.yaml), `file:PATH` → the file's content (trailing newline dropped)."""
+    """`env:NAME` → that variable (else the `.env` beside relay.yaml), `file:PATH` → the file's
+    content (trailing newline dropped)."""
     if isinstance(value, UnresolvedSecret):
         return value
     if isinstance(value, SecretStr):

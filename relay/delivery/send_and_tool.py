@@ -1,6 +1,7 @@
-"""The gateway's other doors (README, "The gateway's other doors"): `send` through the WebSocket RPC, `tool` through
-`POST /tools/invoke`. Called by `relay.delivery.attempt.send` for those kinds; each returns the same
-`Answer` as a hooks POST, so the delivery job's idempotency, records and retries apply unchanged.
+"""The gateway's other doors (README, "The gateway's other doors"): `send` through the WebSocket
+RPC, `tool` through `POST /tools/invoke`. Called by `relay.delivery.attempt.send` for those kinds;
+each returns the same `Answer` as a hooks POST, so the delivery job's idempotency, records and
+retries apply unchanged.
 """
 
 from __future__ import annotations

@@ -18,12 +18,13 @@ also enforce `hooks.allowedSessionKeyPrefixes`); `POST /_stub/control {"session_
 changes that at run time, as the gateway hot-reloads `hooks.*`. tests/contract runs the same
 cases against it and the real gateway (openclaw 2026.9.6), so it answers as that gateway does.
 
-It also has the gateway's other doors (README, "The gateway's other doors"): the WebSocket RPC at `/` (the `connect`
-handshake needs protocol 4 in the client's range and checks the gateway token; `send` requests are
-recorded with path "send" and deduped by idempotencyKey), and `POST /tools/invoke` (recorded with
-path "tools/invoke"). With no `--channel`, `send` answers as a gateway with no channel configured:
-no channel → INVALID_REQUEST "Channel is required", `telegram` (the one bundled channel plugin) →
-UNAVAILABLE with details.code OUTBOUND_DELIVERY_QUEUED, anything else → "unsupported channel";
+It also has the gateway's other doors (README, "The gateway's other doors"): the WebSocket RPC at
+`/` (the `connect` handshake needs protocol 4 in the client's range and checks the gateway token;
+`send` requests are recorded with path "send" and deduped by idempotencyKey), and
+`POST /tools/invoke` (recorded with path "tools/invoke"). With no `--channel`, `send` answers as
+a gateway with no channel configured: no channel → INVALID_REQUEST "Channel is required",
+`telegram` (the one bundled channel plugin) → UNAVAILABLE with details.code
+OUTBOUND_DELIVERY_QUEUED, anything else → "unsupported channel";
 a `--channel NAME` (or `--channel any`) is configured and delivers. `/tools/invoke` runs the tools
 a default gateway offers over HTTP (sessions_list, session_status, agents_list) and answers 404
 not_found for others (its deny list, unknown names); `{"block_tools": [...]}` makes a tool 403

@@ -1,5 +1,6 @@
-"""What the relay delivers: pydantic models of the gateway's /hooks/agent and /hooks/wake bodies, and of
-its other doors (README, "The gateway's other doors"): the WebSocket RPC `send` params and the `POST /tools/invoke` body."""
+"""What the relay delivers: pydantic models of the gateway's /hooks/agent and /hooks/wake bodies,
+and of its other doors (README, "The gateway's other doors"): the WebSocket RPC `send` params and
+the `POST /tools/invoke` body."""
 
 from __future__ import annotations
 
@@ -102,8 +103,9 @@ class ToolAction(_Action):
     action: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
     session_key: SessionKey = None
-    # Relay-only, stored with the body and removed before the POST (relay.delivery.send_and_tool): retry a tool that
-    # threw (500 tool_error) instead of dead-lettering it. Off: a tool that ran is not run again.
+    # Relay-only, stored with the body and removed before the POST (relay.delivery.send_and_tool):
+    # retry a tool that threw (500 tool_error) instead of dead-lettering it. Off: a tool that ran
+    # is not run again.
     retry_tool_errors: bool | None = Field(default=None, alias="retryToolErrors")
 
 

@@ -80,8 +80,8 @@ def test_bare_tool_answers_keep_their_meaning() -> None:
     ("message", "setting"),
     [
         (
-            "sessionKey is disabled for externally supplied hook payload values; set hooks.allowRequestSessionKey=true "
-            "to enable",
+            "sessionKey is disabled for externally supplied hook payload values; "
+            "set hooks.allowRequestSessionKey=true to enable",
             'hooks.allowRequestSessionKey: true and hooks.allowedSessionKeyPrefixes: ["hook:"]',
         ),
         ("sessionKey must start with one of: agent:", "hooks.allowedSessionKeyPrefixes"),

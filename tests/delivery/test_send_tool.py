@@ -1,4 +1,5 @@
-"""The gateway's other doors (README, "The gateway's other doors"): `send` over the WebSocket RPC, `tool` over /tools/invoke."""
+"""The gateway's other doors (README, "The gateway's other doors"): `send` over the WebSocket RPC,
+`tool` over /tools/invoke."""
 
 from __future__ import annotations
 

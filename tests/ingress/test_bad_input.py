@@ -28,7 +28,8 @@ from tests.paths import FIXTURES, ROOT
 
 DOC = ROOT / "README.md"
 TABLE_START = (
-    "<!-- bad-input-table:start (generated from tests/ingress/test_bad_input.py: python -m tests.test_bad_input) -->"
+    "<!-- bad-input-table:start "
+    "(generated from tests/ingress/test_bad_input.py: python -m tests.test_bad_input) -->"
 )
 TABLE_END = "<!-- bad-input-table:end -->"
 
