@@ -1,7 +1,7 @@
 """One command that measures openclaw-relay and its baselines side by side, on this machine, in one run.
 
-    python bench/run.py [--quick | --smoke] [--only ingress,cpu,delivery,e2e,burst] [--sessions N] [--out FILE]
-                        [--profile DIR] [--keep]
+    python bench/run.py [--quick | --smoke] [--only ingress,cpu,delivery,e2e,burst] [--sessions N]
+                        [--out FILE] [--profile DIR] [--keep]
 
 Starts its own redis-server on a free loopback port (never 127.0.0.1:6379), the relay's real
 processes (`python -m relay.cli.main serve | worker | gateway-stub`) and the baselines
@@ -271,9 +271,8 @@ class Bench:
                 proc.kill()
                 proc.wait()
                 if timeout >= 1:
-                    log(
-                        f"pid {proc.pid} ({' '.join(proc.args[2:4])}) ignored SIGTERM for {timeout:.0f}s: killed"
-                    )
+                    command = " ".join(proc.args[2:4])
+                    log(f"pid {proc.pid} ({command}) ignored SIGTERM for {timeout:.0f}s: killed")
             self.stop_times.append((" ".join(proc.args[2:4]), time.monotonic() - t0))
         if proc in self.procs:
             self.procs.remove(proc)
@@ -516,8 +515,8 @@ class Bench:
                 self.stop(proc)
                 runs[target].append(res)
                 log(
-                    f"ingress {target} round {rnd + 1}: {res['rps']:.0f} req/s, p99 {res['p99_us'] / 1000:.1f} ms, "
-                    f"{res['cpu_us']:.0f} µs CPU/req, non-2xx {res['non2xx']}"
+                    f"ingress {target} round {rnd + 1}: {res['rps']:.0f} req/s, p99 "
+                    f"{res['p99_us'] / 1000:.1f} ms, {res['cpu_us']:.0f} µs CPU/req, non-2xx {res['non2xx']}"
                 )
         mean_rps = {t: statistics.mean(r["rps"] for r in rs) for t, rs in runs.items()}
         # Open loop at half of the relay's capacity; the bare app gets the same absolute rate.
@@ -543,8 +542,8 @@ class Bench:
             self.stop(proc)
             h = half[target]
             log(
-                f"open loop {target} at {rate:.0f}/s: achieved {h['achieved_rate']:.0f}/s, p50 {h['p50_ms']:.1f} ms, "
-                f"p99 {h['p99_ms']:.1f} ms, statuses {h['statuses']}"
+                f"open loop {target} at {rate:.0f}/s: achieved {h['achieved_rate']:.0f}/s, p50 "
+                f"{h['p50_ms']:.1f} ms, p99 {h['p99_ms']:.1f} ms, statuses {h['statuses']}"
             )
         return {
             "runs": runs,
@@ -555,7 +554,8 @@ class Bench:
         }
 
     def _workload_run(self, workload: str, target: str) -> dict[str, Any]:
-        """One wrk run of `workload` against bare, verify or relay: req/s, server and Redis CPU per request."""
+        """One wrk run of `workload` against bare, verify or relay: req/s, server and Redis CPU per
+        request."""
         s = self.sizes
         self.flush()
         proc = self.start_ingress() if target == "relay" else self.start_bare(target)
@@ -795,7 +795,8 @@ class Bench:
             "ack_p99_ms": pct(acks, 99) * 1000,
         }
         log(
-            f"e2e: p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms (ack p50 {res['ack_p50_ms']:.1f} ms)"
+            f"e2e: p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms"
+            f" (ack p50 {res['ack_p50_ms']:.1f} ms)"
         )
         return res
 
@@ -817,7 +818,8 @@ class Bench:
             sent = self.blast(n, "burst")
             t_sent = time.monotonic()
             log(
-                f"burst: {n} events accepted in {sent['elapsed_s']:.1f}s ({sent['rate']:.0f}/s) with the gateway down"
+                f"burst: {n} events accepted in {sent['elapsed_s']:.1f}s ({sent['rate']:.0f}/s) with the "
+                "gateway down"
             )
             stub = self.start_stub(0, record)
             t_stub = time.monotonic()
@@ -858,7 +860,8 @@ class Bench:
             complete and res["double_runs"] == 0 and res["missing"] == 0 and res["unexpected"] == 0
         )
         log(
-            f"burst: drained in {res['drain_s']:.1f}s after the stub started; exactly once: {res['exactly_once']}"
+            f"burst: drained in {res['drain_s']:.1f}s after the stub started; exactly once: "
+            f"{res['exactly_once']}"
         )
         return res
 
@@ -935,10 +938,11 @@ def verdict(ok: bool) -> str:
 
 def report(mode: str, results: dict[str, Any], started: float, profiled: bool, sessions: int) -> str:
     v, m = versions(), machine()
+    flags = ("" if mode == "full" else f" --{mode}") + ("" if sessions == 64 else f" --sessions {sessions}")
     lines = [
         f"# openclaw-relay benchmark ({mode})",
         "",
-        f"`python bench/run.py{'' if mode == 'full' else ' --' + mode}{'' if sessions == 64 else f' --sessions {sessions}'}` on {time.strftime('%Y-%m-%d %H:%M %Z')}, "
+        f"`python bench/run.py{flags}` on {time.strftime('%Y-%m-%d %H:%M %Z')}, "
         f"took {time.monotonic() - started:.0f} s."
         + (" **Profiled with py-spy: numbers are perturbed.**" if profiled else ""),
         "",
@@ -958,7 +962,8 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
         bare = rps["bare"]
         lines += [
             "## 1. Ingress: POST /hooks/github, 7.9 KB signed push, unique X-GitHub-Delivery",
-            f"wrk -t1 -c{WRK_CONNS}, {runs['bare'][0]['duration_us'] / 1e6:.0f} s per run, {len(runs['bare'])} round(s) "
+            f"wrk -t1 -c{WRK_CONNS}, {runs['bare'][0]['duration_us'] / 1e6:.0f} s per run, "
+            f"{len(runs['bare'])} round(s) "
             "alternating bare/relay (mean shown); one uvicorn process each, same uvicorn.run() settings.",
             "",
             "| server | req/s | vs bare | p50 ms | p99 ms | server CPU µs/req | redis CPU µs/req | non-2xx |",
@@ -976,8 +981,10 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
             rs = runs[t]
             lines.append(
                 f"| {labels[t]} | {f0(rps[t])} | {ratio(rps[t], bare)} | "
-                f"{f1(statistics.mean(r['p50_us'] for r in rs) / 1000)} | {f1(statistics.mean(r['p99_us'] for r in rs) / 1000)} | "
-                f"{f0(statistics.mean(r['cpu_us'] for r in rs))} | {f0(statistics.mean(r['redis_cpu_us'] for r in rs))} | "
+                f"{f1(statistics.mean(r['p50_us'] for r in rs) / 1000)} | "
+                f"{f1(statistics.mean(r['p99_us'] for r in rs) / 1000)} | "
+                f"{f0(statistics.mean(r['cpu_us'] for r in rs))} | "
+                f"{f0(statistics.mean(r['redis_cpu_us'] for r in rs))} | "
                 f"{sum(r['non2xx'] + r['connect_errors'] + r['read_errors'] + r['timeouts'] for r in rs)} |"
             )
         per_round = ", ".join(
@@ -993,8 +1000,8 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
         ]
         h = ing["half"]
         lines += [
-            f"Open loop at half the relay's capacity ({f0(ing['half_rate'])} req/s offered, bench/loadgen.py, "
-            "latency from each request's scheduled send time):",
+            f"Open loop at half the relay's capacity ({f0(ing['half_rate'])} req/s offered, "
+            "bench/loadgen.py, latency from each request's scheduled send time):",
             "",
             "| server | offered req/s | achieved req/s | p50 ms | p99 ms | max ms |",
             "|---|---:|---:|---:|---:|---:|",
@@ -1012,11 +1019,11 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
             lines += [
                 "### 1b. Every workload against both baselines (wrk, one run each)",
                 f"wrk -t1 -c{WRK_CONNS}, {wl[next(iter(wl))]['relay']['duration_us'] / 1e6:.0f} s per run. "
-                "*relay ÷ verify* is what the relay keeps of the rate of a server that only verifies and parses; "
-                "CPU is the server process's, per request; Redis CPU is redis-server's, per request.",
+                "*relay ÷ verify* is what the relay keeps of the rate of a server that only verifies and "
+                "parses; CPU is the server process's, per request; Redis CPU is redis-server's, per request.",
                 "",
-                "| workload | bare req/s | verify req/s | relay req/s | relay ÷ verify | server CPU µs/req, relay vs verify | "
-                "redis CPU µs/event | non-2xx |",
+                "| workload | bare req/s | verify req/s | relay req/s | relay ÷ verify | server CPU µs/req, "
+                "relay vs verify | redis CPU µs/event | non-2xx |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|",
             ]
             for name, res in wl.items():
@@ -1050,13 +1057,14 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
         labels = workloads(sessions)
         lines += [
             "## 1c. CPU per request, in process (bench/cpu.py)",
-            f"Each ASGI app called directly, {cpu['n']:,} requests per server and workload, {cpu['concurrency']} "
-            "in flight on one uvloop loop, CPU = `time.process_time()` / requests (the lowest of the rounds): no "
-            "HTTP parsing, which is the same for all three. The relay writes to its own redis-server (AOF "
-            "everysec); Redis CPU from /proc. Far less sensitive to other load than req/s.",
+            f"Each ASGI app called directly, {cpu['n']:,} requests per server and workload, "
+            f"{cpu['concurrency']} in flight on one uvloop loop, CPU = `time.process_time()` / requests "
+            "(the lowest of the rounds): no HTTP parsing, which is the same for all three. "
+            "The relay writes to its own redis-server (AOF everysec); Redis CPU from /proc. "
+            "Far less sensitive to other load than req/s.",
             "",
-            "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU µs/event | "
-            "redis commands/event |",
+            "| workload | bare µs | verify µs | relay µs | relay − verify µs | relay ÷ verify | redis CPU "
+            "µs/event | redis commands/event |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         res = cpu["results"]
@@ -1081,11 +1089,13 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
     if dl:
         lines += [
             "## 2. Delivery: pre-filled queue → gateway stub (`relay gateway-stub`, --record)",
-            f"`relay worker` with delivery.in_flight = {IN_FLIGHT}; baseline: bench/asyncio_consumer.py (RPOP + "
-            f"httpx.AsyncClient, {IN_FLIGHT} in flight). Rate = actions / time from process start until the stub "
-            "has them all; steady = between the first and the last arrival.",
+            f"`relay worker` with delivery.in_flight = {IN_FLIGHT}; baseline: bench/asyncio_consumer.py "
+            f"(RPOP + httpx.AsyncClient, {IN_FLIGHT} in flight). "
+            "Rate = actions / time from process start until the stub has them all; "
+            "steady = between the first and the last arrival.",
             "",
-            "| stub | consumer | actions | actions/s | steady/s | vs asyncio | consumer CPU µs/action | stub CPU µs/action | dup |",
+            "| stub | consumer | actions | actions/s | steady/s | vs asyncio | consumer CPU µs/action | stub "
+            "CPU µs/action | dup |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for delay in (0.0, 1.0):
@@ -1157,12 +1167,13 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
     if e2e:
         lines += [
             "## 3. End to end at idle (sequential)",
-            f"{e2e['n']} events one after another through ingress → Redis → router → worker → stub; latency = "
-            "stub's `at` minus the sender's send time.",
+            f"{e2e['n']} events one after another through ingress → Redis → router → worker → stub; latency "
+            "= stub's `at` minus the sender's send time.",
             "",
             "| | p50 ms | p99 ms | max ms |",
             "|---|---:|---:|---:|",
-            f"| sender → stub receives the action | {f1(e2e['p50_ms'])} | {f1(e2e['p99_ms'])} | {f1(e2e['max_ms'])} |",
+            f"| sender → stub receives the action | {f1(e2e['p50_ms'])} | {f1(e2e['p99_ms'])} | "
+            f"{f1(e2e['max_ms'])} |",
             f"| sender → ingress answers 202 | {f1(e2e['ack_p50_ms'])} | {f1(e2e['ack_p99_ms'])} | |",
             "",
         ]
@@ -1172,16 +1183,19 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
     if b:
         lines += [
             "## 4. Burst with the gateway down, then drain",
-            f"{b['n']:,} events sent as fast as possible (bench/loadgen.py, {WRK_CONNS} connections) to `relay serve` "
-            "with one `relay worker` running and the stub not started; then the stub starts.",
+            f"{b['n']:,} events sent as fast as possible (bench/loadgen.py, {WRK_CONNS} connections) to "
+            "`relay serve` with one `relay worker` running and the stub not started; then the stub starts.",
             "",
             "| | value |",
             "|---|---:|",
-            f"| events accepted (202) | {b['n']:,} in {b['send_s']:.1f} s = {f0(b['send_rate'])}/s, p99 {f1(b['send_p99_ms'])} ms |",
-            f"| time to drain after the stub started | {b['drain_s']:.1f} s{'' if b['complete'] else ' (**timed out**)'} |",
+            f"| events accepted (202) | {b['n']:,} in {b['send_s']:.1f} s = {f0(b['send_rate'])}/s, p99 "
+            f"{f1(b['send_p99_ms'])} ms |",
+            f"| time to drain after the stub started | {b['drain_s']:.1f} "
+            f"s{'' if b['complete'] else ' (**timed out**)'} |",
             f"| drain rate | {f1(b['arrived'] / b['drain_s'])} actions/s |",
             f"| distinct Idempotency-Keys at the stub | {b['distinct_keys']:,} |",
-            f"| accepted runs / keys with two runs / missing / unexpected | {b['arrived']:,} / {b['double_runs']} / {b['missing']} / {b['unexpected']} |",
+            f"| accepted runs / keys with two runs / missing / unexpected | {b['arrived']:,} / "
+            f"{b['double_runs']} / {b['missing']} / {b['unexpected']} |",
             f"| requests at the stub (replays) | {b['requests_at_stub']:,} ({b['replays']}) |",
             f"| dead-lettered | {b['dead']} |",
             f"| **all arrived exactly once** | {'yes' if b['exactly_once'] else '**NO**'} |",
@@ -1201,8 +1215,8 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
     stops, slow = results.get("stops", (0, 0))
     if stops:
         lines += [
-            f"Worker shutdown: {slow} of {stops} `relay worker` processes were still running 5 s after SIGTERM "
-            "(sent right after the last action arrived) and were killed.",
+            f"Worker shutdown: {slow} of {stops} `relay worker` processes were still running 5 s after "
+            "SIGTERM (sent right after the last action arrived) and were killed.",
             "",
         ]
     if targets:

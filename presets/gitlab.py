@@ -143,7 +143,8 @@ def _push(p: dict[str, Any], project: str, f: Fencer) -> list[str]:
     total = p.get("total_commits_count", len(commits))
     lines = [f"{user} pushed {total} commit(s) to {project}@{branch}"]
     lines += [
-        f"- {str(c.get('id', ''))[:8]} {f.inline(first_line(c.get('title') or c.get('message')), f'commits[{i}].message')}"
+        f"- {str(c.get('id', ''))[:8]} "
+        + f.inline(first_line(c.get("title") or c.get("message")), f"commits[{i}].message")
         for i, c in enumerate(commits[:20])
     ]
     if isinstance(total, int) and total > len(commits[:20]):
@@ -230,9 +231,10 @@ def transform(event: Event) -> AgentAction | None:
         mr = _d(p.get("merge_request"))
         session = _session(project, "!", mr.get("iid"))
         failed = [b for b in p.get("builds") or [] if isinstance(b, dict) and b.get("status") == "failed"]
+        message = f.inline(first_line(_d(p.get("commit")).get("message")), "commit.message")
         lines = [
             f"Pipeline #{attrs.get('id')} failed in {project} on {attrs.get('ref', '')}"
-            f" ({str(attrs.get('sha', ''))[:8]}: {f.inline(first_line(_d(p.get('commit')).get('message')), 'commit.message')})"
+            f" ({str(attrs.get('sha', ''))[:8]}: {message})"
         ]
         lines += [
             f"- job {b.get('name')} (stage {b.get('stage')}) failed"
@@ -246,7 +248,8 @@ def transform(event: Event) -> AgentAction | None:
             return None  # only failures need an agent
         repo_url = _d(p.get("repository")).get("homepage")
         lines = [
-            f"Job {p.get('build_name')} (stage {p.get('build_stage')}) failed in {project} on {p.get('ref', '')}"
+            f"Job {p.get('build_name')} (stage {p.get('build_stage')}) failed"
+            f" in {project} on {p.get('ref', '')}"
             + (f": {p['build_failure_reason']}" if p.get("build_failure_reason") else "")
         ]
         if repo_url and p.get("build_id"):

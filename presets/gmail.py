@@ -207,8 +207,8 @@ def transform(event: Event) -> list[AgentAction]:
         lines = [f"{len(rest)} more new emails:"]
         f = Fencer()
         lines += [
-            f"- from {f.inline(to_text(m.get('from')), 'from')}: {f.inline(to_text(m.get('subject')), 'subject')}"
-            f" ({to_text(m.get('id'))})"
+            f"- from {f.inline(to_text(m.get('from')), 'from')}:"
+            f" {f.inline(to_text(m.get('subject')), 'subject')} ({to_text(m.get('id'))})"
             for m in rest
         ]
         actions[-1] = AgentAction(message=f.finish("\n".join(lines)), name="Gmail", wake_mode="now")

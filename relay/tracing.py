@@ -44,7 +44,8 @@ def configure_from_env(service: str) -> bool:
         import logging
 
         logging.getLogger("relay.tracing").warning(
-            "OTEL_* is set but the otel extra is not installed (pip install 'openclaw-relay[otel]'); tracing off"
+            "OTEL_* is set but the otel extra is not installed "
+            "(pip install 'openclaw-relay[otel]'); tracing off"
         )
         return False
     setup(BatchSpanProcessor(OTLPSpanExporter()), service)

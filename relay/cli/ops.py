@@ -1,7 +1,7 @@
 """Operators' commands of `relay`: pause and resume (relay.store.pause).
 
-Registered on the `relay` group by relay.cli.main, which passes its own helpers (settings, Redis,
-Redis errors) so this module never imports relay.cli.main (which also runs as `python -m relay.cli.main`).
+Registered on the `relay` group by relay.cli.main, which passes the helpers of relay.cli.common
+(settings, Redis, Redis errors).
 """
 
 from __future__ import annotations

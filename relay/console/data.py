@@ -61,7 +61,8 @@ def _text(value: Any) -> str:
 
 
 def parse_cursor(cursor: str | None) -> tuple[str, str | None]:
-    """A cursor is `<score>~<member>`: the last row shown. Returns (max score for ZREVRANGEBYSCORE, member)."""
+    """A cursor is `<score>~<member>`: the last row shown. Returns (max score for ZREVRANGEBYSCORE,
+    member)."""
     if not cursor or "~" not in cursor:
         return "+inf", None
     score, member = cursor.split("~", 1)

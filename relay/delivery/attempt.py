@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from typing import Literal
 
 import httpx
 import redis.exceptions as redis_exceptions
@@ -24,6 +20,8 @@ from rq import Retry, get_current_job
 from relay import metrics, tracing
 from relay.config import Settings
 from relay.delivery import circuit as health
+from relay.delivery import send_and_tool as doors
+from relay.delivery.answers import Answer, backoff, classify, is_configuration, parse_retry_after
 from relay.protocol import policy
 from relay.store import keys, lanes, pause
 from relay.store.connection import connect
@@ -35,8 +33,6 @@ log = logging.getLogger("relay.delivery")
 # The longest pause after a policy refusal (hooks.allowRequestSessionKey and the like): the gateway
 # reloads its hooks config live, so a fixed setting is picked up within this long.
 POLICY_MAX_PAUSE = 30.0
-
-Verdict = Literal["delivered", "retry", "dead"]
 
 # What a delivery job reads of its action's record.
 RECORD_FIELDS = (
@@ -55,57 +51,6 @@ RECORD_FIELDS = (
 # RQ fails a job once it has returned `Retry.max` Retries; the relay counts attempts itself
 # (deferrals for a session's turn, a paused circuit or the rate cap are not attempts).
 UNLIMITED = 2**31
-
-# The gateway's answers, per OPENCLAW_CONTRACT.md: these never succeed by being sent again.
-PERMANENT = frozenset({400, 405, 413, 422})
-# Wrong token or hooks disabled/wrong path: a configuration problem. The events are kept and
-# retried with backoff until it is fixed, never dead-lettered for it. So are the gateway's hook
-# policy refusals (a 400 naming a setting: `relay.protocol.policy`).
-CONFIGURATION = frozenset({401, 403, 404})
-
-
-def is_configuration(answer: Answer) -> bool:
-    return answer.status in CONFIGURATION or policy.refusal_hint(answer.status, answer.text) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    status: int | None  # None: no HTTP answer (refused, reset, timed out)
-    text: str
-    retry_after: float | None = None
-    run_id: str | None = None
-
-
-def classify(answer: Answer) -> Verdict:
-    if answer.status is not None and 200 <= answer.status < 300:
-        return "delivered"
-    if answer.status in PERMANENT and not is_configuration(answer):
-        return "dead"
-    return "retry"
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (now if now is not None else time.time()))
-
-
-def backoff(attempt: int, base: float, cap: float, retry_after: float | None = None) -> int:
-    """Exponential backoff with full jitter, never sooner than the gateway's Retry-After."""
-    delay = random.uniform(0, min(cap, base * 2 ** max(0, attempt - 1)))
-    if retry_after is not None:
-        # RQ stores a retry's time in whole seconds, rounded down: one second more keeps the next
-        # attempt from arriving before Retry-After (it was up to 1 s early).
-        return math.ceil(max(delay, retry_after)) + 1
-    return max(1, math.ceil(delay))
 
 
 class Context:
@@ -152,9 +97,7 @@ def context() -> Context:
 
 def send(ctx: Context, kind: str, idempotency_key: str, body: bytes, gateway: str | None = None) -> Answer:
     if kind in ("send", "tool"):  # the gateway's other doors: WebSocket RPC and /tools/invoke
-        from relay.delivery import send_and_tool as doors
-
-        return doors.send(ctx, kind, idempotency_key, body, ctx.settings.gateway_config(gateway))
+        return doors.send(ctx.http, kind, idempotency_key, body, ctx.settings.gateway_config(gateway))
     timeout = httpx.Timeout(ctx.settings.gateway_config(gateway).timeout_seconds, connect=5.0)
     try:
         headers = tracing.inject(ctx.headers(idempotency_key, gateway))  # W3C traceparent when tracing

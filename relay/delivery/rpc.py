@@ -7,7 +7,8 @@ The protocol (docs/gateways.md; from OpenClaw's source, checked against the real
               "client": {...}, "role": "operator", "scopes": [...], "auth": {"token": <gateway.auth.token>}}}
     server → {"type": "res", "id": "1", "ok": true, "payload": {"type": "hello-ok", "protocol": 4, ...}}
              or ok: false, error {"code": "INVALID_REQUEST", "message": "unauthorized: ..."}, then close 1008
-    client → {"type": "req", "id": "2", "method": "send", "params": {"to": ..., "message": ..., "idempotencyKey": ...}}
+    client → {"type": "req", "id": "2", "method": "send",
+              "params": {"to": ..., "message": ..., "idempotencyKey": ...}}
     server → {"type": "res", "id": "2", "ok": true, "payload": {"runId": <idempotencyKey>, "messageId": ...}}
              or ok: false, error {"code", "message", "details"?, "retryable"?, "retryAfterMs"?}
 

@@ -11,10 +11,10 @@ import httpx
 import orjson
 
 from relay.delivery import rpc
+from relay.delivery.answers import Answer, parse_retry_after
 
 if TYPE_CHECKING:
     from relay.config import GatewayConfig
-    from relay.delivery.attempt import Answer, Context
 
 DOORS = frozenset({"send", "tool"})
 TOOLS_PATH = "/tools/invoke"
@@ -26,16 +26,14 @@ def auth_token(gw: GatewayConfig) -> str | None:
     return secret.get_secret_value() if secret else None
 
 
-def send(ctx: Context, kind: str, idempotency_key: str, body: bytes, gw: GatewayConfig) -> Answer:
+def send(http: httpx.Client, kind: str, idempotency_key: str, body: bytes, gw: GatewayConfig) -> Answer:
     if kind == "send":
         return send_message(gw, idempotency_key, body)
-    return invoke_tool(ctx, gw, idempotency_key, body)
+    return invoke_tool(http, gw, idempotency_key, body)
 
 
 def send_message(gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer:
     """RPC `send` with the action's idempotency key: the gateway answers a repeat from its cache."""
-    from relay.delivery.attempt import Answer
-
     params = rpc.send_params(orjson.loads(body), idempotency_key)
     result = rpc.call(gw.url, auth_token(gw), "send", params, timeout=gw.timeout_seconds)
     return Answer(result.status, result.text, result.retry_after, result.run_id)
@@ -65,11 +63,9 @@ def tool_status(status: int, text: str, retry_tool_errors: bool = False) -> int:
     return status
 
 
-def invoke_tool(ctx: Context, gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer:
+def invoke_tool(http: httpx.Client, gw: GatewayConfig, idempotency_key: str, body: bytes) -> Answer:
     """`POST /tools/invoke` with the gateway token. The gateway has no idempotency for tools: the
     relay's delivered record is the only guard (a lost answer means the tool may run again)."""
-    from relay.delivery.attempt import Answer, parse_retry_after
-
     payload = orjson.loads(body)
     retry_tool_errors = False
     if isinstance(payload, dict) and RETRY_FLAG in payload:  # the relay's own field: not for the gateway
@@ -81,7 +77,7 @@ def invoke_tool(ctx: Context, gw: GatewayConfig, idempotency_key: str, body: byt
         headers["Authorization"] = f"Bearer {token}"
     timeout = httpx.Timeout(gw.timeout_seconds, connect=5.0)
     try:
-        response = ctx.http.post(f"{gw.url}{TOOLS_PATH}", content=body, headers=headers, timeout=timeout)
+        response = http.post(f"{gw.url}{TOOLS_PATH}", content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as exc:
         return Answer(None, f"{type(exc).__name__}: {exc}"[:500])
     text = response.text[:2000]

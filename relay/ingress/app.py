@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,12 +20,11 @@ from relay import tracing
 from relay.config import Settings
 from relay.errors import (
     HeadersTooLarge,
-    PayloadTooLarge,
     RelayError,
-    RequestTimeout,
     Unauthorized,
     Unavailable,
 )
+from relay.ingress.body import read_body
 from relay.ingress.intake import Ingress
 from relay.ingress.lockout import AuthGuard
 from relay.ingress.proxies import TrustedProxies, parse_networks
@@ -41,26 +39,6 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 def error_response(exc: RelayError) -> JSONResponse:
     return JSONResponse({"ok": False, "error": exc.message}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
-    """Read the body, refusing (413) as soon as it passes `limit` bytes: nothing past it is read;
-    and (408) when it has not all arrived within `timeout` seconds (a sender that trickles)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"body is larger than {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
-    return b"".join(chunks)
 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:

@@ -4,7 +4,7 @@ httptools (llhttp) accepts request heads of any size and uvicorn waits for them 
 sender trickles them. This protocol refuses, with the relay's JSON error body and the connection
 closed: a request line plus headers over `max_head_bytes` (431), more than `max_headers` headers
 (431), and a head not complete within `head_timeout` seconds of its first byte or of the
-connection's opening (408). Bodies are limited by the app (`relay.ingress.app.read_body`).
+connection's opening (408). Bodies are limited by the app (`relay.ingress.body.read_body`).
 
 An answer sent before the body was fully read (404, 405, 413, 401, 429, 408) ends the connection
 (`connection: close`): uvicorn would otherwise keep reading and discarding the rest, and a sender

@@ -102,8 +102,9 @@ class ToolAction(_Action):
     action: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
     session_key: SessionKey = None
-    # Relay-only, stored with the body and removed before the POST (relay.delivery.send_and_tool): retry a tool that
-    # threw (500 tool_error) instead of dead-lettering it. Off: a tool that ran is not run again.
+    # Relay-only, stored with the body and removed before the POST (relay.delivery.send_and_tool):
+    # retry a tool that threw (500 tool_error) instead of dead-lettering it. Off: a tool that ran
+    # is not run again.
     retry_tool_errors: bool | None = Field(default=None, alias="retryToolErrors")
 
 

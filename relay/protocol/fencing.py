@@ -106,15 +106,18 @@ _WORD = re.compile(r"\w+")
 # the result equals running every pattern.
 # fmt: off
 _MAY_MATCH: dict[str, list[str]] = {
-    "ignore previous instructions": ["ignore", "disregard", "forget", "override", "overrule", "skip", "bypass"],
+    "ignore previous instructions": [
+        "ignore", "disregard", "forget", "override", "overrule", "skip", "bypass"],
     "new instructions": ["instead", "instruction", "instructions", "orders", "directives", "system"],
     "reveal secrets or the system prompt": [
-        "reveal", "print", "show", "output", "repeat", "leak", "dump", "display", "disclose", "tell", "send", "post",
-        "exfiltrate", "share", "paste", "system"],
-    "run commands": ["curl", "wget", "fetch", "iwr", "invoke", "rm", "base64", "run", "execute", "exec", "eval",
-                     "chmod", "nc", "~/dev/tcp/"],
-    "role-play": ["you are now", "act", "pretend", "role", "roleplay", "from now on", "developer mode", "~jailbreak",
-                  "do anything now", "your new"],
+        "reveal", "print", "show", "output", "repeat", "leak", "dump", "display", "disclose", "tell",
+        "send", "post", "exfiltrate", "share", "paste", "system"],
+    "run commands": [
+        "curl", "wget", "fetch", "iwr", "invoke", "rm", "base64", "run", "execute", "exec", "eval",
+        "chmod", "nc", "~/dev/tcp/"],
+    "role-play": [
+        "you are now", "act", "pretend", "role", "roleplay", "from now on", "developer mode",
+        "~jailbreak", "do anything now", "your new"],
     "fake markers or chat roles": ["~<", "~>", "~[", "~untrusted", "end", "system", "assistant"],
 }
 # fmt: on

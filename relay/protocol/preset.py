@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from relay.config import SourceConfig
 from relay.errors import BadRequest, UnsupportedMediaType
 from relay.protocol.mapping import Transform
 from relay.protocol.verify import body_digest
+
+if TYPE_CHECKING:  # the settings' model, for the signatures only: the protocol does not load settings
+    from relay.config import SourceConfig
 
 Headers = Mapping[str, str]
 

@@ -40,7 +40,8 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
 
 
 def publish_url(data_dir: Path, url: str) -> Path:
-    """Write the running embedded server's URL where the other commands look (owner-only: it is a door to the data)."""
+    """Write the running embedded server's URL where the other commands look (owner-only: it is a
+    door to the data)."""
     path = data_dir / URL_FILE
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -61,7 +62,8 @@ def withdraw_url(data_dir: Path, url: str) -> None:
 
 
 def running_url(data_dir: Path) -> str | None:
-    """The URL a running `relay up` published under data_dir, or None (none published, or its socket is gone)."""
+    """The URL a running `relay up` published under data_dir, or None (none published, or its socket
+    is gone)."""
     try:
         url = (data_dir / URL_FILE).read_text().strip()
     except OSError:
@@ -72,7 +74,8 @@ def running_url(data_dir: Path) -> str | None:
 
 
 def resolve_redis_url(settings: Settings) -> str:
-    """The Redis every command other than `relay up` uses: redis_url, else the running `relay up`'s embedded one."""
+    """The Redis every command other than `relay up` uses: redis_url, else the running `relay up`'s
+    embedded one."""
     if settings.redis_url:
         return settings.redis_url
     url = running_url(settings.data_dir)

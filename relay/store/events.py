@@ -121,7 +121,8 @@ def new_event_id() -> str:
 def encode_actions(
     source: str, delivery_id: str, actions: list[AnyAction], gateway: str | None = None
 ) -> bytes:
-    """The actions as stored with their event; `gateway` names a gateway from `gateways:` (None: the default)."""
+    """The actions as stored with their event; `gateway` names a gateway from `gateways:` (None: the
+    default)."""
     extra = {"gateway": gateway} if gateway else {}
     return orjson.dumps(
         [

@@ -253,7 +253,8 @@ for i = first, last do
   if i % 10 == 0 then source = 'github' end
   local at = string.format('%.6f', base + i)
   redis.call('HSET', 'relay:event:' .. eid, 'source', source, 'delivery_id', 'd' .. i, 'received_at', at,
-             'state', 'queued', 'action_count', 1, 'headers', '{}', 'body', '{"i": ' .. i .. '}', 'actions', '[]')
+             'state', 'queued', 'action_count', 1, 'headers', '{}', 'body', '{"i": ' .. i .. '}',
+             'actions', '[]')
   redis.call('ZADD', KEYS[1], at, eid)
   redis.call('ZADD', KEYS[2] .. source, at, eid)
 end

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from relay.delivery import rpc
-from relay.delivery.attempt import Answer, classify, is_configuration
+from relay.delivery.answers import Answer, classify, is_configuration
 from relay.delivery.send_and_tool import tool_status
 from relay.protocol import policy
 
@@ -80,8 +80,8 @@ def test_bare_tool_answers_keep_their_meaning() -> None:
     ("message", "setting"),
     [
         (
-            "sessionKey is disabled for externally supplied hook payload values; set hooks.allowRequestSessionKey=true "
-            "to enable",
+            "sessionKey is disabled for externally supplied hook payload values; "
+            "set hooks.allowRequestSessionKey=true to enable",
             'hooks.allowRequestSessionKey: true and hooks.allowedSessionKeyPrefixes: ["hook:"]',
         ),
         ("sessionKey must start with one of: agent:", "hooks.allowedSessionKeyPrefixes"),

@@ -26,7 +26,9 @@ def _mappings(window: str, most: int) -> list[dict[str, Any]]:
         {
             "match": {"path": "alertmanager"},
             "name": "Alerts",
-            "messageTemplate": "alert {{payload.commonLabels.alertname}} {{payload.alerts[0].labels.instance}}",
+            "messageTemplate": (
+                "alert {{payload.commonLabels.alertname}} {{payload.alerts[0].labels.instance}}"
+            ),
             "sessionKey": "hook:am:{{payload.groupKey}}",
             "batch": {"key": "{{payload.groupKey}}", "window": window, "max": most},
         }

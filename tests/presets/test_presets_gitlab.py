@@ -127,8 +127,8 @@ def test_pipeline_only_failures() -> None:
     text, session = message("pipeline", orjson.dumps(payload))
     lines = text.splitlines()
     assert (
-        lines[0]
-        == "Pipeline #31 failed in gitlab-org/gitlab-test on master (bcbb5ec3: <<<UNTRUSTED commit.message: test>>>)"
+        lines[0] == "Pipeline #31 failed in gitlab-org/gitlab-test on master"
+        " (bcbb5ec3: <<<UNTRUSTED commit.message: test>>>)"
     )
     assert lines[1] == "- job test-image (stage test) failed"
     assert lines[-3:] == ["http://192.168.64.1:3005/gitlab-org/gitlab-test/-/pipelines/31", "", GUIDE]

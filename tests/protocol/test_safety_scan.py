@@ -1,5 +1,6 @@
-"""`relay.protocol.fencing.scan` skips the patterns a text's words rule out; it must report exactly what running
-every pattern on the NFKC-normalised text reports, for injections, ordinary text and near misses."""
+"""`relay.protocol.fencing.scan` skips the patterns a text's words rule out; it must report exactly
+what running every pattern on the NFKC-normalised text reports, for injections, ordinary text and
+near misses."""
 
 from __future__ import annotations
 

@@ -169,7 +169,8 @@ class FailoverReport:
 
     def line(self) -> str:
         return (
-            f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s sent={self.sent} acknowledged={self.acknowledged} "
+            f"min_replicas={self.min_replicas} replica_lag={self.lag:g}s "
+            f"sent={self.sent} acknowledged={self.acknowledged} "
             f"lost={self.lost} doubled={self.doubled} retried_answers={self.refused} "
             f"failover={self.failover_seconds:.1f}s longest_stall={self.stall_seconds:.1f}s "
             f"drain={self.drain_seconds:.1f}s"

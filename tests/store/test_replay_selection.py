@@ -1,4 +1,5 @@
-"""Replay by selection (relay.store.selection): `relay replay --since --until --state [--dry-run] [--new-key]`."""
+"""Replay by selection (relay.store.selection):
+`relay replay --since --until --state [--dry-run] [--new-key]`."""
 
 from __future__ import annotations
 

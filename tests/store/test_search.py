@@ -30,7 +30,8 @@ for i = first, last do
   if i == 54320 then headers = '{"x-request-id": "Quokka-7"}' end
   redis.call('HSET', 'relay:event:' .. eid, 'source', source, 'delivery_id', 'd' .. i, 'received_at', at,
              'state', 'skipped', 'action_count', 0, 'headers', headers,
-             'body', '{"i": ' .. i .. ', "status": "' .. word .. '", "log": "' .. filler .. '"}', 'actions', '[]')
+             'body', '{"i": ' .. i .. ', "status": "' .. word .. '", "log": "' .. filler .. '"}',
+             'actions', '[]')
   redis.call('ZADD', KEYS[1], at, eid)
   redis.call('ZADD', KEYS[2] .. source, at, eid)
 end

@@ -63,7 +63,8 @@ class Report:
 
     def line(self) -> str:
         return (
-            f"sent={self.sent} acknowledged={self.acknowledged} lost={self.lost} duplicates={self.duplicates} "
+            f"sent={self.sent} acknowledged={self.acknowledged} lost={self.lost} "
+            f"duplicates={self.duplicates} "
             f"out_of_order={self.out_of_order} dead={self.dead} (injected {self.injected_dead}, "
             f"unexpected {self.unexpected_dead}) worker_kills={self.worker_kills} "
             f"wakes_doubled_by_a_kill={self.wakes_doubled_by_a_kill} drain={self.drain_seconds:.1f}s"
@@ -284,7 +285,8 @@ class Chaos:
             f"action states {self.last_states}, inbox {self.client.xlen(keys.INBOX)}, "
             f"queued jobs {queue.count}, scheduled {queue.scheduled_job_registry.count}, "
             f"started {queue.started_job_registry.count}, failed {queue.failed_job_registry.count}, "
-            f"circuit {self.client.get(keys.CIRCUIT)!r}, pending {self.client.xpending(keys.INBOX, keys.ROUTERS)}"
+            f"circuit {self.client.get(keys.CIRCUIT)!r}, "
+            f"pending {self.client.xpending(keys.INBOX, keys.ROUTERS)}"
         )
 
     def check(self) -> Report:
