@@ -35,7 +35,7 @@ from pydantic_settings import (
 )
 
 from relay.errors import ConfigError
-from relay.protocol.mapping import MappingConfig
+from relay.protocol.mapping_config import MappingConfig
 from relay.protocol.schedules import ScheduleConfig, ScheduleName
 
 DEFAULT_CONFIG = "relay.yaml"

@@ -13,7 +13,7 @@ import orjson
 
 from relay.config import SourceConfig
 from relay.errors import BadRequest, UnsupportedMediaType
-from relay.protocol.mapping import Transform
+from relay.protocol.transforms import Transform
 from relay.protocol.verify import body_digest
 
 Headers = Mapping[str, str]

@@ -25,8 +25,9 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 
 from relay.errors import TransformError
 from relay.protocol.actions import AgentAction, Thinking, WakeAction, WakeMode
+from relay.protocol.compose import base_fields, merge
 from relay.protocol.event import Event
-from relay.protocol.mapping import MappingConfig, base_fields, merge
+from relay.protocol.mapping_config import MappingConfig
 
 ScheduleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
