@@ -1,16 +1,17 @@
 """Cooldown per entity: at most one agent turn per rendered key per window, across every process.
 
-A mapping's `cooldown: {key, window, mode}` (relay.protocol.mapping_config.CooldownConfig) names the entity
-(`{{payload.repository.full_name}}#{{payload.pull_request.number}}`):
+A mapping's `cooldown: {key, window, mode}` (relay.protocol.mapping_config.CooldownConfig) names
+the entity (`{{payload.repository.full_name}}#{{payload.pull_request.number}}`):
 
 - `drop`: before the event is recorded, `SET relay:cooldown:drop:<key> NX PX window` decides; the
   window's first event goes on, later ones are recorded as skipped ("cooldown ..."). A sender's
   retry of the first event (same delivery id) passes again, so a 503 never loses it.
 - `last`: every event is recorded, with its actions, but not queued; `offer` then marks it `held`
   and adds it to the key's candidates (`relay:cooldown:last:<key>`, a zset), and the window's first
-  event schedules the flush at window end (`relay:cooldown:due`, a zset). `flush_one` (run by every
-  router through `relay.hold.flush_due`) picks the newest held candidate and, in one script call, queues it like any recorded
-  event (inbox + session lanes), marks the others skipped ("superseded") and forgets the window.
+  event schedules the flush at window end (`relay:cooldown:due`, a zset). `flush_one` (run by
+  every router through `relay.hold.flush_due`) picks the newest held candidate and, in one script
+  call, queues it like any recorded event (inbox + session lanes), marks the others skipped
+  ("superseded") and forgets the window.
   One script call per window: a flush happens exactly once, whichever routers race for it, and a
   router that dies before it leaves the window due for the next one. Action ids come from the
   chosen event's (source, delivery id), as always.

@@ -1,7 +1,7 @@
 """Delayed actions: `delay: 10m` sends a mapping's actions later, unless a `cancel` comes first.
 
-A mapping's `delay: {after, key}` (relay.protocol.mapping_config.DelayConfig) records the event with its actions
-but does not queue them: `schedule` marks it `delayed` and puts it in the due zset that cooldown
+A mapping's `delay: {after, key}` (relay.protocol.mapping_config.DelayConfig) records the event
+with its actions but does not queue them: `schedule` marks it `delayed` and puts it in the due zset that cooldown
 and batching windows share (`relay.hold.windows.DUE`, member `relay:delayed:<event id>`, score: when to
 send), and in the index of its rendered key. An event whose mapping has `cancel: {key}` rendering
 the same key cancels every event still `delayed` under it (state `cancelled`). When the time comes
