@@ -44,17 +44,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import orjson
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
 from relay.config import Settings, load_settings
 from relay.errors import ConfigError
-from relay.protocol.actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction, action_id
-from relay.protocol.mapping import cut_text
+from relay.protocol.actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction
 from relay.store import keys
 from relay.store.connection import connect, connect_async
-from relay.store.events import EventStore, Recorded, encode_actions, record_event, session_lanes
+from relay.store.events import EventStore
+from relay.store.submit import Submitted, cut, event_fields, record_action, submitted, text_map
 
 __all__ = [
     "ActionStatus",
@@ -68,16 +67,6 @@ __all__ = [
 
 FINAL = frozenset({"delivered", "dead"})
 MAX_DELIVERY_ID = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    """What recording an action gave: its id (the Idempotency-Key), its event, and whether the
-    delivery id had been recorded before (then nothing new was recorded)."""
-
-    action_id: str
-    event_id: str
-    duplicate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,61 +115,12 @@ class WaitTimeout(TimeoutError):
         self.status = status
 
 
-def text_map(raw: Any) -> dict[str, str]:
-    """A Redis hash (bytes or str keys and values) as str → str."""
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _delivery_id(idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return uuid.uuid4().hex
     if not idempotency_key or len(idempotency_key) > MAX_DELIVERY_ID:
         raise ValueError(f"idempotency key must be 1 to {MAX_DELIVERY_ID} characters")
     return idempotency_key
-
-
-def _cut(action: AnyAction, max_bytes: int) -> AnyAction:
-    """Long messages are cut as the ingress cuts them (the gateway refuses bodies over 256 KiB)."""
-    if isinstance(action, AgentAction):
-        return action.model_copy(update={"message": cut_text(action.message, max_bytes)})
-    if isinstance(action, WakeAction):
-        return action.model_copy(update={"text": cut_text(action.text, max_bytes)})
-    if isinstance(action, SendAction) and action.message:
-        return action.model_copy(update={"message": cut_text(action.message, max_bytes)})
-    return action  # a tool's arguments are passed as they are
-
-
-def _event_fields(source: str, delivery_id: str, action: AnyAction) -> dict[str, Any]:
-    return {
-        "source": source,
-        "delivery_id": delivery_id,
-        "headers": {},
-        "body": orjson.dumps(action.body()),
-        "actions": encode_actions(source, delivery_id, [action]),
-        "action_count": 1,
-        "lanes": session_lanes(source, delivery_id, [action]),
-    }
-
-
-def _submitted(source: str, delivery_id: str, recorded: Recorded) -> Submitted:
-    return Submitted(action_id(source, delivery_id, 0), recorded.event_id, recorded.duplicate)
-
-
-def record_action(
-    redis: Redis, settings: Settings, action: AnyAction, *, source: str, delivery_id: str
-) -> Submitted:
-    """Record one action as an event of `source` (what the CLI, the client and schedules share)."""
-    recorded = record_event(
-        redis,
-        **_event_fields(source, delivery_id, _cut(action, settings.max_message_bytes)),
-        dedupe_ttl=settings.dedupe_ttl_seconds,
-        event_ttl=settings.event_ttl_seconds,
-    )
-    return _submitted(source, delivery_id, recorded)
 
 
 def agent_action(message: str, **fields: Any) -> AgentAction:
@@ -363,8 +303,8 @@ class AsyncRelayClient:
 
     async def submit(self, action: AnyAction, *, idempotency_key: str | None = None) -> Submitted:
         delivery_id = _delivery_id(idempotency_key)
-        fields = _event_fields(self.source, delivery_id, _cut(action, self.settings.max_message_bytes))
-        return _submitted(self.source, delivery_id, await self.store.record(**fields))
+        fields = event_fields(self.source, delivery_id, cut(action, self.settings.max_message_bytes))
+        return submitted(self.source, delivery_id, await self.store.record(**fields))
 
     async def agent(self, message: str, *, idempotency_key: str | None = None, **fields: Any) -> str:
         """Queue an agent turn; keywords as `RelayClient.agent`. Returns the action id."""

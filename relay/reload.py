@@ -73,7 +73,7 @@ def fresh_transforms(settings: Settings) -> Iterator[None]:
 def load_checked(current: Settings) -> Settings:
     """relay.yaml as it is now, validated like `relay check` (sources resolved, transforms imported
     afresh). Raises ConfigError with `relay check`'s message. Keeps the running redis_url."""
-    from relay.ingress.intake import build_mapper, build_sources
+    from relay.protocol.pipeline import build_mapper, build_sources
 
     new = load_settings(current.config_path, redis_url=current.redis_url)
     build_sources(new)

@@ -34,10 +34,10 @@ import yaml
 import presets
 from relay.config import Settings, SourceConfig, load_settings
 from relay.errors import ConfigError
-from relay.ingress.intake import build_budget, build_mapper, build_sources
 from relay.protocol.budget import TransformBudget
-from relay.protocol.event import Event
-from relay.protocol.mapping import ActionResult, MappingConfig
+from relay.protocol.mapping import ActionResult
+from relay.protocol.mapping_config import MappingConfig
+from relay.protocol.pipeline import Pipeline, Source, build_budget, build_mapper, build_sources
 
 __all__ = ["load_fixture", "load_settings", "map_event"]
 
@@ -118,27 +118,18 @@ def map_event(
             raise
         sources = {}
     source = sources.get(source_or_preset)
-    if source is not None:
-        preset, source_config = source.preset, source.config
-    else:
+    if source is None:
         # Not a configured source: a preset of that name, else a `generic` source of that name
         # (whose events only the mappings turn into actions).
         preset = presets.REGISTRY.get(source_or_preset) or presets.REGISTRY["generic"]
-        source_config = SourceConfig(preset=preset.name)
+        source = Source(source_or_preset, preset, SourceConfig(preset=preset.name))
     if isinstance(payload, bytes | str):
         body = payload.encode() if isinstance(payload, str) else payload
-        parsed = preset.parse(hdrs, body)
+        parsed = Pipeline.parse(source, hdrs, body)
     else:
         parsed = orjson.loads(orjson.dumps(payload))  # what the ingress would have parsed
-    if preset.skip(hdrs, parsed, source_config) is not None:
-        return []
-    event = Event(
-        source=source_or_preset,
-        payload=parsed,
-        headers=hdrs,
-        query=dict(query or {}),
-        path=source_or_preset,
-        delivery_id="test",
-    )
-    mapper = build_mapper(settings)
-    return mapper.map_within(budget or build_budget(settings), event, preset.transform)
+    prepared = Pipeline.prepare(source, hdrs, parsed, delivery_id="test", query=query)
+    if prepared.skip is not None:
+        return []  # a skipped event has no actions: its mappings need not even load
+    pipeline = Pipeline(build_mapper(settings), budget or build_budget(settings))
+    return pipeline.decide(prepared).decision.actions

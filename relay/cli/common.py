@@ -73,7 +73,7 @@ def _echo_durability(client: Any, settings: Settings, err: bool = False) -> None
 
 def _check_transforms(settings: Settings) -> None:
     """Import every mapping's transform now; exit 2 naming the mapping and module if one fails."""
-    from relay.ingress.intake import build_mapper
+    from relay.protocol.pipeline import build_mapper
 
     try:
         build_mapper(settings)

@@ -32,14 +32,12 @@ from relay.errors import ConfigError, RelayError
 @click.pass_context
 def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) -> None:
     """Show the actions PAYLOAD would become at SOURCE; sends nothing, skips signature checks."""
-    from relay.ingress.intake import build_budget, build_mapper, build_sources
-    from relay.protocol.event import Event
+    from relay.protocol.pipeline import Pipeline, build_sources
 
     settings = _settings(ctx)
     try:
         sources = build_sources(settings)
-        mapper = build_mapper(settings)
-        budget = build_budget(settings)
+        pipeline = Pipeline.from_settings(settings)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
@@ -58,13 +56,11 @@ def try_(ctx: click.Context, source: str, payload: Any, headers: Sequence[str]) 
         hdrs[name.strip().lower()] = value.strip()
     body = payload.read()
     try:
-        parsed = src.preset.parse(hdrs, body)
-        skip = src.preset.skip(hdrs, parsed, src.config)
-        if skip:
-            click.echo(f"skipped: {skip}")
+        mapped = pipeline.run(src, hdrs, body, delivery_id="try")
+        if mapped.skip:
+            click.echo(f"skipped: {mapped.skip}")
             return
-        event = Event(source=source, payload=parsed, headers=hdrs, path=source, delivery_id="try")
-        actions = mapper.map_within(budget, event, src.preset.transform)
+        actions = mapped.decision.actions
     except RelayError as exc:
         click.echo(f"error: {payload.name}: {exc.message}", err=True)
         sys.exit(1)
@@ -102,7 +98,7 @@ def check(ctx: click.Context, offline: bool) -> None:
     refuse deliveries.
     """
 
-    from relay.ingress.intake import build_sources
+    from relay.protocol.pipeline import build_sources
 
     settings = _settings(ctx)
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import json5
 
-from relay.protocol.mapping import FOR_EACH_INSTEAD, MappingConfig
+from relay.protocol.mapping_config import FOR_EACH_INSTEAD, MappingConfig
 from relay.protocol.policy import SESSION_KEY_PREFIX, SESSION_KEY_SETTING
 
 TOKEN_ENV = "OPENCLAW_HOOKS_TOKEN"  # noqa: S105 - a variable name, not a secret

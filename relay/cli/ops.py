@@ -97,7 +97,7 @@ def register(
         refused (exit 2) and nothing is signalled. Exits 1 if a process refused it.
         """
         from relay.errors import ConfigError
-        from relay.ingress.intake import build_mapper, build_sources
+        from relay.protocol.pipeline import build_mapper, build_sources
         from relay.reload import answers, request
 
         settings = settings_of(ctx)  # a config error exits 2 with `relay check`'s message

@@ -21,7 +21,7 @@ from relay.config.models import (
 )
 from relay.config.redis_url import is_sentinel, parse_sentinel_url
 from relay.config.secrets import Secret, SecretList
-from relay.protocol.mapping import MappingConfig
+from relay.protocol.mapping_config import MappingConfig
 from relay.protocol.schedules import ScheduleConfig, ScheduleName
 
 

@@ -1,6 +1,6 @@
 """Batching: the events of one rendered key within a window become ONE action that lists them all.
 
-A mapping's `batch: {key, window, max}` (relay.protocol.mapping.BatchConfig) names the group
+A mapping's `batch: {key, window, max}` (relay.protocol.mapping_config.BatchConfig) names the group
 (`{{payload.groupKey}}`). Each matching event is recorded with its actions but not queued, and held
 (`relay.hold.windows`: state `held`, the key's candidates zset `relay:batch:held:<key>`, the shared due
 zset). When the window closes, or as soon as `max` events are held, a router builds the batch: the
@@ -16,7 +16,6 @@ the batch is an ordinary recorded event: delivered once, with one Idempotency-Ke
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,15 +25,15 @@ from redis.asyncio import Redis as AsyncRedis
 from relay.config import Settings
 from relay.hold import windows as held
 from relay.protocol.actions import action_id
-from relay.protocol.mapping import BatchConfig, cut_text
+from relay.protocol.compose import cut_text
+from relay.protocol.mapping import Hold
+from relay.protocol.mapping_config import BatchConfig
 from relay.store import keys
 from relay.store.events import new_event_id
 from relay.store.lanes import lua_append
 
 log = logging.getLogger("relay.batching")
 
-HELD_PREFIX = keys.PREFIX + "batch:held:"
-META_PREFIX = keys.PREFIX + "batch:meta:"
 ITEM_CHARS = 4000  # one event's text in the list is cut beyond this
 
 # KEYS: due, candidates, inbox, batch event, dedupe, events index, by-source index, lane (or "").
@@ -81,39 +80,27 @@ return ARGV[6]
 )
 
 
-@dataclass(frozen=True, slots=True)
-class BatchGate:
-    """What `relay.ingress.intake` does with an event of a batching mapping: record it, then `offer` it."""
-
-    key: str
-    config: BatchConfig
-    drop: bool = False
-    hold: bool = True
-
-
-def gate(batch: tuple[str, BatchConfig] | None) -> BatchGate | None:
-    return None if batch is None else BatchGate(*batch)
-
-
 def _held_key(key: str) -> str:
-    return f"{HELD_PREFIX}{key[: held.MAX_KEY]}"
+    return keys.BATCH_HELD + key[: held.MAX_KEY]
 
 
 def _meta_key(held_key: bytes | str) -> str:
     raw = held_key.decode() if isinstance(held_key, bytes) else held_key
-    return META_PREFIX + raw[len(HELD_PREFIX) :]
+    return keys.BATCH_META + raw[len(keys.BATCH_HELD) :]
 
 
-async def offer(redis: AsyncRedis, gate: BatchGate, event_id: str, ttl: int) -> bool:
+async def offer(redis: AsyncRedis, hold: Hold, event_id: str, ttl: int) -> bool:
     """Hold a recorded event for its key's batch (idempotent: a retry offers it again)."""
-    hk = _held_key(gate.key)
-    window_ms = max(1, int(gate.config.window * 1000))
+    cfg, key = hold.config, str(hold.key)
+    assert isinstance(cfg, BatchConfig)
+    hk = _held_key(key)
+    window_ms = max(1, int(cfg.window * 1000))
     async with redis.pipeline(transaction=False) as pipe:  # written before the offer a flush follows
-        pipe.hset(_meta_key(hk), mapping={"key": gate.key, "window_ms": window_ms, "max": gate.config.max})
+        pipe.hset(_meta_key(hk), mapping={"key": key, "window_ms": window_ms, "max": cfg.max})
         pipe.expire(_meta_key(hk), ttl)
         await pipe.execute()
-    reason = f"batch {gate.key}: held; sent with the other events of its window when it closes"
-    return await held.offer(redis, event_id, hk, gate.config.window, ttl, reason, gate.config.max)
+    reason = f"batch {key}: held; sent with the other events of its window when it closes"
+    return await held.offer(redis, event_id, hk, cfg.window, ttl, reason, cfg.max)
 
 
 def _text(actions: list[dict[str, Any]]) -> str:
@@ -131,11 +118,11 @@ def summary(label: str, texts: list[str], window: float, max_bytes: int) -> str:
 
 
 def flush_one(redis: Redis, settings: Settings, raw: bytes, score: float, now: float) -> str | None:
-    """Queue the batch of one closed window (`relay.hold.windows.flush_due` calls it); returns its event id."""
+    """Queue the batch of one closed window (`relay.hold.flush_due` calls it); returns its event id."""
     meta = {k.decode(): v.decode() for k, v in redis.hgetall(_meta_key(raw)).items()}
     most = int(meta.get("max", 50))
     window_ms = int(meta.get("window_ms", 30_000))
-    key = meta.get("key") or raw.decode()[len(HELD_PREFIX) :]
+    key = meta.get("key") or raw.decode()[len(keys.BATCH_HELD) :]
     ids = [i.decode() for i in redis.zrange(raw, 0, most - 1)]
     with redis.pipeline(transaction=False) as pipe:
         for eid in ids:

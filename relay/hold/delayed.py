@@ -1,14 +1,14 @@
 """Delayed actions: `delay: 10m` sends a mapping's actions later, unless a `cancel` comes first.
 
-A mapping's `delay: {after, key}` (relay.protocol.mapping.DelayConfig) records the event with its actions
-but does not queue them: `schedule` marks it `delayed` and puts it in the due zset that cooldown
-and batching windows share (`relay.hold.windows.DUE`, member `relay:delayed:<event id>`, score: when to
-send), and in the index of its rendered key. An event whose mapping has `cancel: {key}` rendering
-the same key cancels every event still `delayed` under it (state `cancelled`). When the time comes
-a router fires it: one script checks that it is still `delayed` and queues it like any recorded
-event (inbox + session lanes); cancel is one script too. So exactly one of them wins: a cancelled
-action is never sent, and a cancel that comes after the action was queued changes nothing (its
-reason says so). Nothing waits in a process: a crash loses nothing, a late router fires it.
+A mapping's `delay: {after, key}` (relay.protocol.mapping_config.DelayConfig) records the event with
+its actions but does not queue them: `schedule` marks it `delayed` and puts it in the due zset that
+cooldown and batching windows share (`relay.hold.windows.DUE`, member `relay:delayed:<event id>`,
+score: when to send), and in the index of its rendered key. An event whose mapping has `cancel:
+{key}` rendering the same key cancels every event still `delayed` under it (state `cancelled`). When
+the time comes a router fires it: one script checks that it is still `delayed` and queues it like
+any recorded event (inbox + session lanes); cancel is one script too. So exactly one of them wins: a
+cancelled action is never sent, and a cancel that comes after the action was queued changes nothing
+(its reason says so). Nothing waits in a process: a crash loses nothing, a late router fires it.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from typing import Any
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
+from relay.config import Settings
 from relay.hold import windows as held
+from relay.protocol.mapping import Hold
+from relay.protocol.mapping_config import DelayConfig
 from relay.store import keys
 
 log = logging.getLogger("relay.delayed")
 
-PREFIX = keys.PREFIX + "delayed:"  # due member: PREFIX + event id
-INDEX_PREFIX = keys.PREFIX + "delay-key:"  # set: the event ids delayed under one rendered key
 
 # KEYS: event, due, index (or ""). ARGV: event id, fire at ms, ttl s, reason. Idempotent.
 _SCHEDULE = f"""
@@ -34,7 +35,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'skipped' and state ~= 'delayed' then return 0 end
 if state == 'skipped' and redis.call('HEXISTS', KEYS[1], 'reason') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'delayed', 'reason', ARGV[4], 'fire_at', tonumber(ARGV[2]) / 1000)
-redis.call('ZADD', KEYS[2], 'NX', ARGV[2], '{PREFIX}' .. ARGV[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[2], '{keys.DELAYED}' .. ARGV[1])
 if KEYS[3] ~= '' then
   redis.call('SADD', KEYS[3], ARGV[1])
   redis.call('EXPIRE', KEYS[3], ARGV[3])
@@ -48,7 +49,7 @@ _FIRE = (
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 redis.call('ZREM', KEYS[1], ARGV[1])
-local eid = string.sub(ARGV[1], {len(PREFIX) + 1})
+local eid = string.sub(ARGV[1], {len(keys.DELAYED) + 1})
 if redis.call('HGET', '{keys.PREFIX}event:' .. eid, 'state') ~= 'delayed' then return false end
 """
     + held.lua_queue("eid", "'delayed: queued when its delay ended'", "KEYS[2]", "ARGV[3]", "ARGV[4]")
@@ -64,7 +65,7 @@ for _, eid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local ek = '{keys.PREFIX}event:' .. eid
   if redis.call('HGET', ek, 'state') == 'delayed' then
     redis.call('HSET', ek, 'state', 'cancelled', 'reason', ARGV[1], 'cancelled_at', ARGV[2])
-    redis.call('ZREM', KEYS[2], '{PREFIX}' .. eid)
+    redis.call('ZREM', KEYS[2], '{keys.DELAYED}' .. eid)
     n = n + 1
   end
 end
@@ -75,7 +76,7 @@ return n
 
 
 def _index(key: str) -> str:
-    return INDEX_PREFIX + key[: held.MAX_KEY]
+    return keys.DELAY_KEY + key[: held.MAX_KEY]
 
 
 async def schedule(redis: AsyncRedis, event_id: str, after: float, key: str | None, ttl: int) -> bool:
@@ -106,21 +107,23 @@ async def cancel(redis: AsyncRedis, key: str, by: str) -> int:
     return int(n)
 
 
-async def after_record(
-    redis: AsyncRedis, event_id: str, delay: tuple[float, str | None, str | None], hold: bool, ttl: int
-) -> None:
-    """What `relay.ingress.intake` does once the event is recorded: cancel, then (re)schedule."""
-    after, delay_key, cancel_key = delay
-    if cancel_key is not None:
-        n = await cancel(redis, cancel_key, event_id)
-        if n:
-            await redis.hset(keys.event(event_id), "cancelled", n)
-    if hold:
-        await schedule(redis, event_id, after, delay_key, ttl)
+async def offer(redis: AsyncRedis, hold: Hold, event_id: str, ttl: int) -> bool:
+    """Hold a recorded event until its delay ends (`schedule`, as the other kinds' `offer`)."""
+    assert isinstance(hold.config, DelayConfig)
+    return await schedule(redis, event_id, hold.config.after, hold.key, ttl)
 
 
-def fire_one(redis: Redis, raw: bytes, now: float, ttl: int) -> str | None:
-    """Queue one delayed event whose time has come (`relay.hold.windows.flush_due` calls it)."""
+async def cancel_by(redis: AsyncRedis, key: str, event_id: str) -> int:
+    """What an event whose mapping has `cancel:` does once recorded: cancel, and note how many."""
+    n = await cancel(redis, key, event_id)
+    if n:
+        await redis.hset(keys.event(event_id), "cancelled", n)
+    return n
+
+
+def fire_one(redis: Redis, settings: Settings, raw: bytes, score: float, now: float) -> str | None:
+    """Queue one delayed event whose time has come (`relay.hold.flush_due` calls it)."""
+    ttl = settings.event_ttl_seconds
     fired: Any = redis.eval(_FIRE, 2, held.DUE, keys.INBOX, raw, int(now * 1000), repr(now), ttl)
     if not fired:
         return None

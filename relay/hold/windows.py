@@ -3,28 +3,25 @@
 An event that waits for its window is recorded with its actions but not queued; `offer` marks it
 `held` and adds it to its key's candidates (a zset, one per key and kind), and the window's first
 event schedules the flush at window end in one zset for every kind (`DUE`: candidates key -> when
-its window closes, in ms). A candidates key's prefix says which module flushes it:
-`relay:cooldown:last:` (`relay.hold.cooldown`: the latest event goes on) or `relay:batch:held:`
-(`relay.hold.batching`: one action lists them all). Each flush is one script call that checks and
-removes the due entry, so it happens exactly once whichever routers race for it; a router that
-dies before it leaves the window due for the next one.
+its window closes, in ms; delayed events are due there too). A due member's prefix says which
+kind flushes it (`relay.hold.KINDS`): `relay:cooldown:last:` (`relay.hold.cooldown`: the latest
+event goes on), `relay:batch:held:` (`relay.hold.batching`: one action lists them all) or
+`relay:delayed:` (`relay.hold.delayed`). Each flush is one script call that checks and removes
+the due entry, so it happens exactly once whichever routers race for it; a router that dies
+before it leaves the window due for the next one.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from relay.config import Settings
 from relay.store import keys
 from relay.store.lanes import lua_append
 
-log = logging.getLogger("relay.held")
-
-DUE = keys.PREFIX + "cooldown:due"  # zset: candidates key -> when its window closes (ms); name kept
+DUE = keys.HOLD_DUE  # zset: candidates key -> when its window closes (ms)
 MAX_KEY = 300
 
 # KEYS: event, candidates, due. ARGV: event id, now ms, window ms, ttl s, reason, max (0: none).
@@ -66,11 +63,6 @@ redis.call('XADD', {inbox}, '*', 'event', {eid})
 """ + lua_append("#lk", "lk[i]", "la[i]", now_s, ttl)
 
 
-def candidates(kind: str, key: str) -> str:
-    """The candidates zset of one key: `kind` is `cooldown:last` or `batch:held`."""
-    return f"{keys.PREFIX}{kind}:{key[:MAX_KEY]}"
-
-
 async def offer(
     redis: AsyncRedis, event_id: str, candidates_key: str, window: float, ttl: int, reason: str, most: int = 0
 ) -> bool:
@@ -95,25 +87,3 @@ async def offer(
 def due(redis: Redis, now: float, limit: int = 100) -> list[tuple[bytes, float]]:
     """(candidates key, window end in ms) of the windows that have closed, oldest first."""
     return redis.zrangebyscore(DUE, "-inf", int(now * 1000), start=0, num=limit, withscores=True)  # type: ignore[return-value]
-
-
-def flush_due(redis: Redis, settings: Settings, now: float | None = None, limit: int = 100) -> list[str]:
-    """Flush every window that has closed (run by every router); returns the queued event ids."""
-    from relay.hold import batching, cooldown, delayed
-
-    current = time.time() if now is None else now
-    flushed: list[str] = []
-    for raw, score in due(redis, current, limit):
-        if raw.startswith(cooldown.LAST_PREFIX.encode()):
-            eid = cooldown.flush_one(redis, raw, current, settings.event_ttl_seconds)
-        elif raw.startswith(batching.HELD_PREFIX.encode()):
-            eid = batching.flush_one(redis, settings, raw, score, current)
-        elif raw.startswith(delayed.PREFIX.encode()):
-            eid = delayed.fire_one(redis, raw, current, settings.event_ttl_seconds)
-        else:
-            log.error("unknown due window %r dropped", raw)
-            redis.zrem(DUE, raw)
-            continue
-        if eid:
-            flushed.append(eid)
-    return flushed

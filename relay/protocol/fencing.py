@@ -44,8 +44,9 @@ NOTE = "Note: the untrusted text contains patterns often used for prompt injecti
 _HIDDEN = re.compile(
     "[\u202a-\u202e\u2066-\u2069\u200b-\u200f\u2060-\u2064\ufeff\u00ad\u180e\U000e0000-\U000e007f]"
 )
-# C0/C1 controls except tab and newline (CR is folded into newline first).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls except tab and newline, and the bidi overrides and isolates that can make text
+# read differently than it is: removed from every text the relay delivers.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # Look-alikes of `<` and `>` that a model may read as the marker's brackets.
 _LT = "<\uff1c\ufe64\u2329\u3008\u27e8"
 _GT = ">\uff1e\ufe65\u232a\u3009\u27e9"
@@ -77,15 +78,21 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 # fmt: on
 
 
+def strip_control(text: str) -> str:
+    """`text` without control characters other than `\\n` and `\\t` (a `\\r` is dropped, so `\\r\\n`
+    becomes `\\n`) and without bidirectional overrides and isolates."""
+    return _CONTROL.sub("", text)
+
+
 def clean(text: str) -> tuple[str, bool]:
     """`text` without hidden and control characters (tabs and newlines kept); and whether any were."""
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     if text.isascii():  # every hidden character is outside ASCII
-        return _CONTROL.sub("", text), False
+        return strip_control(text), False
     stripped = _HIDDEN.sub("", text)
     hidden = stripped != text
-    return _CONTROL.sub("", stripped), hidden
+    return strip_control(stripped), hidden
 
 
 def neutralise(text: str) -> str:

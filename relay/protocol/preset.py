@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from relay.errors import BadRequest, UnsupportedMediaType
-from relay.protocol.mapping import Transform
+from relay.protocol.transforms import Transform
 from relay.protocol.verify import body_digest
 
 if TYPE_CHECKING:  # the settings' model, for the signatures only: the protocol does not load settings

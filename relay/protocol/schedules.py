@@ -25,8 +25,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstrain
 
 from relay.errors import TransformError
 from relay.protocol.actions import AgentAction, Thinking, WakeAction, WakeMode
+from relay.protocol.compose import DEFAULT_MAX_MESSAGE_BYTES
 from relay.protocol.event import Event
-from relay.protocol.mapping import MappingConfig, base_fields, merge
+from relay.protocol.mapping import Mapper
+from relay.protocol.mapping_config import MappingConfig
 
 ScheduleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -224,9 +226,9 @@ def build_action(
     fields.update(action=cfg.action, message_template=cfg.message, text_template=cfg.text)
     if cfg.wake_mode is not None:
         fields["wake_mode"] = cfg.wake_mode
-    mapping = MappingConfig.model_validate(fields)
+    mapping = MappingConfig.model_validate(fields)  # it matches every event: no `match`
     event = Event(source=source_name(name), payload={}, path=source_name(name))
-    kwargs = {} if max_message_bytes is None else {"max_bytes": max_message_bytes}
-    action = merge(base_fields(mapping, event), {}, **kwargs)
+    limit = DEFAULT_MAX_MESSAGE_BYTES if max_message_bytes is None else max_message_bytes
+    [action] = Mapper([mapping], {}, max_message_bytes=limit).decide(event).actions
     assert isinstance(action, AgentAction | WakeAction)  # a schedule's action is agent or wake
     return action

@@ -69,3 +69,15 @@ MINUTE_TTL = 2 * 3600  # per-minute counters are kept two hours
 def minute(bucket: int) -> str:
     """hash of counters (received, delivered, dead) for one minute (`int(time / 60)`): the console's chart."""
     return f"{PREFIX}minute:{bucket}"
+
+
+# --- relay.hold: cooldown, batch and delay windows ------------------------------------------------
+# Each prefix is followed by a rendered key (cut to relay.hold.windows.MAX_KEY) or an event id.
+
+HOLD_DUE = PREFIX + "cooldown:due"  # zset: candidates key or delayed member -> when due (ms); name kept
+COOLDOWN_DROP = PREFIX + "cooldown:drop:"  # string: the holder of a `drop` window (source, delivery id)
+COOLDOWN_LAST = PREFIX + "cooldown:last:"  # zset: the held candidates of a `last` window
+BATCH_HELD = PREFIX + "batch:held:"  # zset: the events held for one batch
+BATCH_META = PREFIX + "batch:meta:"  # hash: a batch's key, window and max, read when it is flushed
+DELAYED = PREFIX + "delayed:"  # + event id: a delayed event's member of HOLD_DUE
+DELAY_KEY = PREFIX + "delay-key:"  # set: the event ids delayed under one rendered key

@@ -19,10 +19,8 @@ from redis import Redis
 
 from relay.config import Settings
 from relay.errors import RelayError, TransformError
-from relay.ingress.intake import Source, build_budget, build_mapper, build_sources, gateway_for
-from relay.protocol.budget import TransformBudget
-from relay.protocol.event import Event
-from relay.protocol.mapping import ActionResult, Mapper
+from relay.protocol.mapping import ActionResult
+from relay.protocol.pipeline import Pipeline, Source, build_sources
 from relay.store import keys
 from relay.store.events import encode_actions, load_event, session_lanes
 from relay.store.lanes import lua_append
@@ -34,7 +32,8 @@ _COMMIT = (
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
 local state = redis.call('HGET', KEYS[1], 'state') or ''
 if ARGV[2] ~= '' and state ~= ARGV[2] then return 'state:' .. state end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'actions', ARGV[4], 'action_count', ARGV[5], 'replayed_at', ARGV[6])
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'actions', ARGV[4], 'action_count', ARGV[5],
+           'replayed_at', ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'replays', 1)
 local err = redis.call('HGET', KEYS[1], 'error')
 if err then
@@ -77,14 +76,13 @@ class Outcome:
 
 
 class Replayer:
-    """Holds the current config's sources, mapper and transform budget for a batch of replays."""
+    """Holds the current config's sources and pipeline (mapper, transform budget) for a batch of replays."""
 
     def __init__(self, redis: Redis, settings: Settings) -> None:
         self.redis = redis
         self.settings = settings
         self.sources: dict[str, Source] = build_sources(settings)
-        self.mapper: Mapper = build_mapper(settings)
-        self.budget: TransformBudget = build_budget(settings)
+        self.pipeline = Pipeline.from_settings(settings)
         self._commit = redis.register_script(_COMMIT)
         self._failed = redis.register_script(_FAILED)
 
@@ -95,21 +93,17 @@ class Replayer:
         if source is None:
             raise TransformError(f"source {stored['source']!r} is not in the configuration any more")
         headers = {str(k).lower(): str(v) for k, v in stored["headers"].items()}
-        payload = source.preset.parse(headers, stored["body"])
-        reason = source.preset.skip(headers, payload, source.config)
-        if reason is not None:
-            return [], reason, None
-        event = Event(
-            source=source.name,
-            payload=payload,
-            headers=headers,
-            path=source.name,
+        mapped = self.pipeline.run(
+            source,
+            headers,
+            stored["body"],
             delivery_id=stored["delivery_id"],
-            id=stored["id"],
+            event_id=stored["id"],
             received_at=stored["received_at"],
         )
-        actions = self.mapper.map_within(self.budget, event, source.preset.transform)
-        return actions, None, gateway_for(self.settings, self.mapper, source, event)
+        if mapped.skip is not None:
+            return [], mapped.skip, None
+        return mapped.decision.actions, None, mapped.decision.gateway
 
     def replay(self, event_id: str, *, force: bool = False) -> Outcome:
         """Map one event again and queue its actions; only parked events unless `force`."""

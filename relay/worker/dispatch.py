@@ -21,9 +21,8 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from relay import metrics
+from relay import hold, metrics
 from relay.config import Settings
-from relay.hold import windows as held
 from relay.store import keys, lanes, pause
 from relay.store.jobs import enqueue_delivery, queue_turn
 from relay.worker.reconcile import reconcile
@@ -112,7 +111,7 @@ class Router:
             self.trim()
         if time.monotonic() - self._last_cooldown > 0.25:  # windows of `cooldown: {mode: last}` that closed
             self._last_cooldown = time.monotonic()
-            held.flush_due(self.redis, self.settings)  # and the batches of `batch:` (relay.hold.windows)
+            hold.flush_due(self.redis, self.settings)  # and the batches of `batch:`, and delays (relay.hold)
         if time.monotonic() - self._last_sweep > 5:
             self._last_sweep = time.monotonic()
             self.sweep()

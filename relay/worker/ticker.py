@@ -22,7 +22,6 @@ from typing import Any
 import redis.exceptions
 from redis import Redis
 
-from relay.client import Submitted, record_action, text_map
 from relay.config import Settings
 from relay.protocol.schedules import (
     ScheduleConfig,
@@ -34,6 +33,7 @@ from relay.protocol.schedules import (
     tick_iso,
 )
 from relay.store import keys
+from relay.store.submit import Submitted, record_action, text_map
 
 log = logging.getLogger("relay.scheduler")
 

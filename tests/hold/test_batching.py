@@ -137,11 +137,12 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
 
     from redis.asyncio import Redis as AsyncRedis
 
+    from relay import hold
     from relay.config import Settings
     from relay.hold import batching
     from relay.hold import windows as held
     from relay.protocol.actions import AgentAction
-    from relay.protocol.mapping import BatchConfig
+    from relay.protocol.mapping import BatchConfig, Hold
     from relay.store.events import encode_actions, record_event
 
     settings = Settings.model_validate({"redis_url": redis_server.url})
@@ -162,7 +163,7 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
 
             async def offer(eid: str = rec.event_id, g: int = g) -> None:
                 client = AsyncRedis.from_url(redis_server.url)
-                gate = batching.BatchGate(f"src:k{g}", BatchConfig(key="k", window=0.05, max=50))
+                gate = Hold("batch", f"src:k{g}", BatchConfig(key="k", window=0.05, max=50))
                 await batching.offer(client, gate, eid, 60)
                 await client.aclose()
 
@@ -174,7 +175,7 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
     def router() -> None:
         conn = redis.Redis.from_url(redis_server.url)
         barrier.wait()
-        flushed.extend(held.flush_due(conn, settings))
+        flushed.extend(hold.flush_due(conn, settings))
 
     threads = [threading.Thread(target=router) for _ in range(8)]
     for t in threads:

@@ -10,9 +10,9 @@ import pytest
 import presets
 from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, Unauthorized
-from relay.ingress.intake import build_sources
 from relay.protocol.event import Event
 from relay.protocol.fencing import GUIDE
+from relay.protocol.pipeline import build_sources
 from tests.paths import FIXTURES
 from tests.presets.presets_support import run, source, verify
 

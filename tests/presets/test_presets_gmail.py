@@ -24,8 +24,8 @@ from presets import gmail
 from presets.jwks import CACHE, JwksCache
 from relay.config import Settings, SourceConfig
 from relay.errors import BadRequest, ConfigError, Unauthorized, Unavailable
-from relay.ingress.intake import build_sources
 from relay.protocol.fencing import GUIDE
+from relay.protocol.pipeline import build_sources
 from tests.paths import FIXTURES
 from tests.presets.presets_support import run, source, verify
 

@@ -10,10 +10,10 @@ import pytest
 
 from relay.config import Settings
 from relay.errors import ConfigError, TransformError
-from relay.ingress.intake import build_mapper
 from relay.protocol.event import Event
 from relay.protocol.fencing import GUIDE, Fencer, clean, scan
 from relay.protocol.mapping import MappingConfig
+from relay.protocol.pipeline import build_mapper
 from tests.conftest import GITHUB_SECRET, github_fixture, sign
 from tests.presets.presets_support import run, source
 
