@@ -77,7 +77,7 @@ def _run_batches(
     runs = wait_until(
         lambda: (lambda rs: rs if len(rs) >= groups else None)(stub.runs()), timeout=window + 20
     )
-    time.sleep(1.5)  # no late duplicate
+    time.sleep(1.5)  # nothing more arrives: a late duplicate would show here
     runs = stub.runs()
     assert len(runs) == groups
     seen: dict[str, list[int]] = {}
@@ -114,7 +114,7 @@ def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_cl
     _post_all(relay, [_alert(0, n) for n in range(12)])
     # 60 s window: only `max` flushes. Ten alerts go in two full batches; two wait for the window.
     runs = wait_until(lambda: (lambda rs: rs if len(rs) >= 2 else None)(stub.runs()), timeout=15)
-    time.sleep(1.0)
+    time.sleep(1.0)  # nothing more arrives: a batch flushed before `max` or the window would show here
     runs = stub.runs()
     sizes = [len(_items(r)) for r in runs]
     assert all(size <= 5 for size in sizes) and sum(sizes) >= 10, sizes
@@ -165,7 +165,7 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
                 await client.aclose()
 
             asyncio.run(offer())
-    time.sleep(0.1)
+    wait_until(lambda: len(held.due(redis_client, time.time())) == 3, timeout=5)  # every window closed
     flushed: list[str] = []
     barrier = threading.Barrier(8)
 
