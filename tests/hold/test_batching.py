@@ -60,7 +60,9 @@ def _items(run: dict[str, Any]) -> list[tuple[int, str, int]]:
 
 def _run_batches(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis, groups: int, per_group: int, window: float
-) -> None:
+) -> tuple[dict[str, list[int]], Counter[str], set[str]]:
+    """Post the alerts, killing the worker mid-window; each turn's alert numbers by group, the
+    recorded events' states, and the turns' idempotency keys."""
     relay = relay_factory(sources=SOURCES, mappings=_mappings(f"{window}s", 1000))
     stub = relay.start_stub()
     relay.start_ingress()
@@ -91,19 +93,21 @@ def _run_batches(
         assert run["body"]["message"].startswith(f"{per_group} events for ")
         assert run["body"]["sessionKey"].startswith("hook:am:")
         assert run["body"]["name"] == "Alerts"
-    assert seen == {f"g{g}": list(range(per_group)) for g in range(groups)}
-    # Every alert is recorded as `batched`; each batch is an event of its own, queued once.
-    states = Counter()
+    states: Counter[str] = Counter()
     for eid in redis_client.zrange(keys.EVENTS, 0, -1):
         states[(redis_client.hget(keys.event(eid.decode()), "state") or b"").decode()] += 1
-    assert states == {"batched": groups * per_group, "queued": groups}
-    assert len({r["key"] for r in runs}) == groups
+    return seen, states, {r["key"] for r in runs}
 
 
 def test_a_thousand_alerts_in_ten_groups_give_ten_turns_despite_a_killed_worker(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis
 ) -> None:
-    _run_batches(relay_factory, redis_client, groups=10, per_group=100, window=12)
+    groups, per_group = 10, 100
+    seen, states, turn_keys = _run_batches(relay_factory, redis_client, groups, per_group, window=12)
+    assert seen == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    # Every alert is recorded as `batched`; each batch is an event of its own, queued once.
+    assert states == {"batched": groups * per_group, "queued": groups}
+    assert len(turn_keys) == groups
 
 
 def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_client: redis.Redis) -> None:
