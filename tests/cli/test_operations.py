@@ -181,7 +181,7 @@ def test_two_ingress_and_three_workers_lose_nothing_and_double_nothing(relay_fac
     expected = sorted(set(accepted))
     assert len(expected) == len(accepted) == 240
     wait_until(lambda: len(stub.runs()) >= 240, timeout=120)
-    time.sleep(1.0)
+    time.sleep(1.0)  # nothing more arrives: a duplicate would show here
     got = sorted(r["body"]["message"] for r in stub.runs())
     assert got == expected
     assert redis_client.xlen(keys.INBOX) == 0

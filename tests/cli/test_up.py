@@ -92,12 +92,19 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
         assert redis.Redis.from_url(socket_url).ping()
         up.proc.send_signal(signal.SIGINT)  # Ctrl-C: ingress, worker and embedded Redis all stop
         up.wait(timeout=60)
-        time.sleep(0.5)
+        wait_until(lambda: not _answers(socket_url), timeout=10)  # the embedded Redis exits after it
         with pytest.raises(redis.exceptions.ConnectionError):
             redis.Redis.from_url(socket_url).ping()
     finally:
         up.stop()
         stub.stop()
+
+
+def _answers(redis_url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(redis_url).ping())
+    except redis.exceptions.ConnectionError:
+        return False
 
 
 def _ok(url: str) -> bool:

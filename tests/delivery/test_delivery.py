@@ -47,7 +47,7 @@ def test_gateway_down_pauses_delivery_without_spending_attempts_then_resumes(
     wait_until(lambda: redis_client.exists(keys.CIRCUIT), timeout=10)
     listing = relay_cli(relay, "events")
     assert "delivery paused" in listing.stdout and "ConnectError" in listing.stdout
-    time.sleep(3)
+    time.sleep(3)  # nothing happens while the gateway is down: a dead letter would show here
     assert all(state(redis_client, a) in ("paused", "queued", "waiting") for a in ids)
     relay.start_stub()
     wait_until(lambda: all(state(redis_client, a) == "delivered" for a in ids), timeout=90)
@@ -68,7 +68,7 @@ def test_wrong_gateway_token_keeps_events_instead_of_dead_lettering(relay_factor
     (aid,) = action_ids(redis_client, send_agent(relay, "token check"))
     wait_until(lambda: redis_client.exists(keys.CIRCUIT), timeout=10)
     assert redis_client.get(keys.CIRCUIT).startswith(b"401")
-    time.sleep(2)
+    time.sleep(2)  # nothing happens while the token is wrong: a dead letter would show here
     assert state(redis_client, aid) != "dead" and redis_client.zcard(keys.DEAD) == 0
     # The operator fixes the token and restarts the workers: the kept event is delivered.
     for proc in [p for p in relay.procs if p.args[0] == "worker"]:

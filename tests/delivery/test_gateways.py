@@ -71,7 +71,7 @@ def test_sources_and_mappings_route_to_their_gateway_and_pause_alone(
 
     staging = start_second_stub(relay, staging_port)
     wait_until(lambda: [r["body"]["message"] for r in staging.runs()] == ["CI 2"], timeout=90)
-    time.sleep(0.5)
+    time.sleep(0.5)  # nothing more arrives: a staging turn sent to production would show here
     assert len(production.runs()) == 2  # the staging token (the stub refuses any other) went to staging only
 
 

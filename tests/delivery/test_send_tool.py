@@ -247,7 +247,7 @@ def test_wrong_gateway_token_pauses_and_keeps_the_action(
     response = relay.post("/hooks/generic", BODY, AUTH)
     (action_id,) = _action_ids(redis_client, response.json()["eventId"])
     wait_until(lambda: _state(redis_client, action_id) == "paused", timeout=15)
-    time.sleep(1.0)
+    time.sleep(1.0)  # nothing changes: a dead letter or a send with the wrong token would show here
     assert _state(redis_client, action_id) == "paused"
     assert not redis_client.zscore(keys.DEAD, action_id)
     assert not relay.stub.runs("send") and not relay.stub.runs("tools/invoke")

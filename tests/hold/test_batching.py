@@ -62,7 +62,9 @@ def _items(run: dict[str, Any]) -> list[tuple[int, str, int]]:
 
 def _run_batches(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis, groups: int, per_group: int, window: float
-) -> None:
+) -> tuple[dict[str, list[int]], Counter[str], set[str]]:
+    """Post the alerts, killing the worker mid-window; each turn's alert numbers by group, the
+    recorded events' states, and the turns' idempotency keys."""
     relay = relay_factory(sources=SOURCES, mappings=_mappings(f"{window}s", 1000))
     stub = relay.start_stub()
     relay.start_ingress()
@@ -79,7 +81,7 @@ def _run_batches(
     runs = wait_until(
         lambda: (lambda rs: rs if len(rs) >= groups else None)(stub.runs()), timeout=window + 20
     )
-    time.sleep(1.5)  # no late duplicate
+    time.sleep(1.5)  # nothing more arrives: a late duplicate would show here
     runs = stub.runs()
     assert len(runs) == groups
     seen: dict[str, list[int]] = {}
@@ -93,19 +95,21 @@ def _run_batches(
         assert run["body"]["message"].startswith(f"{per_group} events for ")
         assert run["body"]["sessionKey"].startswith("hook:am:")
         assert run["body"]["name"] == "Alerts"
-    assert seen == {f"g{g}": list(range(per_group)) for g in range(groups)}
-    # Every alert is recorded as `batched`; each batch is an event of its own, queued once.
-    states = Counter()
+    states: Counter[str] = Counter()
     for eid in redis_client.zrange(keys.EVENTS, 0, -1):
         states[(redis_client.hget(keys.event(eid.decode()), "state") or b"").decode()] += 1
-    assert states == {"batched": groups * per_group, "queued": groups}
-    assert len({r["key"] for r in runs}) == groups
+    return seen, states, {r["key"] for r in runs}
 
 
 def test_a_thousand_alerts_in_ten_groups_give_ten_turns_despite_a_killed_worker(
     relay_factory: Callable[..., Relay], redis_client: redis.Redis
 ) -> None:
-    _run_batches(relay_factory, redis_client, groups=10, per_group=100, window=12)
+    groups, per_group = 10, 100
+    seen, states, turn_keys = _run_batches(relay_factory, redis_client, groups, per_group, window=12)
+    assert seen == {f"g{g}": list(range(per_group)) for g in range(groups)}
+    # Every alert is recorded as `batched`; each batch is an event of its own, queued once.
+    assert states == {"batched": groups * per_group, "queued": groups}
+    assert len(turn_keys) == groups
 
 
 def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_client: redis.Redis) -> None:
@@ -116,7 +120,7 @@ def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_cl
     _post_all(relay, [_alert(0, n) for n in range(12)])
     # 60 s window: only `max` flushes. Ten alerts go in two full batches; two wait for the window.
     runs = wait_until(lambda: (lambda rs: rs if len(rs) >= 2 else None)(stub.runs()), timeout=15)
-    time.sleep(1.0)
+    time.sleep(1.0)  # nothing more arrives: a batch flushed before `max` or the window would show here
     runs = stub.runs()
     sizes = [len(_items(r)) for r in runs]
     assert all(size <= 5 for size in sizes) and sum(sizes) >= 10, sizes
@@ -168,7 +172,7 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
                 await client.aclose()
 
             asyncio.run(offer())
-    time.sleep(0.1)
+    wait_until(lambda: len(held.due(redis_client, time.time())) == 3, timeout=5)  # every window closed
     flushed: list[str] = []
     barrier = threading.Barrier(8)
 

@@ -80,13 +80,14 @@ def test_a_delayed_action_fires_once_or_never_when_cancelled(
     wait_until(lambda: any(r["body"]["message"] == "still firing a" for r in stub.runs()), timeout=20)
     assert time.monotonic() - started >= 5.0
     wait_until(lambda: len(stub.runs()) >= 2, timeout=30)  # the resolved turn (its job may need re-queueing)
-    time.sleep(max(0.0, 8.0 - (time.monotonic() - started)))  # well past b's delay too
+    # Nothing more arrives, well past b's delay too: its cancelled turn would show here.
+    time.sleep(max(0.0, 8.0 - (time.monotonic() - started)))
     messages = sorted(r["body"]["message"] for r in stub.runs())
     assert messages == ["resolved b", "still firing a"]
     assert redis_client.hget(keys.event(kept), "state") == b"queued"
     assert redis_client.hget(keys.event(cancelled), "state") == b"cancelled"
     # A cancel after the action went out changes nothing.
     _post(relay, RESOLVED, "a")
-    time.sleep(0.5)
+    time.sleep(0.5)  # nothing changes: a late cancel taking effect would show here
     assert redis_client.hget(keys.event(kept), "state") == b"queued"
     assert redis_client.hget(keys.STATS, "cancelled_delayed") == b"1"

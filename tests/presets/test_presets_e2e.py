@@ -108,7 +108,7 @@ def test_each_preset_reaches_the_gateway(relay: Relay) -> None:
     assert by_name["Stripe"]["message"].startswith("Stripe plan.created (test mode): plan price_1Pgaf")
     assert by_name["GitLab"]["sessionKey"] == "hook:gitlab:gitlabhq/gitlab-test!1"
     assert by_name["svc"]["sessionKey"] == "hook:svc:user_7"
-    time.sleep(0.5)
+    time.sleep(0.5)  # nothing more arrives: a duplicate would show here
     assert len(relay.stub.runs()) == 4
 
 
@@ -122,7 +122,7 @@ def test_redeliveries_are_delivered_once(relay: Relay, redis_client: redis.Redis
         assert second.status_code == 200, second.text
         assert second.json() == {"ok": True, "duplicate": True, "eventId": first.json()["eventId"]}
     wait_until(lambda: len(relay.stub.runs()) >= 4, timeout=15)
-    time.sleep(0.7)
+    time.sleep(0.7)  # nothing more arrives: a redelivery sent twice would show here
     assert len(relay.stub.runs()) == 4
     assert redis_client.zcard(keys.EVENTS) == 4
 
@@ -148,5 +148,5 @@ def test_tampered_or_unauthenticated_requests_get_401_and_nothing_is_queued(
     assert redis_client.zcard(keys.EVENTS) == 0
     assert redis_client.xlen(keys.INBOX) == 0
     assert not redis_client.keys("rq:job:*")
-    time.sleep(0.3)
+    time.sleep(0.3)  # nothing arrives: a refused request that was delivered anyway would show here
     assert relay.stub.requests() == []

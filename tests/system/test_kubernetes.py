@@ -59,11 +59,12 @@ def _render(where: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
-def _validate(doc: dict[str, Any]) -> None:
+def _validate(doc: dict[str, Any]) -> str:
+    """Raise if `doc` does not validate; the schema it was checked against ("keda" or "kubernetes X.Y")."""
     if doc["apiVersion"].startswith("keda.sh/"):
         jsonschema.validate(doc, {**KEDA[doc["kind"]], "$defs": KEDA["$defs"]})
-    else:
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        return "keda"
+    return "kubernetes " + kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
 def _by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -97,8 +98,16 @@ def test_rendered_resources_validate_offline(where: Path) -> None:
 
 
 def test_base_files_validate_without_kubectl() -> None:
-    for doc in _files(BASE):
-        _validate(doc)
+    checked = sorted((doc["kind"], _validate(doc)) for doc in _files(BASE))
+    assert checked == [
+        ("ConfigMap", "kubernetes 1.30"),
+        ("Deployment", "kubernetes 1.30"),
+        ("Deployment", "kubernetes 1.30"),
+        ("PodDisruptionBudget", "kubernetes 1.30"),
+        ("ScaledObject", "keda"),
+        ("Service", "kubernetes 1.30"),
+        ("TriggerAuthentication", "keda"),
+    ]
 
 
 def test_a_misspelt_field_is_caught_by_the_validation() -> None:

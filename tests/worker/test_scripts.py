@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from datetime import datetime
 
 import orjson
@@ -34,7 +33,9 @@ def relay_cli(
     )
 
 
-def test_agent_wait_rides_out_a_gateway_that_is_down_then_up(relay_factory) -> None:
+def test_agent_wait_rides_out_a_gateway_that_is_down_then_up(
+    relay_factory, redis_client: redis.Redis
+) -> None:
     relay = relay_factory()
     relay.start_worker()
     cmd = [
@@ -53,7 +54,7 @@ def test_agent_wait_rides_out_a_gateway_that_is_down_then_up(relay_factory) -> N
     ]
     waiting = subprocess.Popen(cmd, env=relay.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)
+        wait_until(lambda: redis_client.exists(keys.CIRCUIT), timeout=30)  # a send found the gateway down
         assert waiting.poll() is None  # still waiting: the gateway is down
         stub = relay.start_stub()
         out, err = waiting.communicate(timeout=60)
