@@ -52,7 +52,7 @@ from relay.config import Settings, load_settings
 from relay.errors import ConfigError
 from relay.protocol.actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction, action_id
 from relay.protocol.mapping import cut_text
-from relay.store import keys
+from relay.store import keys, states
 from relay.store.connection import connect, connect_async
 from relay.store.events import EventStore, Recorded, encode_actions, record_event, session_lanes
 
@@ -66,7 +66,7 @@ __all__ = [
     "record_action",
 ]
 
-FINAL = frozenset({"delivered", "dead"})
+FINAL = frozenset(states.FINISHED)
 MAX_DELIVERY_ID = 200
 
 
@@ -101,7 +101,7 @@ class ActionStatus:
         # No record yet: recorded, not yet routed to a job.
         return cls(
             aid,
-            record.get("state") or "queued",
+            record.get("state") or states.QUEUED,
             int(record.get("attempts") or 0),
             record.get("last_status", ""),
             record.get("last_error", ""),
@@ -328,9 +328,9 @@ class RelayClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(action_id)
-            if status.state == "delivered":
+            if status.state == states.DELIVERED:
                 return status
-            if status.state == "dead":
+            if status.state == states.DEAD:
                 raise DeliveryFailed(status)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(status, timeout or 0)
@@ -383,9 +383,9 @@ class AsyncRelayClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = await self.status(action_id)
-            if status.state == "delivered":
+            if status.state == states.DELIVERED:
                 return status
-            if status.state == "dead":
+            if status.state == states.DEAD:
                 raise DeliveryFailed(status)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(status, timeout or 0)

@@ -19,6 +19,7 @@ import orjson
 from relay.config import Settings, load_settings
 from relay.errors import ConfigError, RelayError
 from relay.logs import setup_logging
+from relay.store import states
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
@@ -501,21 +502,16 @@ def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> Non
                 click.echo(orjson.dumps(row).decode())
             else:
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["received_at"]))
-                states = ", ".join(f"{a['kind']}:{_state_text(a)}" for a in actions) or event["state"]
+                status = ", ".join(f"{a['kind']}:{_state_text(a)}" for a in actions) or event["state"]
                 if actions and row["state"] != event["state"]:
-                    states = f"{row['state']} ({states})"
-                noted = (
-                    "held",
-                    "skipped",
-                    "batched",
-                    "delayed",
-                    "cancelled",
-                )  # relay.hold.windows, relay.hold.delayed
+                    status = f"{row['state']} ({status})"
+                # relay.hold.windows, relay.hold.delayed
+                noted = (states.HELD, states.SKIPPED, states.BATCHED, states.DELAYED, states.CANCELLED)
                 if event["state"] in noted and event.get("reason"):
-                    states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
+                    status = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
                 click.echo(
                     shown(
-                        f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {states}"
+                        f"{when}  {row['id']}  {row['source']:<12} {str(row['delivery_id'] or '')[:40]:<40} {status}"
                     )
                 )
     if found is not None and found.note:
@@ -657,19 +653,19 @@ def _iso(epoch: float) -> str:
 
 def _final_state(state: str, actions: list[dict[str, Any]]) -> str:
     """The event's state as its actions have it now (the event record keeps the state it was routed with)."""
-    states = {a.get("state", "queued") for a in actions}
-    if not actions or state not in ("queued", "routed"):
+    found = {a.get("state", states.QUEUED) for a in actions}
+    if not actions or state not in (states.QUEUED, states.ROUTED):
         return state
-    if "dead" in states:
-        return "dead"
-    if states == {"delivered"}:
-        return "delivered"
-    return "retrying" if states & {"retrying", "paused"} else "pending"
+    if states.DEAD in found:
+        return states.DEAD
+    if found == {states.DELIVERED}:
+        return states.DELIVERED
+    return states.RETRYING if found & set(states.WAITING_OUT) else states.PENDING
 
 
 def _state_text(action: dict[str, Any]) -> str:
-    state = str(action.get("state", "queued"))
-    if state == "held" and action.get("held_by"):  # an operator's pause, not the circuit
+    state = str(action.get("state", states.QUEUED))
+    if state == states.HELD and action.get("held_by"):  # an operator's pause, not the circuit
         return f"held ({str(action['held_by']).replace(':', ' ')} paused by operator)"
     return state
 
@@ -768,7 +764,11 @@ def check(ctx: click.Context, offline: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 @click.option("--since", help="Replay a selection: events received at or after (ISO-8601, or 15m, 2h ago).")
 @click.option("--until", help="With --since: received at or before.")
-@click.option("--state", type=click.Choice(["dead", "parked", "delivered"]), help="With --since: only these.")
+@click.option(
+    "--state",
+    type=click.Choice([states.DEAD, states.PARKED, states.DELIVERED]),
+    help="With --since: only these.",
+)
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -834,7 +834,7 @@ def replay(
                 click.echo(outcome_json(outcome, dry_run=dry_run).decode())
                 continue
             click.echo(describe(outcome, dry_run=dry_run))
-            if outcome.state == "parked":
+            if outcome.state == states.PARKED:
                 click.echo(outcome.detail, err=True)
             _echo_actions(settings, outcome.planned)
         if parked and not as_json:

@@ -13,6 +13,7 @@ import click
 import orjson
 
 from relay.client import ActionStatus, DeliveryFailed, RelayClient, Submitted, WaitTimeout
+from relay.store import states
 
 EXIT_FAILED = 1
 
@@ -26,7 +27,7 @@ def report(
         "actionId": submitted.action_id,
         "eventId": submitted.event_id,
         "duplicate": submitted.duplicate,
-        "state": "queued",
+        "state": states.QUEUED,
     }
     if submitted.duplicate:
         click.echo(
@@ -78,6 +79,6 @@ def _fields(status: ActionStatus) -> dict[str, Any]:
         fields["runId"] = status.run_id
     if status.last_status:
         fields["status"] = int(status.last_status) if status.last_status.isdigit() else status.last_status
-    if status.last_error and status.state != "delivered":
+    if status.last_error and status.state != states.DELIVERED:
         fields["error"] = status.last_error
     return fields

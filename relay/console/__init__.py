@@ -27,7 +27,7 @@ from relay.console import data, render
 from relay.console.auth import COOKIE, SECURITY_HEADERS, SESSION_SECONDS, Gate, Session, is_loopback
 from relay.errors import ConfigError, RelayError
 from relay.ingress.app import read_body
-from relay.store import keys
+from relay.store import keys, states
 from relay.store.connection import connect
 
 log = logging.getLogger("relay.console")
@@ -325,7 +325,7 @@ class Console:
             until = parse_time(params["until"]) if params.get("until") else None
         except ValueError as exc:
             return None, str(exc)
-        if state not in ("", "dead", "parked", "delivered"):
+        if state not in ("", states.DEAD, states.PARKED, states.DELIVERED):
             return None, "unknown state"
         return plan(self.redis, since=since, until=until, source=params.get("source", ""), state=state), ""
 
