@@ -50,7 +50,7 @@ from redis.asyncio import Redis as AsyncRedis
 from relay.config import Settings, load_settings
 from relay.errors import ConfigError
 from relay.protocol.actions import AgentAction, AnyAction, SendAction, ToolAction, WakeAction
-from relay.store import keys
+from relay.store import keys, states
 from relay.store.connection import connect, connect_async
 from relay.store.events import EventStore
 from relay.store.submit import Submitted, cut, event_fields, record_action, submitted, text_map
@@ -65,7 +65,7 @@ __all__ = [
     "record_action",
 ]
 
-FINAL = frozenset({"delivered", "dead"})
+FINAL = frozenset(states.FINISHED)
 MAX_DELIVERY_ID = 200
 
 
@@ -90,7 +90,7 @@ class ActionStatus:
         # No record yet: recorded, not yet routed to a job.
         return cls(
             aid,
-            record.get("state") or "queued",
+            record.get("state") or states.QUEUED,
             int(record.get("attempts") or 0),
             record.get("last_status", ""),
             record.get("last_error", ""),
@@ -268,9 +268,9 @@ class RelayClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(action_id)
-            if status.state == "delivered":
+            if status.state == states.DELIVERED:
                 return status
-            if status.state == "dead":
+            if status.state == states.DEAD:
                 raise DeliveryFailed(status)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(status, timeout or 0)
@@ -323,9 +323,9 @@ class AsyncRelayClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = await self.status(action_id)
-            if status.state == "delivered":
+            if status.state == states.DELIVERED:
                 return status
-            if status.state == "dead":
+            if status.state == states.DEAD:
                 raise DeliveryFailed(status)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(status, timeout or 0)

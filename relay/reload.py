@@ -37,8 +37,8 @@ from relay.store import keys
 
 log = logging.getLogger("relay.reload")
 
-GENERATION = keys.PREFIX + "reload:generation"  # bumped by `relay reload`
-STATUS = keys.PREFIX + "reload:status"  # hash: process -> {"generation", "ok", "error", "at", "alive_at"}
+GENERATION = keys.RELOAD_GENERATION  # bumped by `relay reload`
+STATUS = keys.RELOAD_STATUS  # hash: process -> {"generation", "ok", "error", "at", "alive_at"}
 POLL_SECONDS = 0.5
 ALIVE_SECONDS = 10.0  # how often a process refreshes its status entry
 RESTART_ONLY = ("redis_url", "queue", "host", "port", "console", "schedules", "max_headers")

@@ -21,14 +21,22 @@ from rq import Queue, Worker
 from relay.delivery.circuit import circuit_state
 from relay.metrics import queue_sizes
 from relay.protocol.actions import action_id
-from relay.store import keys
+from relay.store import keys, states
 
 PAGE = 50
 WINDOW = 1000  # events examined per page when filtering by a state no index answers
 MAX_BODY = 64 * 1024  # payload bytes shown on the event page
 
 # Delivery states of an event, summarised from its actions' states (see `summarise`).
-STATES = ("pending", "delivered", "retrying", "dead", "parked", "skipped", "held")
+STATES = (
+    states.PENDING,
+    states.DELIVERED,
+    states.RETRYING,
+    states.DEAD,
+    states.PARKED,
+    states.SKIPPED,
+    states.HELD,
+)
 T = TypeVar("T")
 EVENT_FIELDS = ("source", "delivery_id", "received_at", "state", "action_count", "reason")
 ACTION_FIELDS = ("state", "attempts", "last_status", "kind")
@@ -94,15 +102,15 @@ def walk(redis: Redis, index: str, cursor: str | None, count: int) -> list[tuple
 
 
 def summarise(event_state: str, action_states: list[str]) -> str:
-    if event_state != "queued" or not action_states:
+    if event_state != states.QUEUED or not action_states:
         return event_state or "unknown"
-    if "dead" in action_states:
-        return "dead"
-    if any(s in ("retrying", "paused") for s in action_states):
-        return "retrying"
-    if all(s == "delivered" for s in action_states):
-        return "delivered"
-    return "pending"
+    if states.DEAD in action_states:
+        return states.DEAD
+    if any(s in states.WAITING_OUT for s in action_states):
+        return states.RETRYING
+    if all(s == states.DELIVERED for s in action_states):
+        return states.DELIVERED
+    return states.PENDING
 
 
 def load_rows(redis: Redis, event_ids: list[str]) -> list[Row | None]:
@@ -126,14 +134,14 @@ def load_rows(redis: Redis, event_ids: list[str]) -> list[Row | None]:
         if values[0] is None:
             rows.append(None)
             continue
-        states = [_text(r[0]) or "queued" for r in records]
+        found = [_text(r[0]) or states.QUEUED for r in records]
         rows.append(
             Row(
                 id=eid,
                 source=_text(values[0]),
                 delivery_id=_text(values[1]),
                 received_at=float(values[2] or 0),
-                state=summarise(_text(values[3]), states),
+                state=summarise(_text(values[3]), found),
                 actions=len(ids),
                 attempts=sum(int(r[1] or 0) for r in records),
             )
@@ -172,10 +180,12 @@ def scan(
 def events_page(redis: Redis, *, source: str = "", state: str = "", cursor: str | None = None) -> Page:
     """Newest first. Source filters use the per-source index; `parked` uses keys.PARKED and `dead`
     keys.DEAD; any other state is looked for among the next WINDOW events of the index."""
-    if state == "dead":
+    if state == states.DEAD:
         return _dead_events_page(redis, source, cursor)
-    index = keys.PARKED if state == "parked" else (keys.events_by_source(source) if source else keys.EVENTS)
-    windowed = state not in ("", "parked") or (state == "parked" and bool(source))
+    index = (
+        keys.PARKED if state == states.PARKED else (keys.events_by_source(source) if source else keys.EVENTS)
+    )
+    windowed = state not in ("", states.PARKED) or (state == states.PARKED and bool(source))
 
     def keep(row: Row) -> bool:
         return (not source or row.source == source) and (not state or row.state == state)
@@ -228,7 +238,7 @@ def event_detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         records = pipe.execute()
     for action, record in zip(actions, records, strict=True):
         action["record"] = {_text(k): _text(v) for k, v in record.items() if _text(k) != "body"}
-    states = [action["record"].get("state") or "queued" for action in actions]
+    found = [action["record"].get("state") or states.QUEUED for action in actions]
     names = ("source", "delivery_id", "state", "error", "reason")
     return {
         "id": event_id,
@@ -241,7 +251,7 @@ def event_detail(redis: Redis, event_id: str) -> dict[str, Any] | None:
         "replays": int(data.get("replays") or 0),
         "replay_log": orjson.loads(data.get("replay_log") or b"[]"),  # relay.store.selection.record_replay
         "summary": summarise(
-            _text(data.get("state")), states if _text(data.get("action_count")) != "0" else []
+            _text(data.get("state")), found if _text(data.get("action_count")) != "0" else []
         ),
     }
 

@@ -23,7 +23,7 @@ from relay.delivery import circuit as health
 from relay.delivery import send_and_tool as doors
 from relay.delivery.answers import Answer, backoff, classify, is_configuration, parse_retry_after
 from relay.protocol import policy
-from relay.store import keys, lanes, pause
+from relay.store import keys, lanes, pause, states
 from relay.store.connection import connect
 from relay.store.events import ReplicasUnconfirmed, confirm_replicas
 from relay.store.jobs import queue_turn
@@ -147,34 +147,34 @@ def deliver(action_id: str) -> str | Retry:
     if kind is None or body is None:
         log.error("action record missing; nothing to deliver", extra=log_fields)
         return "missing"
-    if state in ("delivered", "dead"):
+    if state in states.FINISHED:
         log.info("action already %s; not sent again", state, extra=log_fields)
         return str(state)
 
     lane_key = keys.lane(record["session_key"]) if record.get("session_key") else None
     if lane_key and not lanes.my_turn(redis, lane_key, action_id):
         log.info("waiting for an earlier action of its session", extra=log_fields)
-        return "waiting"  # the action before it hands this one its turn when it is done
+        return states.WAITING  # the action before it hands this one its turn when it is done
     gateway = record.get("gateway") or None
     held_by = pause.hold_if_paused(redis, action_id, record.get("source"), gateway)
     if held_by:  # an operator paused its source or gateway: it waits for `relay resume` (relay.store.pause)
         log.info("held: %s is paused", held_by.replace(":", " "), extra=log_fields)
-        return "held"
+        return states.HELD
     wait = health.may_send(redis, settings.gateway_config(gateway).timeout_seconds + 5, gateway)
     if wait:
-        return _defer(redis, key, "paused", wait)
+        return _defer(redis, key, states.PAUSED, wait)
     if settings.delivery.rate_limit_per_second:
         wait = health.take_token(
             redis, settings.delivery.rate_limit_per_second, settings.delivery.rate_limit_burst
         )
         if wait > 1.0:
-            return _defer(redis, key, "queued", wait)
+            return _defer(redis, key, states.QUEUED, wait)
         time.sleep(wait)
     lock = keys.sending(action_id)
     # The lock lives as long as the job's heartbeat (renewed by the worker while the job runs), so
     # a re-run of a dead worker's job finds it expired.
     if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)):
-        return _defer(redis, key, state or "queued", 1)  # another copy of this job is sending it
+        return _defer(redis, key, state or states.QUEUED, 1)  # another copy of this job is sending it
     try:
         if not tracing.enabled():
             return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
@@ -253,7 +253,7 @@ def _attempt(
     now = time.time()
     attempts = int(redis.hincrby(key, "attempts", 1))
     redis.hsetnx(key, "first_attempt_at", repr(now))
-    redis.hset(key, mapping={"state": "delivering", "last_attempt_at": repr(now)})
+    redis.hset(key, mapping={"state": states.DELIVERING, "last_attempt_at": repr(now)})
 
     started = time.perf_counter()
     answer = send(ctx, kind, record.get("idempotency_key") or action_id, body, gateway)
@@ -281,7 +281,7 @@ def _attempt(
                 pipe.hset(
                     key,
                     mapping={
-                        "state": "delivered",
+                        "state": states.DELIVERED,
                         "delivered_at": repr(time.time()),
                         "last_status": status_text,
                         "run_id": answer.run_id or "",
@@ -298,10 +298,10 @@ def _attempt(
         # The gateway has the action: a Redis blip now must not make this job fail and be re-run,
         # which would send it again (a wake, which the gateway never dedupes, twice).
         persist(record_delivered)
-        _confirm(redis, settings, key, "delivered")
+        _confirm(redis, settings, key, states.DELIVERED)
         log.info("action delivered", extra=fields)
         _next_in_lane(redis, settings, lane_key, action_id)
-        return "delivered"
+        return states.DELIVERED
 
     delivery = settings.delivery
     age = time.time() - float(queued_at or now)  # since it was queued (or replayed)
@@ -316,7 +316,7 @@ def _attempt(
             pipe.hset(
                 key,
                 mapping={
-                    "state": "dead",
+                    "state": states.DEAD,
                     "last_status": status_text,
                     "last_error": answer.text,
                     "dead_reason": reason,
@@ -329,10 +329,10 @@ def _attempt(
             metrics.count_action(pipe, "dead", kind)
             pipe.zrem(keys.PENDING, action_id)
             pipe.execute()
-        _confirm(redis, settings, key, "dead")
+        _confirm(redis, settings, key, states.DEAD)
         log.warning("action dead-lettered: %s", reason, extra={**fields, "error": answer.text[:200]})
         _next_in_lane(redis, settings, lane_key, action_id)
-        return "dead"
+        return states.DEAD
 
     if gateway_fault:
         # Down, unreachable or misconfigured: pause every worker instead of burning retries.
@@ -354,14 +354,14 @@ def _attempt(
                 pause,
                 extra={**fields, "error": answer.text[:200]},
             )
-        return _defer(redis, key, "paused", pause)
+        return _defer(redis, key, states.PAUSED, pause)
 
     delay = backoff(attempts, delivery.backoff_base_seconds, delivery.backoff_max_seconds, answer.retry_after)
     with redis.pipeline() as pipe:
         pipe.hset(
             key,
             mapping={
-                "state": "retrying",
+                "state": states.RETRYING,
                 "last_status": status_text,
                 "last_error": answer.text,
                 "next_attempt_at": repr(time.time() + delay),

@@ -13,26 +13,10 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from relay.store import keys
+from relay.store import keys, scripts
 
 MIN_PAUSE = 1.0
 MAX_PAUSE = 60.0
-
-# KEYS: bucket. ARGV: rate per second, burst, now (s), longest wait to reserve (s).
-# A token is reserved (the count may go negative) when the wait for it is at most that long;
-# returns the seconds to wait before sending. A longer wait reserves nothing: ask again later.
-_TAKE_FROM_BUCKET = """
-local rate, burst, now, max_wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local wait = math.max(0, (1 - tokens) / rate)
-if wait <= max_wait then tokens = tokens - 1 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return tostring(wait)
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,4 +84,4 @@ def take_token(redis: Redis, rate: float, burst: float, max_wait: float = 1.0) -
 
     A wait up to `max_wait` comes with a reserved token; past it, nothing is reserved.
     """
-    return float(redis.eval(_TAKE_FROM_BUCKET, 1, keys.RATE, rate, burst, time.time(), max_wait))
+    return float(redis.eval(scripts.RATE_TAKE_TOKEN, 1, keys.RATE, rate, burst, time.time(), max_wait))

@@ -9,7 +9,7 @@ from redis import Redis
 from rq import Queue
 
 from relay.config import Settings
-from relay.store import keys
+from relay.store import keys, states
 from relay.store.events import load_action
 from relay.store.jobs import enqueue_delivery
 
@@ -34,14 +34,14 @@ def replay(redis: Redis, settings: Settings, action_id: str, *, new_key: bool = 
     `new_key` gives it a fresh key, for a body the gateway must treat as new.
     """
     key = keys.action(action_id)
-    if redis.hget(key, "state") != b"dead":
+    if redis.hget(key, "state") != states.DEAD.encode():
         return False
     replays = int(redis.hincrby(key, "replays", 1))
     session = redis.hget(key, "session_key")
     queue = Queue(settings.queue, connection=redis)
     with redis.pipeline(transaction=True) as pipe:
         pipe.multi()
-        pipe.hset(key, mapping={"state": "queued", "attempts": 0, "queued_at": repr(time.time())})
+        pipe.hset(key, mapping={"state": states.QUEUED, "attempts": 0, "queued_at": repr(time.time())})
         pipe.hdel(key, "dead_reason", "dead_at", "next_attempt_at")
         if new_key:
             pipe.hset(key, "idempotency_key", f"{action_id}-r{replays}")

@@ -23,89 +23,11 @@ from redis.asyncio import Redis as AsyncRedis
 from relay import tracing
 from relay.errors import Unavailable
 from relay.protocol.actions import AnyAction, action_id
-from relay.store import keys
-from relay.store.lanes import lua_add_lanes, lua_append
+from relay.store import keys, scripts, states
 
-# One call records a batch of events (group commit: the requests that arrive while the previous
-# call is in flight share the next). Per event, K: dedupe, event, events index, inbox, parked,
-# then one session lane per lane entry; A: event id, now, dedupe ttl, event ttl, route ("1" to
-# queue for delivery), parked ("1"), n lanes, n action ids (one per lane key), field, value, ...
-# ARGV: n events, then (number of keys, number of args) per event, then every event's args.
-#
-# What every event of a batch adds to (the stats counters, the console's per-minute counters and
-# the trim of its per-source index by age) is gathered in Lua tables and written once per batch
-# at the end: the script runs atomically, so the final state is the same as writing it per event,
-# with fewer commands (Redis CPU per event is the ingress's shared limit).
-_RECORD_MANY = (
-    """
-local stats, minutes, trims, lanes_seen = {}, {}, {}, {}
-local function count(t, k) t[k] = (t[k] or 0) + 1 end
-local function record(K, A)
-  local lanes = tonumber(A[7])
-  local source = A[9 + lanes]  -- the first field is "source"
-  local existing = redis.call('GET', K[1])
-  if existing then
-    count(stats, 'event|duplicate|' .. source)
-    return {0, existing}
-  end
-  local outcome = 'event|accepted|'
-  if A[6] == '1' then outcome = 'event|parked|' elseif A[5] ~= '1' then outcome = 'event|skipped|' end
-  count(stats, outcome .. source)
-  redis.call('SET', K[1], A[1], 'EX', A[3])
-  redis.call('HSET', K[2], unpack(A, 8 + lanes))
-  redis.call('EXPIRE', K[2], A[4])
-  redis.call('ZADD', K[3], A[2], A[1])
-  -- The console's per-source index of the event log (trimmed by age below) and its per-minute
-  -- chart counters (relay.console).
-  redis.call('ZADD', '"""
-    + keys.events_by_source("")
-    + """' .. source, A[2], A[1])
-  local cutoff = tonumber(A[2]) - tonumber(A[4])
-  if not trims[source] or trims[source] < cutoff then trims[source] = cutoff end
-  count(minutes, '"""
-    + keys.minute(0)[:-1]
-    + """' .. math.floor(tonumber(A[2]) / 60))
-  if A[5] == '1' then
-    redis.call('XADD', K[4], '*', 'event', A[1])
-"""
-    + lua_append("lanes", "K[5 + i]", "A[7 + i]", "A[2]", "A[4]", seen="lanes_seen")
-    + """
-  end
-  if A[6] == '1' then redis.call('ZADD', K[5], A[2], A[1]) end
-  return {1, A[1]}
-end
-
-local n = tonumber(ARGV[1])
-local out = {}
-local kpos, apos = 1, 2 + 2 * n
-for i = 1, n do
-  local nk, na = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
-  local K, A = {}, {}
-  for j = 1, nk do K[j] = KEYS[kpos + j - 1] end
-  for j = 1, na do A[j] = ARGV[apos + j - 1] end
-  kpos, apos = kpos + nk, apos + na
-  out[i] = record(K, A)
-end
-for field, by in pairs(stats) do redis.call('HINCRBY', '"""
-    + keys.STATS
-    + """', field, by) end
-for key, by in pairs(minutes) do
-  redis.call('HINCRBY', key, 'received', by)
-  redis.call('EXPIRE', key, """
-    + str(keys.MINUTE_TTL)
-    + """)
-end
-"""
-    + lua_add_lanes("lanes_seen")
-    + """
-for source, cutoff in pairs(trims) do
-  redis.call('ZREMRANGEBYSCORE', '"""
-    + keys.events_by_source("")
-    + """' .. source, '-inf', cutoff)
-end
-return out
-"""
-)
+# The record script's arguments before its events' (relay/store/scripts/record_many.lua).
+_MODEL_KEYS = [keys.STATS, keys.LANES]
+_MODEL_ARGS = [keys.EVENTS_BY_SOURCE_PREFIX, keys.MINUTE_PREFIX, keys.MINUTE_TTL, keys.ACTION_PREFIX]
 
 log = logging.getLogger("relay.queue")
 
@@ -164,10 +86,10 @@ def _record_args(
     dedupe_ttl: int,
     event_ttl: int,
 ) -> tuple[list[Any], list[Any]]:
-    """The keys and args of one event for `_RECORD_MANY`."""
+    """The keys and args of one event for the record script."""
     event_id = new_event_id()
     now = time.time()
-    state = "parked" if error else ("queued" if action_count else "skipped")
+    state = states.PARKED if error else (states.QUEUED if action_count else states.SKIPPED)
     fields: list[Any] = [
         "source",
         source,
@@ -246,8 +168,10 @@ def record_event(
         dedupe_ttl=dedupe_ttl,
         event_ttl=event_ttl,
     )
-    script = redis.register_script(_RECORD_MANY)
-    (result,) = script(keys=event_keys, args=[1, len(event_keys), len(args), *args])
+    script = redis.register_script(scripts.RECORD_MANY)
+    (result,) = script(
+        keys=[*_MODEL_KEYS, *event_keys], args=[*_MODEL_ARGS, 1, len(event_keys), len(args), *args]
+    )
     return _recorded(result)
 
 
@@ -273,7 +197,7 @@ class EventStore:
         self.event_ttl = event_ttl
         self.min_replicas = min_replicas
         self.replica_timeout_ms = replica_timeout_ms
-        self._record_many = redis.register_script(_RECORD_MANY)
+        self._record_many = redis.register_script(scripts.RECORD_MANY)
         self._pending: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
         self._flushing = False
 
@@ -321,7 +245,9 @@ class EventStore:
                 counts = [n for event_keys, args, _, _ in batch for n in (len(event_keys), len(args))]
                 all_args = [a for _, args, _, _ in batch for a in args]
                 try:
-                    results = await self._write(all_keys, [len(batch), *counts, *all_args])
+                    results = await self._write(
+                        [*_MODEL_KEYS, *all_keys], [*_MODEL_ARGS, len(batch), *counts, *all_args]
+                    )
                 except Exception as exc:  # every request of the batch answers 503
                     for *_, future in batch:
                         if not future.done():

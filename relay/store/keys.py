@@ -1,4 +1,9 @@
-"""Every Redis key and name the relay uses, in one place."""
+"""Every Redis key and name the relay uses, in one place.
+
+The strings are part of the stored data: a key renamed here would orphan what an earlier version
+wrote, so they never change (tests/store/test_keys.py pins them). Lua scripts get the prefixes they
+build keys from as arguments (relay.store.scripts), never as literals.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,18 @@ PENDING = PREFIX + "pending"  # zset: routed action id -> when the reconciler ne
 LANES = PREFIX + "lanes"  # set of session lanes that may hold actions
 PAUSED = PREFIX + "paused"  # hash: "source:NAME" / "gateway:NAME" -> who paused it, when (relay.store.pause)
 PAUSED_HELD = PREFIX + "paused-sets"  # set of the held-action zsets (PAUSED + ":held:" + field)
+SWEEPER = PREFIX + "sweeper"  # lock: the one router sweeping lanes and pending actions this round
+SCHEDULER = PREFIX + "scheduler"  # lock: the one worker moving due RQ scheduled jobs to the queue
+RELOAD_GENERATION = PREFIX + "reload:generation"  # bumped by `relay reload`
+RELOAD_STATUS = PREFIX + "reload:status"  # hash: process -> {"generation", "ok", "error", "at", "alive_at"}
+
+# Prefixes of the keys below, for the Lua scripts that build such keys from an id.
+EVENT_PREFIX = PREFIX + "event:"
+ACTION_PREFIX = PREFIX + "action:"
+LANE_PREFIX = PREFIX + "lane:"
+EVENTS_BY_SOURCE_PREFIX = PREFIX + "events:source:"
+MINUTE_PREFIX = PREFIX + "minute:"
+PAUSED_HELD_PREFIX = PAUSED + ":held:"
 
 
 def dedupe(source: str, delivery_id: str) -> str:
@@ -25,11 +42,11 @@ def dedupe(source: str, delivery_id: str) -> str:
 
 
 def event(event_id: str) -> str:
-    return f"{PREFIX}event:{event_id}"
+    return f"{EVENT_PREFIX}{event_id}"
 
 
 def action(action_id: str) -> str:
-    return f"{PREFIX}action:{action_id}"
+    return f"{ACTION_PREFIX}{action_id}"
 
 
 def circuit(gateway: str | None = None) -> tuple[str, str, str]:
@@ -40,7 +57,7 @@ def circuit(gateway: str | None = None) -> tuple[str, str, str]:
 
 def lane(session_key: str) -> str:
     """The actions of one sessionKey, in arrival order: only the head is sent."""
-    return f"{PREFIX}lane:{session_key}"
+    return f"{LANE_PREFIX}{session_key}"
 
 
 def sending(action_id: str) -> str:
@@ -60,7 +77,7 @@ def schedule(name: str) -> str:
 
 def events_by_source(source: str) -> str:
     """zset: the event log's index of one source (event id -> received_at), for the console's filter."""
-    return f"{PREFIX}events:source:{source}"
+    return f"{EVENTS_BY_SOURCE_PREFIX}{source}"
 
 
 MINUTE_TTL = 2 * 3600  # per-minute counters are kept two hours
@@ -68,7 +85,17 @@ MINUTE_TTL = 2 * 3600  # per-minute counters are kept two hours
 
 def minute(bucket: int) -> str:
     """hash of counters (received, delivered, dead) for one minute (`int(time / 60)`): the console's chart."""
-    return f"{PREFIX}minute:{bucket}"
+    return f"{MINUTE_PREFIX}{bucket}"
+
+
+def paused_held(field: str) -> str:
+    """zset: the actions held by one pause (`field` "source:NAME" or "gateway:NAME"), by arrival."""
+    return f"{PAUSED_HELD_PREFIX}{field}"
+
+
+def maintenance(queue: str) -> str:
+    """Lock: the one worker cleaning an RQ queue's registries this round."""
+    return f"{PREFIX}maintenance:{queue}"
 
 
 # --- relay.hold: cooldown, batch and delay windows ------------------------------------------------

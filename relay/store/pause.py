@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from relay.store import keys
+from relay.store import keys, scripts, states
 
 if TYPE_CHECKING:  # the CLI imports this module at start: keep it light
     from redis import Redis
@@ -32,24 +32,6 @@ Kind = Literal["source", "gateway"]
 KINDS: tuple[Kind, ...] = ("source", "gateway")
 DEFAULT_GATEWAY = "default"  # the name of the `gateway:` section (named ones are in `gateways:`)
 RELEASE_BATCH = 200
-
-# KEYS: paused hash, held-sets index, action record. ARGV: action id, now, then the pause fields
-# to look at (source first). Returns the field that holds the action, or false. Held actions are
-# scored by their event's arrival, so a resume releases them in the order they came in.
-_HOLD = """
-for i = 3, #ARGV do
-  local info = redis.call('HGET', KEYS[1], ARGV[i])
-  if info then
-    local held = KEYS[1] .. ':held:' .. ARGV[i]
-    local score = tonumber(redis.call('HGET', KEYS[3], 'received_at')) or tonumber(ARGV[2])
-    redis.call('ZADD', held, 'NX', score, ARGV[1])
-    redis.call('SADD', KEYS[2], held)
-    redis.call('HSET', KEYS[3], 'state', 'held', 'held_by', ARGV[i], 'held_at', ARGV[2])
-    return ARGV[i]
-  end
-end
-return false
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +53,7 @@ def field(kind: Kind, name: str) -> str:
 
 
 def held_key(kind: Kind, name: str) -> str:
-    return f"{keys.PAUSED}:held:{field(kind, name)}"
+    return keys.paused_held(field(kind, name))
 
 
 def gateway_name(gateway: str | None) -> str:
@@ -113,8 +95,8 @@ def release(redis: Redis, settings: Settings, kind: Kind, name: str) -> int:
             redis.srem(keys.PAUSED_HELD, held)
             break
         for aid in batch:
-            if redis.hget(keys.action(aid), "state") == b"held":
-                redis.hset(keys.action(aid), "state", "queued")
+            if redis.hget(keys.action(aid), "state") == states.HELD.encode():
+                redis.hset(keys.action(aid), "state", states.QUEUED)
                 queue_turn(redis, settings, aid)
                 released += 1
             redis.zrem(held, aid)
@@ -125,7 +107,7 @@ def release_orphans(redis: Redis, settings: Settings) -> int:
     """Release the held sets of pauses that are gone (a resume whose process died midway)."""
     released = 0
     for raw in redis.smembers(keys.PAUSED_HELD):
-        kind, _, name = raw.decode().removeprefix(f"{keys.PAUSED}:held:").partition(":")
+        kind, _, name = raw.decode().removeprefix(keys.PAUSED_HELD_PREFIX).partition(":")
         if kind in KINDS and not redis.hexists(keys.PAUSED, f"{kind}:{name}"):
             released += release(redis, settings, kind, name)  # type: ignore[arg-type]
     return released
@@ -134,10 +116,10 @@ def release_orphans(redis: Redis, settings: Settings) -> int:
 def hold_if_paused(redis: Redis, action_id: str, source: str | None, gateway: str | None) -> str | None:
     """Called by a delivery job before it sends: the pause field that holds the action, or None."""
     fields = ([field("source", source)] if source else []) + [field("gateway", gateway_name(gateway))]
-    script = redis.register_script(_HOLD)  # called by EVALSHA: the script text is not sent each time
+    script = redis.register_script(scripts.PAUSE_HOLD)  # called by EVALSHA: the text is not sent each time
     held = script(
         keys=[keys.PAUSED, keys.PAUSED_HELD, keys.action(action_id)],
-        args=[action_id, repr(time.time()), *fields],
+        args=[action_id, repr(time.time()), keys.PAUSED_HELD_PREFIX, *fields],
     )
     return held.decode() if held else None
 
@@ -148,7 +130,7 @@ def list_paused(redis: Redis) -> list[Pause]:
     entries = sorted((f.decode(), orjson.loads(v)) for f, v in raw.items())
     with redis.pipeline(transaction=False) as pipe:
         for name, _info in entries:
-            pipe.zcard(f"{keys.PAUSED}:held:{name}")
+            pipe.zcard(keys.paused_held(name))
         counts = pipe.execute() if entries else []
     out = []
     for (name, info), held in zip(entries, counts, strict=True):

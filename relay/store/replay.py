@@ -21,45 +21,8 @@ from relay.config import Settings
 from relay.errors import RelayError, TransformError
 from relay.protocol.mapping import ActionResult
 from relay.protocol.pipeline import Pipeline, Source, build_sources
-from relay.store import keys
+from relay.store import keys, scripts, states
 from relay.store.events import encode_actions, load_event, session_lanes
-from relay.store.lanes import lua_append
-
-# KEYS: event, inbox, parked, then session lanes. ARGV: event id, expected state ('' = any), new
-# state, actions, action count, now, route ('1' = XADD to the inbox), ttl, then one action id per lane.
-_COMMIT = (
-    """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-local state = redis.call('HGET', KEYS[1], 'state') or ''
-if ARGV[2] ~= '' and state ~= ARGV[2] then return 'state:' .. state end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'actions', ARGV[4], 'action_count', ARGV[5],
-           'replayed_at', ARGV[6])
-redis.call('HINCRBY', KEYS[1], 'replays', 1)
-local err = redis.call('HGET', KEYS[1], 'error')
-if err then
-  redis.call('HSET', KEYS[1], 'last_error', err)
-  redis.call('HDEL', KEYS[1], 'error')
-end
-redis.call('ZREM', KEYS[3], ARGV[1])
-if ARGV[7] == '1' then
-  redis.call('XADD', KEYS[2], '*', 'event', ARGV[1])
-"""
-    + lua_append("#KEYS - 3", "KEYS[3 + i]", "ARGV[8 + i]", "ARGV[6]", "ARGV[8]")
-    + """
-end
-return 'ok'
-"""
-)
-
-# KEYS: event. ARGV: expected state, error, now. Keeps a still-failing event parked, with the new error.
-_FAILED = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
-local state = redis.call('HGET', KEYS[1], 'state') or ''
-if ARGV[1] ~= '' and state ~= ARGV[1] then return 'state:' .. state end
-redis.call('HSET', KEYS[1], 'error', ARGV[2], 'replayed_at', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'replays', 1)
-return 'ok'
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +35,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.state in ("queued", "skipped")
+        return self.state in (states.QUEUED, states.SKIPPED)
 
 
 class Replayer:
@@ -83,8 +46,8 @@ class Replayer:
         self.settings = settings
         self.sources: dict[str, Source] = build_sources(settings)
         self.pipeline = Pipeline.from_settings(settings)
-        self._commit = redis.register_script(_COMMIT)
-        self._failed = redis.register_script(_FAILED)
+        self._commit = redis.register_script(scripts.REPLAY_COMMIT)
+        self._failed = redis.register_script(scripts.REPLAY_FAILED)
 
     def remap(self, stored: dict[str, Any]) -> tuple[list[ActionResult], str | None, str | None]:
         """The actions the stored event becomes now, the preset's skip reason if any, and the gateway
@@ -111,8 +74,8 @@ class Replayer:
         if stored is None:
             self.redis.zrem(keys.PARKED, event_id)  # expired: nothing left to replay
             return Outcome(event_id, "missing", detail="no such event (expired or never recorded)")
-        expected = "" if force else "parked"
-        if not force and stored.get("state") != "parked":
+        expected = "" if force else states.PARKED
+        if not force and stored.get("state") != states.PARKED:
             return Outcome(
                 event_id,
                 "refused",
@@ -131,9 +94,9 @@ class Replayer:
         else:
             encoded = encode_actions(stored["source"], stored["delivery_id"], actions, gateway)
             lanes = session_lanes(stored["source"], stored["delivery_id"], actions)
-            state = "queued" if actions else "skipped"
+            state = states.QUEUED if actions else states.SKIPPED
             result = self._commit(
-                keys=[keys.event(event_id), keys.INBOX, keys.PARKED, *(k for k, _ in lanes)],
+                keys=[keys.event(event_id), keys.INBOX, keys.PARKED, keys.LANES, *(k for k, _ in lanes)],
                 args=[
                     event_id,
                     expected,
@@ -143,12 +106,13 @@ class Replayer:
                     now,
                     "1" if actions else "0",
                     self.settings.event_ttl_seconds,
+                    keys.ACTION_PREFIX,
                     *(aid for _, aid in lanes),
                 ],
             )
             return self._outcome(event_id, result, state, len(actions), reason or "")
         result = self._failed(keys=[keys.event(event_id)], args=[expected, error, now])
-        return self._outcome(event_id, result, "parked", 0, error)
+        return self._outcome(event_id, result, states.PARKED, 0, error)
 
     def preview(self, event_id: str, *, force: bool = False) -> Outcome:
         """What `replay` would do, changing nothing: the same checks and mapping, no write.
@@ -158,7 +122,7 @@ class Replayer:
         stored = load_event(self.redis, event_id)
         if stored is None:
             return Outcome(event_id, "missing", detail="no such event (expired or never recorded)")
-        if not force and stored.get("state") != "parked":
+        if not force and stored.get("state") != states.PARKED:
             return Outcome(
                 event_id,
                 "refused",
@@ -168,12 +132,12 @@ class Replayer:
         try:
             actions, reason, _ = self.remap(stored)
         except RelayError as exc:
-            return Outcome(event_id, "parked", detail=f"{type(exc).__name__}: {exc.message}")
+            return Outcome(event_id, states.PARKED, detail=f"{type(exc).__name__}: {exc.message}")
         except TransformError as exc:
-            return Outcome(event_id, "parked", detail=f"TransformError: {exc}")
+            return Outcome(event_id, states.PARKED, detail=f"TransformError: {exc}")
         except Exception as exc:
-            return Outcome(event_id, "parked", detail="".join(traceback.format_exception(exc)).strip())
-        state = "queued" if actions else "skipped"
+            return Outcome(event_id, states.PARKED, detail="".join(traceback.format_exception(exc)).strip())
+        state = states.QUEUED if actions else states.SKIPPED
         return Outcome(event_id, state, len(actions), reason or "", tuple(actions))
 
     @staticmethod
@@ -198,15 +162,15 @@ def parked_ids(redis: Redis, source: str | None = None, limit: int | None = None
     return ids[:limit] if limit is not None else ids
 
 
-_WOULD = {"queued": "would queue", "skipped": "would skip", "parked": "would stay parked"}
+_WOULD = {states.QUEUED: "would queue", states.SKIPPED: "would skip", states.PARKED: "would stay parked"}
 
 
 def describe(outcome: Outcome, *, dry_run: bool = False) -> str:
     state = _WOULD.get(outcome.state, outcome.state) if dry_run else outcome.state
     line = f"{outcome.event_id}  {state}"
-    if outcome.state == "queued":
+    if outcome.state == states.QUEUED:
         line += f"  {outcome.actions} action(s)"
-    if outcome.detail and outcome.state != "parked":
+    if outcome.detail and outcome.state != states.PARKED:
         line += f"  ({outcome.detail})"
     return line
 

@@ -18,30 +18,10 @@ from typing import Any
 from redis import Redis
 
 from relay.console.data import Row, load_rows, parse_cursor, walk
-from relay.store import keys
+from relay.store import keys, scripts
 
 MAX_EXAMINED = 100_000  # events looked at per search (per console page)
 CHUNK = 1000  # events per script call: each call holds Redis for a few milliseconds at most
-
-# KEYS: event records. ARGV: the text, "1" to ignore case. Returns the 1-based positions of the
-# events whose body or headers (as stored: raw body, headers as JSON) contain the text.
-_GREP = """
-local needle, fold = ARGV[1], ARGV[2] == '1'
-local found = {}
-for i, key in ipairs(KEYS) do
-  local parts = redis.call('HMGET', key, 'body', 'headers')
-  for _, text in ipairs(parts) do
-    if text then
-      if fold then text = string.lower(text) end
-      if string.find(text, needle, 1, true) then
-        found[#found + 1] = i
-        break
-      end
-    end
-  end
-end
-return found
-"""
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -98,7 +78,7 @@ def search(
 ) -> Result:
     """Up to `limit` matching events, newest first, looking at no more than `max_examined` events."""
     index = keys.events_by_source(query.source) if query.source else keys.EVENTS
-    grep = redis.register_script(_GREP)
+    grep = redis.register_script(scripts.SEARCH_GREP)
     needle = query.grep.lower() if query.ignore_case else query.grep
     if cursor is None and query.until is not None:
         cursor = f"{query.until!r}~\uffff"  # start at the window's end: scores up to `until`

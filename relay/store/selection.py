@@ -27,30 +27,19 @@ from redis import Redis
 from rq import Queue
 
 from relay.config import Settings
-from relay.store import keys
+from relay.store import keys, scripts, states
 from relay.store.events import load_event
 from relay.store.jobs import enqueue_delivery
 from relay.store.search import MAX_EXAMINED, Query, search
 
-STATES = ("dead", "parked", "delivered")
+STATES = (states.DEAD, states.PARKED, states.DELIVERED)
 LOG_KEEP = 20  # replay records kept per event
-
-# KEYS: event. ARGV: one JSON record. Appends it to the event's replay log (the last LOG_KEEP).
-_LOG = f"""
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local raw = redis.call('HGET', KEYS[1], 'replay_log')
-local log = raw and cjson.decode(raw) or {{}}
-log[#log + 1] = cjson.decode(ARGV[1])
-while #log > {LOG_KEEP} do table.remove(log, 1) end
-redis.call('HSET', KEYS[1], 'replay_log', cjson.encode(log))
-return #log
-"""
 
 
 def record_replay(redis: Redis, event_id: str, *, by: str, what: str, new_key: bool = False) -> None:
     """Note on the event that it was replayed: by whom (`cli:user@host`, `console`), when, what."""
     entry = {"by": by, "at": time.time(), "what": what, "new_key": new_key}
-    redis.eval(_LOG, 1, keys.event(event_id), orjson.dumps(entry))
+    redis.eval(scripts.REPLAY_LOG, 1, keys.event(event_id), orjson.dumps(entry), LOG_KEEP)
 
 
 def replay_log(redis: Redis, event_id: str) -> list[dict[str, Any]]:
@@ -71,9 +60,9 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         return {
-            "dead": len(self.dead),
-            "parked": len(self.parked),
-            "delivered": len(self.delivered),
+            states.DEAD: len(self.dead),
+            states.PARKED: len(self.parked),
+            states.DELIVERED: len(self.delivered),
             "other": sum(self.other.values()),
         }
 
@@ -96,19 +85,25 @@ def plan(
         event = load_event(redis, row.id)
         if event is None:
             continue
-        if event.get("state") == "parked":
-            if state in ("", "parked"):
+        if event.get("state") == states.PARKED:
+            if state in ("", states.PARKED):
                 out.parked.append(row.id)
             continue
         with redis.pipeline(transaction=False) as pipe:
             for action in event["actions"]:
                 pipe.hget(keys.action(action["id"]), "state")
-            states = [(s or b"queued").decode() for s in pipe.execute()] if event["actions"] else []
+            action_states = (
+                [(s or b"").decode() or states.QUEUED for s in pipe.execute()] if event["actions"] else []
+            )
         ids = [a["id"] for a in event["actions"]]
-        dead = [aid for aid, s in zip(ids, states, strict=True) if s == "dead"]
-        if dead and state in ("", "dead"):
+        dead = [aid for aid, s in zip(ids, action_states, strict=True) if s == states.DEAD]
+        if dead and state in ("", states.DEAD):
             out.dead[row.id] = dead
-        elif states and all(s == "delivered" for s in states) and state in ("", "delivered"):
+        elif (
+            action_states
+            and all(s == states.DELIVERED for s in action_states)
+            and state in ("", states.DELIVERED)
+        ):
             out.delivered[row.id] = ids
         elif not state:
             out.other[row.state] += 1
@@ -117,7 +112,7 @@ def plan(
 
 @dataclass(slots=True)
 class Done:
-    replayed: dict[str, int] = field(default_factory=lambda: {"dead": 0, "parked": 0, "delivered": 0})
+    replayed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
     refused: list[str] = field(default_factory=list)  # event ids whose replay did not go (state changed)
     parked_again: list[str] = field(default_factory=list)
 
@@ -131,7 +126,7 @@ def execute(redis: Redis, settings: Settings, selected: Plan, *, by: str, new_ke
     for event_id, action_ids in selected.dead.items():
         went = [aid for aid in action_ids if replay_dead(redis, settings, aid, new_key=new_key)]
         if went:
-            done.replayed["dead"] += 1
+            done.replayed[states.DEAD] += 1
             record_replay(
                 redis, event_id, by=by, what=f"{len(went)} dead action(s) queued again", new_key=new_key
             )
@@ -143,8 +138,8 @@ def execute(redis: Redis, settings: Settings, selected: Plan, *, by: str, new_ke
             outcome = replayer.replay(event_id)
             record_replay(redis, event_id, by=by, what=f"mapped again: {outcome.state}")
             if outcome.ok:
-                done.replayed["parked"] += 1
-            elif outcome.state == "parked":
+                done.replayed[states.PARKED] += 1
+            elif outcome.state == states.PARKED:
                 done.parked_again.append(event_id)
             else:
                 done.refused.append(event_id)
@@ -152,7 +147,7 @@ def execute(redis: Redis, settings: Settings, selected: Plan, *, by: str, new_ke
         for event_id, action_ids in selected.delivered.items():
             went = [aid for aid in action_ids if replay_delivered(redis, settings, aid)]
             if went:
-                done.replayed["delivered"] += 1
+                done.replayed[states.DELIVERED] += 1
                 record_replay(
                     redis, event_id, by=by, what=f"{len(went)} delivered action(s) sent again", new_key=True
                 )
@@ -164,7 +159,7 @@ def execute(redis: Redis, settings: Settings, selected: Plan, *, by: str, new_ke
 def replay_delivered(redis: Redis, settings: Settings, action_id: str) -> bool:
     """Send a delivered action again under a new Idempotency-Key (the gateway starts a new run)."""
     key = keys.action(action_id)
-    if redis.hget(key, "state") != b"delivered":
+    if redis.hget(key, "state") != states.DELIVERED.encode():
         return False
     replays = int(redis.hincrby(key, "replays", 1))
     session = redis.hget(key, "session_key")
@@ -173,7 +168,7 @@ def replay_delivered(redis: Redis, settings: Settings, action_id: str) -> bool:
         pipe.hset(
             key,
             mapping={
-                "state": "queued",
+                "state": states.QUEUED,
                 "attempts": 0,
                 "queued_at": repr(time.time()),
                 "idempotency_key": f"{action_id}-r{replays}",

@@ -23,7 +23,7 @@ from rq.job import Job
 
 from relay import hold, metrics
 from relay.config import Settings
-from relay.store import keys, lanes, pause
+from relay.store import keys, lanes, pause, states
 from relay.store.jobs import enqueue_delivery, queue_turn
 from relay.worker.reconcile import reconcile
 
@@ -120,7 +120,7 @@ class Router:
     def sweep(self) -> None:
         """Queue a job for any session lane head whose turn was handed off by a process that died,
         and for any action whose job vanished (relay.worker.reconcile)."""
-        if not self.redis.set(f"{keys.PREFIX}sweeper", self.consumer, nx=True, ex=30):
+        if not self.redis.set(keys.SWEEPER, self.consumer, nx=True, ex=30):
             return
         try:
             for aid in lanes.stalled_heads(self.redis):
@@ -129,7 +129,7 @@ class Router:
             reconcile(self.redis, self.settings)
             pause.release_orphans(self.redis, self.settings)
         finally:
-            self.redis.delete(f"{keys.PREFIX}sweeper")
+            self.redis.delete(keys.SWEEPER)
 
     def trim(self) -> None:
         """Keep the event log and the dead letters bounded by age (and the log by count).
@@ -180,7 +180,7 @@ class Router:
             for (eid, action), already in zip(planned, exists, strict=True):
                 aid = action["id"]
                 body = action.get("body") or {}
-                pipe.hsetnx(keys.action(aid), "state", "queued")
+                pipe.hsetnx(keys.action(aid), "state", states.QUEUED)
                 pipe.hset(
                     keys.action(aid),
                     mapping={

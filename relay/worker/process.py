@@ -217,7 +217,7 @@ class RelayWorker(SimpleWorker):
     # both under short locks that every worker renews or takes over.
     def clean_registries(self) -> None:
         for queue in self.queues:
-            lock = f"{keys.PREFIX}maintenance:{queue.name}"
+            lock = keys.maintenance(queue.name)
             if self.connection.set(lock, self.name, nx=True, ex=30):
                 try:
                     clean_registries(queue, self._exc_handlers)
@@ -231,7 +231,7 @@ class RelayWorker(SimpleWorker):
         """Move due scheduled jobs (retries, deferrals) to the queue, one worker at a time."""
         scheduler = RQScheduler(self.queues, connection=self.connection, serializer=self.serializer)
         scheduler.prepare_registries([q.name for q in self.queues])
-        lock = f"{keys.PREFIX}scheduler"
+        lock = keys.SCHEDULER
         while not self._stopping.wait(0.5):
             try:
                 if self.connection.set(lock, self.name, nx=True, px=3000) or (

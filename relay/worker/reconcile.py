@@ -18,7 +18,7 @@ from redis import Redis
 from rq.job import Job
 
 from relay.config import Settings
-from relay.store import keys
+from relay.store import keys, states
 from relay.store.jobs import queue_turn
 
 log = logging.getLogger("relay.reconcile")
@@ -29,10 +29,10 @@ BATCH = 500
 
 def stuck_since(record: dict[bytes, bytes], settings: Settings, now: float) -> float | None:
     """When the action counts as forgotten if nothing has happened (None: never, it is fine)."""
-    state = record.get(b"state", b"")
-    if state in (b"retrying", b"paused"):
+    state = record.get(b"state", b"").decode()
+    if state in states.WAITING_OUT:
         return float(record.get(b"next_attempt_at") or now) + SLACK
-    if state == b"delivering":
+    if state == states.DELIVERING:
         return (
             float(record.get(b"last_attempt_at") or now)
             + settings.gateway.timeout_seconds
@@ -49,18 +49,19 @@ def reconcile(redis: Redis, settings: Settings, now: float | None = None) -> lis
     for raw in redis.zrangebyscore(keys.PENDING, "-inf", now, start=0, num=BATCH):
         aid = raw.decode()
         record = redis.hgetall(keys.action(aid))
-        state = record.get(b"state")
-        if state is None or state in (b"delivered", b"dead"):
+        raw_state = record.get(b"state")
+        state = raw_state.decode() if raw_state is not None else None
+        if state is None or state in states.FINISHED:
             redis.zrem(keys.PENDING, aid)
             continue
-        if state == b"queued" and not redis.exists(Job.key_for(record.get(b"job_id", aid.encode()).decode())):
+        if state == states.QUEUED and not redis.exists(
+            Job.key_for(record.get(b"job_id", aid.encode()).decode())
+        ):
             due = now  # queued, yet no job exists
         else:
             due = stuck_since(record, settings, now) or now + 60
         if due <= now:
-            log.warning(
-                "action %s (%s) had no live job; queued again", aid, state.decode(), extra={"action_id": aid}
-            )
+            log.warning("action %s (%s) had no live job; queued again", aid, state, extra={"action_id": aid})
             queue_turn(redis, settings, aid)
             requeued.append(aid)
             due = now + settings.gateway.timeout_seconds + 60

@@ -32,18 +32,10 @@ from relay.protocol.schedules import (
     tick_id,
     tick_iso,
 )
-from relay.store import keys
+from relay.store import keys, scripts
 from relay.store.submit import Submitted, record_action, text_map
 
 log = logging.getLogger("relay.scheduler")
-
-# KEYS: schedule state. ARGV: tick, then field, value, ... Notes a handled tick unless a later one was.
-_ADVANCE = """
-local last = tonumber(redis.call('HGET', KEYS[1], 'last_tick'))
-if last and last >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'last_tick', ARGV[1], unpack(ARGV, 2))
-return 1
-"""
 
 MAX_SLEEP = 1.0
 
@@ -62,7 +54,7 @@ class Scheduler:
         self.redis = redis
         self.settings = settings
         self.schedules = {n: s for n, s in settings.schedules.items() if s.enabled}
-        self._advance = redis.register_script(_ADVANCE)
+        self._advance = redis.register_script(scripts.SCHEDULE_ADVANCE)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
