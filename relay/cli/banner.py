@@ -15,6 +15,11 @@ import click
 
 from relay.config import Settings, SourceConfig
 
+# Imported here, in the main thread: the probe runs in a thread while the main thread imports the
+# ingress app, and two threads importing the same modules at once can see one half initialised
+# (an ImportError from prometheus_client was seen at start-up).
+from relay.delivery import gateway_check
+
 log = logging.getLogger("relay.up")
 
 _AUTH = {
@@ -98,8 +103,6 @@ def announce(settings: Settings, host: str, port: int, workers: int, embedded: b
 def report_gateways(settings: Settings, human: bool) -> None:
     """The start-up line per gateway: does it take the hooks token and the relay's session keys?
     Informational (events are kept either way); the OpenClaw settings to add are printed when not."""
-    from relay.delivery import gateway_check
-
     for name in settings.gateway_names():
         gw = settings.gateway_config(name)
         found = gateway_check.hooks_token(gw, timeout=3)

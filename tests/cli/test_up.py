@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Pa
     )
     up = Proc(["up", "--port", str(port)], env, tmp_path / "up.log")
     try:
-        wait_until(lambda: _ok(f"http://127.0.0.1:{port}/readyz?workers=1"), timeout=30)
+        _wait_ready(up, f"http://127.0.0.1:{port}/readyz?workers=1")
         body = github_fixture("push.default")
         started = time.monotonic()
         answer = httpx.post(
@@ -105,6 +106,17 @@ def _answers(redis_url: str) -> bool:
         return bool(redis.Redis.from_url(redis_url).ping())
     except redis.exceptions.ConnectionError:
         return False
+
+
+def _wait_ready(up: Proc, url: str) -> None:
+    """Wait until `relay up` reports ready; if it does not, every process of its group writes its
+    threads' stacks to the log (SIGUSR1), and the failure shows the log."""
+    try:
+        wait_until(lambda: _ok(url), timeout=30)
+    except AssertionError:
+        os.killpg(up.proc.pid, signal.SIGUSR1)
+        time.sleep(0.5)  # faulthandler writes synchronously; give it a moment to reach the file
+        pytest.fail(f"relay up not ready within 30 s:\n{up.output()[-6000:]}")
 
 
 def _ok(url: str) -> bool:
@@ -156,7 +168,7 @@ def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path:
     }
     up = Proc(["up", "--port", str(port), "--workers", "2"], env, tmp_path / "up.log")
     try:
-        wait_until(lambda: _ok(f"http://127.0.0.1:{port}/readyz?workers=2"), timeout=30)
+        _wait_ready(up, f"http://127.0.0.1:{port}/readyz?workers=2")
         url_file = tmp_path / "data" / "redis.url"
         client = redis.Redis.from_url(url_file.read_text().strip())
         redis_pid = int(client.info("server")["process_id"])
