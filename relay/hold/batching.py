@@ -45,10 +45,10 @@ local score = redis.call('ZSCORE', KEYS[1], KEYS[2])
 if not score or tonumber(score) ~= tonumber(ARGV[1]) then return false end
 local n = tonumber(ARGV[10])
 for i = 1, n do
-  if redis.call('HGET', '{keys.PREFIX}event:' .. ARGV[10 + i], 'state') ~= 'held' then return false end
+  if redis.call('HGET', '{keys.EVENT_PREFIX}' .. ARGV[10 + i], 'state') ~= 'held' then return false end
 end
 for i = 1, n do
-  local ek = '{keys.PREFIX}event:' .. ARGV[10 + i]
+  local ek = '{keys.EVENT_PREFIX}' .. ARGV[10 + i]
   redis.call('HSET', ek, 'state', 'batched', 'reason', ARGV[9] .. ': item ' .. i .. ' of event ' .. ARGV[6])
   redis.call('ZREM', KEYS[2], ARGV[10 + i])
 end

@@ -53,7 +53,7 @@ if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 local cands = redis.call('ZREVRANGE', ARGV[1], 0, -1)
 local chosen = false
 for _, eid in ipairs(cands) do
-  local ek = '{keys.PREFIX}event:' .. eid
+  local ek = '{keys.EVENT_PREFIX}' .. eid
   if redis.call('HGET', ek, 'state') == 'held' then
     if not chosen then
       chosen = eid

@@ -50,7 +50,7 @@ local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
 redis.call('ZREM', KEYS[1], ARGV[1])
 local eid = string.sub(ARGV[1], {len(keys.DELAYED) + 1})
-if redis.call('HGET', '{keys.PREFIX}event:' .. eid, 'state') ~= 'delayed' then return false end
+if redis.call('HGET', '{keys.EVENT_PREFIX}' .. eid, 'state') ~= 'delayed' then return false end
 """
     + held.lua_queue("eid", "'delayed: queued when its delay ended'", "KEYS[2]", "ARGV[3]", "ARGV[4]")
     + """
@@ -62,7 +62,7 @@ return eid
 _CANCEL = f"""
 local n = 0
 for _, eid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local ek = '{keys.PREFIX}event:' .. eid
+  local ek = '{keys.EVENT_PREFIX}' .. eid
   if redis.call('HGET', ek, 'state') == 'delayed' then
     redis.call('HSET', ek, 'state', 'cancelled', 'reason', ARGV[1], 'cancelled_at', ARGV[2])
     redis.call('ZREM', KEYS[2], '{keys.DELAYED}' .. eid)

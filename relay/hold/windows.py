@@ -48,13 +48,13 @@ def lua_queue(eid: str, reason: str, inbox: str, now_s: str, ttl: str) -> str:
     """Lua that queues a recorded, held event like the record script does: its actions into their
     session lanes, `queued` with `reason`, and an inbox entry. Each argument is a Lua expression."""
     return f"""
-local qk = '{keys.PREFIX}event:' .. {eid}
+local qk = '{keys.EVENT_PREFIX}' .. {eid}
 local actions = cjson.decode(redis.call('HGET', qk, 'actions') or '[]')
 local lk, la = {{}}, {{}}
 for _, a in ipairs(actions) do
   local sk = type(a.body) == 'table' and a.body.sessionKey or nil
   if type(sk) == 'string' and sk ~= '' then
-    lk[#lk + 1] = '{keys.PREFIX}lane:' .. sk
+    lk[#lk + 1] = '{keys.LANE_PREFIX}' .. sk
     la[#la + 1] = a.id
   end
 end

@@ -57,15 +57,11 @@ def test_prefixes_build_the_same_keys() -> None:
     assert keys.PAUSED_HELD_PREFIX + "source:x" == keys.paused_held("source:x")
 
 
-# relay.hold builds its own keys until its prefixes move to keys.py.
-NOT_YET = ("relay/hold/",)
-
-
 def test_no_module_builds_keys_from_the_prefix() -> None:
     offenders = []
     for path in sorted((ROOT / "relay").rglob("*.py")):
         rel = path.relative_to(ROOT).as_posix()
-        if rel == "relay/store/keys.py" or rel.startswith(NOT_YET):
+        if rel == "relay/store/keys.py":
             continue
         text = path.read_text()
         if "keys.PREFIX" in text or re.search(r"""["']relay:[a-z]""", text):
