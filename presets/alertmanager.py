@@ -20,7 +20,7 @@ from relay.errors import BadRequest, Unauthorized
 from relay.protocol.actions import AgentAction, WakeAction
 from relay.protocol.event import Event
 from relay.protocol.fencing import Fencer
-from relay.protocol.preset import Headers, Preset, parse_json
+from relay.protocol.preset import Headers, Preset, SenderSetup, parse_json
 from relay.protocol.verify import presented_token, verify_basic_auth, verify_token
 
 MAX_ALERTS = 30  # alerts listed one by one in a message; the rest are counted
@@ -156,6 +156,20 @@ def configure(preset: Preset, cfg: SourceConfig) -> Preset:
 # Fields outsiders may write, fenced when a mapping's template renders them.
 UNTRUSTED = ("alerts[].annotations", "commonAnnotations")
 
+
+def receiver(url: str, token: str) -> list[str]:
+    """The alertmanager.yml receiver that posts to the relay with the token."""
+    return [
+        "  receivers:",
+        "    - name: openclaw",
+        "      webhook_configs:",
+        f"        - url: {url}",
+        "          http_config:",
+        "            authorization:",
+        f"              credentials: {token}",
+    ]
+
+
 PRESET = Preset(
     name="alertmanager",
     verify=verify,
@@ -165,4 +179,15 @@ PRESET = Preset(
     skip=skip,
     untrusted=UNTRUSTED,
     unique_headers=("authorization",),
+    check_config=check_config,
+    configure=configure,
+    auth="bearer token or basic auth",
+    setup=SenderSetup(
+        "token",
+        "ALERTMANAGER_WEBHOOK_TOKEN",
+        "alertmanager.yml: a receiver with webhook_configs (url, http_config.authorization.credentials)",
+        "JSON (Alertmanager always sends it)",
+        "the routes that lead to this receiver (firing and resolved)",
+        paste=receiver,
+    ),
 )

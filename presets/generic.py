@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any
 
 from relay.config import SourceConfig
-from relay.protocol.preset import Headers, Preset, parse_raw
+from relay.protocol.preset import Headers, Preset, SenderSetup, parse_raw
 from relay.protocol.verify import body_digest, bounded_id, presented_token, verify_hmac_hex, verify_token
 
 
@@ -56,5 +56,28 @@ def configure(preset: Preset, cfg: SourceConfig) -> Preset:
     return dataclasses.replace(preset, parse=parse_raw) if cfg.content == "raw" else preset
 
 
+def auth(cfg: SourceConfig) -> str:
+    """How the sender authenticates, in words: HMAC mode or a bearer token."""
+    if cfg.signature_header:
+        return f"HMAC-{cfg.algorithm.upper()} in {cfg.signature_header}"
+    return "bearer token (Authorization or x-openclaw-token)"
+
+
 UNIQUE_HEADERS = ("authorization", "x-openclaw-token", "idempotency-key", "x-idempotency-key", "x-request-id")
-PRESET = Preset(name="generic", verify=verify, delivery_id=delivery_id, unique_headers=UNIQUE_HEADERS)
+PRESET = Preset(
+    name="generic",
+    verify=verify,
+    delivery_id=delivery_id,
+    unique_headers=UNIQUE_HEADERS,
+    check_config=check_config,
+    configure=configure,
+    raw_content=True,
+    auth=auth,
+    setup=SenderSetup(
+        "token",
+        "GENERIC_WEBHOOK_TOKEN",
+        "any sender: the header Authorization: Bearer <token>",
+        "application/json",
+        "anything; each request becomes one agent turn",
+    ),
+)

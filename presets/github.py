@@ -14,7 +14,7 @@ from relay.errors import BadRequest, UnsupportedMediaType
 from relay.protocol.actions import AgentAction
 from relay.protocol.event import Event
 from relay.protocol.fencing import RESULT_EVENTS, Fencer, first_line, sender_skip
-from relay.protocol.preset import Headers, Preset, load_json
+from relay.protocol.preset import Headers, Preset, SenderSetup, load_json
 from relay.protocol.verify import bounded_id, verify_hmac_hex
 
 MAX_TEXT = 4000  # characters of any one sender-written text (bodies, comments) put in a message
@@ -207,4 +207,14 @@ PRESET = Preset(
     skip=skip,
     untrusted=UNTRUSTED,
     unique_headers=("x-hub-signature-256", "x-hub-signature", "x-github-event", "x-github-delivery"),
+    check_config=check_config,
+    auth="HMAC-SHA256 in X-Hub-Signature-256",
+    setup=SenderSetup(
+        "secret",
+        "GITHUB_WEBHOOK_SECRET",
+        "GitHub: repository or organization Settings → Webhooks → Add webhook",
+        "application/json",
+        "push, pull_request, issues, issue_comment, workflow_run (or: Send me everything)",
+        extra={"events": ["push", "pull_request", "issues", "issue_comment", "workflow_run"]},
+    ),
 )

@@ -15,7 +15,7 @@ from relay.errors import Unauthorized
 from relay.protocol.actions import AgentAction
 from relay.protocol.event import Event
 from relay.protocol.fencing import RESULT_EVENTS, Fencer, first_line, sender_skip
-from relay.protocol.preset import Headers, Preset
+from relay.protocol.preset import Headers, Preset, SenderSetup
 from relay.protocol.verify import body_digest, bounded_id, verify_token
 
 MAX_TEXT = 4000
@@ -290,4 +290,13 @@ PRESET = Preset(
     skip=skip,
     untrusted=UNTRUSTED,
     unique_headers=("x-gitlab-token", "x-gitlab-event", "x-gitlab-event-uuid", "idempotency-key"),
+    check_config=check_config,
+    auth="X-Gitlab-Token",
+    setup=SenderSetup(
+        "token",
+        "GITLAB_WEBHOOK_TOKEN",
+        "GitLab: project Settings → Webhooks → Add new webhook (Secret token)",
+        "JSON (GitLab always sends it)",
+        "Push, Merge request, Issues, Comments, Pipeline events",
+    ),
 )

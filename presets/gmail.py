@@ -229,4 +229,6 @@ PRESET = Preset(
     accepted_status=200,
     unique_headers=("authorization",),
     prepare=prepare,
+    check_config=check_config,
+    auth="Google OIDC token of the Pub/Sub push subscription",
 )

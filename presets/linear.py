@@ -18,7 +18,7 @@ from relay.errors import Unauthorized
 from relay.protocol.actions import AgentAction
 from relay.protocol.event import Event
 from relay.protocol.fencing import Fencer, sender_skip
-from relay.protocol.preset import Headers, Preset, load_json
+from relay.protocol.preset import Headers, Preset, SenderSetup, load_json
 from relay.protocol.verify import body_digest, bounded_id, stale_message, verify_hmac_hex
 
 DEFAULT_TOLERANCE_SECONDS = 60  # Linear's SDK refuses a webhookTimestamp more than a minute off
@@ -162,4 +162,14 @@ PRESET = Preset(
     skip=skip,
     untrusted=UNTRUSTED,
     unique_headers=("linear-signature", "linear-delivery", "linear-event"),
+    check_config=check_config,
+    auth="HMAC-SHA256 in Linear-Signature",
+    setup=SenderSetup(
+        "secret",
+        "LINEAR_WEBHOOK_SECRET",
+        "Linear: Settings → API → Webhooks → New webhook",
+        "JSON (Linear always sends it)",
+        "Issues, Comments",
+        generated=False,
+    ),
 )

@@ -9,6 +9,8 @@ HMAC-SHA256 of `{id}.{timestamp}.{raw body}` keyed with the base64-decoded part 
 
 from __future__ import annotations
 
+import base64
+import secrets
 from typing import Any
 
 import orjson
@@ -17,7 +19,7 @@ from relay.config import SourceConfig, UnresolvedSecret
 from relay.errors import BadRequest
 from relay.protocol.actions import AgentAction
 from relay.protocol.event import Event
-from relay.protocol.preset import Headers, Preset
+from relay.protocol.preset import Headers, Preset, SenderSetup
 from relay.protocol.verify import bounded_id, decode_standard_webhooks_secret, verify_standard_webhook
 
 MAX_DATA = 3000  # characters of the event's data shown in the message
@@ -87,10 +89,27 @@ def transform(event: Event) -> AgentAction:
 
 
 UNIQUE_HEADERS = tuple(f"{p}-{n}" for p in ("webhook", "svix") for n in ("id", "timestamp", "signature"))
+
+
+def fresh_secret() -> str:
+    """A new secret in the spec's own format: whsec_ and the base64 of the key."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
 PRESET = Preset(
     name="standard-webhooks",
     verify=verify,
     delivery_id=delivery_id,
     transform=transform,
     unique_headers=UNIQUE_HEADERS,
+    check_config=check_config,
+    auth="webhook-signature (Standard Webhooks)",
+    setup=SenderSetup(
+        "secret",
+        "STANDARD_WEBHOOKS_SECRET",
+        "the sender's webhook settings (Standard Webhooks)",
+        "application/json",
+        "as the sender offers",
+        fresh=fresh_secret,
+    ),
 )

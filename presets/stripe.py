@@ -15,7 +15,7 @@ from relay.config import SourceConfig
 from relay.errors import BadRequest
 from relay.protocol.actions import AgentAction
 from relay.protocol.event import Event
-from relay.protocol.preset import Headers, Preset, parse_json
+from relay.protocol.preset import Headers, Preset, SenderSetup, parse_json
 from relay.protocol.verify import bounded_id, verify_stripe_signature
 
 # Currencies whose amounts are not in hundredths (https://docs.stripe.com/currencies#zero-decimal).
@@ -146,4 +146,14 @@ PRESET = Preset(
     transform=transform,
     skip=skip,
     unique_headers=("stripe-signature",),
+    check_config=check_config,
+    auth="Stripe-Signature",
+    setup=SenderSetup(
+        "secret",
+        "STRIPE_WEBHOOK_SECRET",
+        "Stripe: Developers → Webhooks → Add endpoint",
+        "JSON (Stripe always sends it)",
+        "the events your agent should see, e.g. invoice.payment_failed",
+        generated=False,
+    ),
 )

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import click
 
+import presets
 from relay.config import Settings, SourceConfig
 
 # Imported here, in the main thread: the probe runs in a thread while the main thread imports the
@@ -22,24 +23,14 @@ from relay.delivery import gateway_check
 
 log = logging.getLogger("relay.up")
 
-_AUTH = {
-    "github": "HMAC-SHA256 in X-Hub-Signature-256",
-    "gitlab": "X-Gitlab-Token",
-    "alertmanager": "bearer token or basic auth",
-    "stripe": "Stripe-Signature",
-    "linear": "HMAC-SHA256 in Linear-Signature",
-    "gmail": "Google OIDC token of the Pub/Sub push subscription",
-    "standard-webhooks": "webhook-signature (Standard Webhooks)",
-}
-
 
 def auth_mode(cfg: SourceConfig) -> str:
-    """How a source's sender authenticates, in words."""
-    if cfg.preset == "generic":
-        if cfg.signature_header:
-            return f"HMAC-{cfg.algorithm.upper()} in {cfg.signature_header}"
-        return "bearer token (Authorization or x-openclaw-token)"
-    return _AUTH.get(cfg.preset, "the preset's signature check")
+    """How a source's sender authenticates, in words (its preset's `auth`)."""
+    preset = presets.REGISTRY.get(cfg.preset)
+    auth = preset.auth if preset is not None else None
+    if callable(auth):
+        return auth(cfg)
+    return auth or "the preset's signature check"
 
 
 def safe_url(url: str) -> str:

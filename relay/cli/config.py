@@ -199,6 +199,17 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
         click.echo(f"set {imported.token_env} to the value of hooks.token (it is not copied)", err=True)
 
 
+class _SenderOption(click.Option):
+    """`init --source`: its help lists the senders the presets set up, read only when help is shown
+    (importing the presets at start-up would slow every command)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        import presets
+
+        self.help = f"A sender to set up, by preset: {', '.join(presets.SETUPS)} (repeatable)."
+        return super().get_help_record(ctx)
+
+
 @click.command()
 @click.option(
     "--source",
@@ -206,8 +217,7 @@ def import_openclaw(openclaw_config: Path, output: Path, force: bool) -> None:
     "sources",
     multiple=True,
     required=True,
-    help="A sender to set up, by preset: github, gitlab, alertmanager, generic, linear, stripe, "
-    "standard-webhooks (repeatable).",
+    cls=_SenderOption,
 )
 @click.option(
     "--dir",

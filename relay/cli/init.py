@@ -1,81 +1,14 @@
 """`relay init`: a first relay.yaml, a `.env` of fresh secrets, and what to paste into each sender.
 
-Pure: builds the texts; the command writes them.
+Pure: builds the texts; the command writes them. What each sender needs is its preset's `setup`.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Kind:
-    """How one preset's sender is set up."""
-
-    key: str  # secret | token
-    variable: str
-    where: str  # where, in the sender, the webhook is added
-    content_type: str
-    events: str
-    generated: bool = True  # False: the sender generates the secret; paste it into .env
-    extra: dict[str, object] = field(default_factory=dict)
-
-
-KINDS = {
-    "github": Kind(
-        "secret",
-        "GITHUB_WEBHOOK_SECRET",
-        "GitHub: repository or organization Settings → Webhooks → Add webhook",
-        "application/json",
-        "push, pull_request, issues, issue_comment, workflow_run (or: Send me everything)",
-        extra={"events": ["push", "pull_request", "issues", "issue_comment", "workflow_run"]},
-    ),
-    "gitlab": Kind(
-        "token",
-        "GITLAB_WEBHOOK_TOKEN",
-        "GitLab: project Settings → Webhooks → Add new webhook (Secret token)",
-        "JSON (GitLab always sends it)",
-        "Push, Merge request, Issues, Comments, Pipeline events",
-    ),
-    "alertmanager": Kind(
-        "token",
-        "ALERTMANAGER_WEBHOOK_TOKEN",
-        "alertmanager.yml: a receiver with webhook_configs (url, http_config.authorization.credentials)",
-        "JSON (Alertmanager always sends it)",
-        "the routes that lead to this receiver (firing and resolved)",
-    ),
-    "generic": Kind(
-        "token",
-        "GENERIC_WEBHOOK_TOKEN",
-        "any sender: the header Authorization: Bearer <token>",
-        "application/json",
-        "anything; each request becomes one agent turn",
-    ),
-    "linear": Kind(
-        "secret",
-        "LINEAR_WEBHOOK_SECRET",
-        "Linear: Settings → API → Webhooks → New webhook",
-        "JSON (Linear always sends it)",
-        "Issues, Comments",
-        generated=False,
-    ),
-    "stripe": Kind(
-        "secret",
-        "STRIPE_WEBHOOK_SECRET",
-        "Stripe: Developers → Webhooks → Add endpoint",
-        "JSON (Stripe always sends it)",
-        "the events your agent should see, e.g. invoice.payment_failed",
-        generated=False,
-    ),
-    "standard-webhooks": Kind(
-        "secret",
-        "STANDARD_WEBHOOKS_SECRET",
-        "the sender's webhook settings (Standard Webhooks)",
-        "application/json",
-        "as the sender offers",
-    ),
-}
+import presets
 
 GATEWAY_VARIABLE = "OPENCLAW_HOOKS_TOKEN"
 
@@ -87,19 +20,11 @@ class Setup:
     instructions: str  # what to paste into each sender
 
 
-def fresh_secret(preset: str) -> str:
-    if preset == "standard-webhooks":  # its own format: whsec_ + base64 of the key
-        import base64
-
-        return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-    return secrets.token_urlsafe(32)
-
-
 def build(sources: list[str], public_url: str, gateway_url: str, gateway_token: str | None = None) -> Setup:
     """The files and instructions for these presets (each source named after its preset)."""
-    unknown = [s for s in sources if s not in KINDS]
+    unknown = [s for s in sources if s not in presets.SETUPS]
     if unknown:
-        raise ValueError(f"unknown source {unknown[0]!r} (relay init knows: {', '.join(KINDS)})")
+        raise ValueError(f"unknown source {unknown[0]!r} (relay init knows: {', '.join(presets.SETUPS)})")
     public_url = public_url.rstrip("/")
     values = {GATEWAY_VARIABLE: gateway_token or secrets.token_urlsafe(32)}
     config = [
@@ -111,8 +36,8 @@ def build(sources: list[str], public_url: str, gateway_url: str, gateway_token: 
     ]
     notes = []
     for name in dict.fromkeys(sources):
-        kind = KINDS[name]
-        value = fresh_secret(name) if kind.generated else ""
+        kind = presets.SETUPS[name]
+        value = kind.fresh() if kind.generated else ""
         values[kind.variable] = value
         config += [f"  {name}:", f"    preset: {name}", f"    {kind.key}: env:{kind.variable}"]
         for key, item in kind.extra.items():
@@ -130,16 +55,8 @@ def build(sources: list[str], public_url: str, gateway_url: str, gateway_token: 
             f"  Content type:  {kind.content_type}",
             f"  Events:        {kind.events}",
         ]
-        if name == "alertmanager":
-            lines += [
-                "  receivers:",
-                "    - name: openclaw",
-                "      webhook_configs:",
-                f"        - url: {url}",
-                "          http_config:",
-                "            authorization:",
-                f"              credentials: {value}",
-            ]
+        if kind.paste is not None:
+            lines += kind.paste(url, value)
         notes.append("\n".join(lines))
     config.append("mappings: []")
     gateway_note = (

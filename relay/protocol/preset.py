@@ -1,13 +1,16 @@
-"""What a preset is: a sender's verification scheme, its delivery-id rule and a default transform.
+"""What a preset is: everything the relay knows of one sender, in one object.
 
-Presets are pure (no I/O); the registry of built-in ones is `presets.REGISTRY`.
+Its verification scheme, delivery-id rule and default transform; the checks on a source's config;
+how `relay up` names its auth and how `relay init` sets the sender up. Presets are pure (no I/O);
+the registry of built-in ones is `presets.REGISTRY`.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -81,6 +84,28 @@ def parse_raw(headers: Headers, body: bytes) -> Any:
     return {"body": text, "contentType": ctype}
 
 
+def fresh_token() -> str:
+    """A fresh random secret, URL-safe (what most senders accept as a token or signing secret)."""
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class SenderSetup:
+    """How `relay init` sets one sender up: the source's secret and what to paste into the sender."""
+
+    key: Literal["secret", "token"]  # the source field that holds the secret
+    variable: str  # the .env variable that holds it
+    where: str  # where, in the sender, the webhook is added
+    content_type: str
+    events: str
+    generated: bool = True  # False: the sender generates the secret; paste it into .env
+    # More fields of the source written to relay.yaml (a list is written as `[a, b]`).
+    extra: Mapping[str, object] = field(default_factory=dict, compare=False)
+    fresh: Callable[[], str] = fresh_token  # a new secret in the format the preset reads
+    # Lines of the sender's own configuration to paste, given the hook's URL and the secret.
+    paste: Callable[[str, str], list[str]] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Preset:
     name: str
@@ -104,3 +129,14 @@ class Preset:
     unique_headers: tuple[str, ...] = ()
     # I/O `verify` needs done first, without blocking the event loop (gmail: fetch the JWKS).
     prepare: Callable[[Headers, SourceConfig], Awaitable[None]] | None = None
+    # What a source of this preset must configure: (key, problem), or None when the config is usable.
+    check_config: Callable[[SourceConfig], tuple[str, str] | None] | None = None
+    # The preset as one source uses it, when a source option changes it (alertmanager's `resolved`).
+    configure: Callable[[Preset, SourceConfig], Preset] | None = None
+    # Whether a source may take raw bodies (`content: raw`) instead of JSON.
+    raw_content: bool = False
+    # How the sender authenticates, in words (`relay up` prints it); a function when the source's
+    # options decide it. None: the relay's own endpoints, which `relay up` describes itself.
+    auth: str | Callable[[SourceConfig], str] | None = None
+    # How `relay init` sets the sender up; None when it does not (no per-sender secret to generate).
+    setup: SenderSetup | None = None
