@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from relay.cli.common import (
     _redis_errors,
     _settings,
 )
+from relay.cli.supervise import Workers
 from relay.config import Settings
 from relay.errors import ConfigError
 
@@ -33,7 +33,8 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
     """Run everything: ingress, delivery worker(s), and an embedded Redis when no redis_url is set.
 
     SIGTERM and SIGINT stop it alike: the ingress stops taking requests, the workers finish their
-    deliveries (a warm shutdown), then the embedded Redis shuts down (AOF fsynced).
+    deliveries (a warm shutdown), then the embedded Redis shuts down (AOF fsynced). A worker that
+    exits meanwhile (a rolling restart, a crash) is started again.
     """
     settings = _settings(ctx, lenient=False)
     _check_transforms(settings)
@@ -42,7 +43,7 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
     # Turned into SystemExit, it unwinds through the cleanup below, at whatever stage it comes.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     embedded = None
-    children: list[subprocess.Popen[bytes]] = []
+    children: Workers | None = None
     try:
         if not settings.redis_url:
             from relay.store.embedded import publish_url, start_embedded
@@ -54,9 +55,7 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
         env = {**os.environ, "RELAY_REDIS_URL": settings.redis_url}
         if ctx.obj.get("config"):
             env["RELAY_CONFIG"] = str(Path(ctx.obj["config"]).resolve())
-        children = [
-            subprocess.Popen([sys.executable, "-m", "relay.cli", "worker"], env=env) for _ in range(workers)
-        ]
+        children = Workers(workers, env)  # restarted when one exits (relay.cli.supervise)
         from relay.cli.banner import announce
 
         announce(settings, host or settings.host, port or settings.port, workers, embedded is not None)
@@ -65,26 +64,14 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
         # A second signal must not cut the stop short: it is bounded by the timeouts below.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop_children(children)
+        if children is not None:
+            children.stop()
         if embedded is not None:
             _stop_embedded(embedded, settings)
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:
     raise SystemExit(0)
-
-
-def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
-    """Warm shutdown of the workers: each finishes its deliveries (bounded by the gateway timeout)."""
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for child in children:
-        try:
-            child.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 def _stop_embedded(embedded: Any, settings: Settings) -> None:

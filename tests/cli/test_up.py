@@ -38,23 +38,7 @@ def test_embedded_redis_runs_with_aof(tmp_path: Path) -> None:
 
 def test_relay_up_delivers_a_signed_push_through_the_embedded_redis(tmp_path: Path) -> None:
     stub_port, port = free_port(), free_port()
-    config = tmp_path / "relay.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "gateway": {"url": f"http://127.0.0.1:{stub_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
-                "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
-            }
-        )
-    )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "RELAY_CONFIG": str(config),
-        "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _up_env(tmp_path, stub_port)
     stub = Proc(
         ["gateway-stub", "--port", str(stub_port), "--token", HOOKS_TOKEN, *STUB_ALLOWING],
         env,
@@ -108,6 +92,27 @@ def _answers(redis_url: str) -> bool:
         return False
 
 
+def _up_env(tmp_path: Path, gateway_port: int) -> dict[str, str]:
+    """The environment of a `relay up` with a relay.yaml of one GitHub source and no redis_url."""
+    config = tmp_path / "relay.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "gateway": {"url": f"http://127.0.0.1:{gateway_port}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
+                "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
+            }
+        )
+    )
+    return {
+        "PATH": "/usr/bin:/bin",
+        "RELAY_CONFIG": str(config),
+        "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
+        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def _wait_ready(up: Proc, url: str) -> None:
     """Wait until `relay up` reports ready; if it does not, every process of its group writes its
     threads' stacks to the log (SIGUSR1), and the failure shows the log."""
@@ -149,23 +154,7 @@ def _gone(pid: int) -> bool:
 def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path: Path) -> None:
     """systemd, `docker stop` and process managers send SIGTERM to the main process only."""
     port = free_port()
-    config = tmp_path / "relay.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "data_dir": str(tmp_path / "data"),
-                "gateway": {"url": f"http://127.0.0.1:{free_port()}", "token": "env:OPENCLAW_HOOKS_TOKEN"},
-                "sources": {"github": {"preset": "github", "secret": "env:GITHUB_WEBHOOK_SECRET"}},
-            }
-        )
-    )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "RELAY_CONFIG": str(config),
-        "OPENCLAW_HOOKS_TOKEN": HOOKS_TOKEN,
-        "GITHUB_WEBHOOK_SECRET": GITHUB_SECRET,
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _up_env(tmp_path, free_port())
     up = Proc(["up", "--port", str(port), "--workers", "2"], env, tmp_path / "up.log")
     try:
         _wait_ready(up, f"http://127.0.0.1:{port}/readyz?workers=2")
@@ -184,5 +173,24 @@ def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path:
         assert b"written-before-stop" in b"".join(
             p.read_bytes() for p in (tmp_path / "data").rglob("appendonly*") if p.is_file()
         )
+    finally:
+        up.kill()
+
+
+def test_a_worker_that_exits_is_started_again(tmp_path: Path) -> None:
+    """A rolling restart of one worker (or its crash) must not leave `relay up` without one."""
+    port = free_port()
+    up = Proc(["up", "--port", str(port)], _up_env(tmp_path, free_port()), tmp_path / "up.log")
+    try:
+        _wait_ready(up, f"http://127.0.0.1:{port}/readyz?workers=1")
+        (worker,) = [pid for pid in _group(up.proc.pid) if pid != up.proc.pid]
+        os.kill(worker, signal.SIGTERM)
+        wait_until(lambda: not Path(f"/proc/{worker}").exists(), timeout=30)  # exited and reaped
+        wait_until(lambda: [pid for pid in _group(up.proc.pid) if pid != up.proc.pid], timeout=30)
+        _wait_ready(up, f"http://127.0.0.1:{port}/readyz?workers=1")
+        assert f"worker 0 (pid {worker}) exited with code 0" in up.output()
+        up.proc.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=45) == 0, up.output()
+        assert _group(up.proc.pid) == []
     finally:
         up.kill()
