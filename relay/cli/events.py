@@ -118,6 +118,8 @@ def dlq_list(ctx: click.Context, source: str | None, limit: int, as_json: bool) 
     redis = _redis(settings)
     with _redis_errors():
         rows = list_dead(redis, source=source, limit=limit)
+    if not rows and not as_json:
+        click.echo("no dead letters", err=True)
     for row in rows:
         if as_json:
             click.echo(orjson.dumps({k: v for k, v in row.items() if k != "body"}).decode())

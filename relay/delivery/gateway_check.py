@@ -33,7 +33,11 @@ def hooks_token(gw: GatewayConfig, timeout: float = 5.0) -> Finding:
     try:
         answer = httpx.post(probe, headers=headers, content=b"{}", timeout=timeout)
     except httpx.HTTPError as exc:
-        return Finding(False, f"cannot reach the gateway at {gw.url}: {type(exc).__name__}")
+        return Finding(
+            False,
+            f"cannot reach the gateway at {gw.url}: {type(exc).__name__} (events are kept until it "
+            "answers; to try the relay without one: relay gateway-stub)",
+        )
     if answer.status_code == 401:
         what = "gateway.token is not set" if not gw.token else "the gateway refuses gateway.token"
         return Finding(False, f"{what} (401 at {probe}); it must equal the gateway's hooks.token")
