@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--secret", default="")
     parser.add_argument("--token", default="")
     args = parser.parse_args()
-    # The same uvicorn.run() arguments as relay.cli.main._serve: loop/http "auto" pick uvloop and
+    # The same uvicorn.run() arguments as relay.cli.run._serve: loop/http "auto" pick uvloop and
     # httptools when installed, exactly as for `relay serve`.
     uvicorn.run(
         create_app(args.mode, args.secret.encode(), args.token.encode()),
