@@ -12,10 +12,9 @@ from relay.store import keys, lanes
 from relay.store.events import encode_actions, record_event, session_lanes
 
 
-def record(client: redis.Redis, delivery_id: str, *sessions: str | None) -> list[str]:
-    """Record one event with an agent action per session (None: no sessionKey); its action ids."""
-    actions = [AgentAction(message=f"m{i}", sessionKey=s) for i, s in enumerate(sessions)]
-    record_event(
+def record_actions(client: redis.Redis, delivery_id: str, actions: list[AgentAction]) -> str:
+    """Record one event of source "src" with these actions, as the ingress does; its event id."""
+    return record_event(
         client,
         source="src",
         delivery_id=delivery_id,
@@ -26,7 +25,13 @@ def record(client: redis.Redis, delivery_id: str, *sessions: str | None) -> list
         lanes=session_lanes("src", delivery_id, actions),
         dedupe_ttl=600,
         event_ttl=600,
-    )
+    ).event_id
+
+
+def record(client: redis.Redis, delivery_id: str, *sessions: str | None) -> list[str]:
+    """Record one event with an agent action per session (None: no sessionKey); its action ids."""
+    actions = [AgentAction(message=f"m{i}", sessionKey=s) for i, s in enumerate(sessions)]
+    record_actions(client, delivery_id, actions)
     return [action_id("src", delivery_id, i) for i in range(len(actions))]
 
 

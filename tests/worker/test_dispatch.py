@@ -13,10 +13,11 @@ from rq.job import Job
 from relay.config import Settings
 from relay.protocol.actions import AgentAction, WakeAction, action_id
 from relay.store import keys
-from relay.store.events import encode_actions, record_event, session_lanes
+from relay.store.events import encode_actions, record_event
 from relay.worker import dispatch
 from relay.worker.dispatch import Router
 from tests.conftest import RedisServer, wait_until
+from tests.store.test_lanes import record_actions
 
 
 @pytest.fixture
@@ -26,19 +27,7 @@ def settings(redis_server: RedisServer) -> Settings:
 
 def record(client: redis.Redis, delivery_id: str, *messages: str, session: str | None = None) -> str:
     """Record an event with one agent action per message, as the ingress does; its event id."""
-    actions = [AgentAction(message=m, sessionKey=session) for m in messages]
-    return record_event(
-        client,
-        source="src",
-        delivery_id=delivery_id,
-        headers={},
-        body=b"{}",
-        actions=encode_actions("src", delivery_id, actions),
-        action_count=len(actions),
-        lanes=session_lanes("src", delivery_id, actions),
-        dedupe_ttl=600,
-        event_ttl=600,
-    ).event_id
+    return record_actions(client, delivery_id, [AgentAction(message=m, sessionKey=session) for m in messages])
 
 
 def unrouted(client: redis.Redis) -> int:
