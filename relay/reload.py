@@ -256,13 +256,13 @@ class WorkerReloader:
 
 def apply_to_worker(worker: Any, router: Any) -> Callable[[Settings], None]:
     """How a worker process takes new settings: the delivery context (gateways, tokens, timeouts),
-    the router's settings and the gateways whose circuits the worker watches."""
+    the router's settings and mapping, and the gateways whose circuits the worker watches."""
     from relay.delivery import attempt as delivery
 
     def apply(new: Settings) -> None:
         old = delivery._context
         delivery.configure(new)
-        router.settings = new
+        router.configure(new)
         worker.gateways = new.gateway_names()
         if old is not None:  # deliveries in flight still use it; close it once they are done
             timer = threading.Timer(old.settings.gateway.timeout_seconds + 30, old.http.close)

@@ -6,22 +6,21 @@ A mapping may hold its actions back (`Decision.hold`, `relay.protocol.mapping`):
 - `batch`: the events of a window become one action (`relay.hold.batching`);
 - `delay`: the actions go later, unless a `cancel:` comes first (`relay.hold.delayed`).
 
-The ingress calls `admit` once with the Decision before it records the event: the Admission
-says whether the actions are dropped (a cooldown's `drop` window), held or queued at once. Once
-the event is recorded, `Admission.settle` cancels what the event cancels and holds it. Every
-router calls `flush_due`, which queues what is due; a due member's prefix names its kind. The
-kinds share the held-event machinery of `relay.hold.windows`.
+The mapping stage (`relay.worker.mapper`) calls `admit` once with the Decision before it commits
+the mapping: the Admission says whether the actions are dropped (a cooldown's `drop` window),
+held or queued at once. Once the mapping is committed, `Admission.settle` cancels what the event
+cancels and holds it. Every router calls `flush_due`, which queues what is due; a due member's
+prefix names its kind. The kinds share the held-event machinery of `relay.hold.windows`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from relay.config import Settings
 from relay.hold import batching, cooldown, delayed
@@ -38,10 +37,10 @@ class Kind:
     an event is held (else `admit` decides at once, before recording: a skip reason, or None to go on)."""
 
     prefix: str
-    offer: Callable[[AsyncRedis, Hold, str, int], Awaitable[bool]]
+    offer: Callable[[Redis, Hold, str, int], bool]
     flush: Callable[[Redis, Settings, bytes, float, float], str | None]
     waits: Callable[[Hold], bool] = lambda hold: True
-    admit: Callable[[AsyncRedis, Hold, str, str], Awaitable[str | None]] | None = None
+    admit: Callable[[Redis, Hold, str, str], str | None] | None = None
 
 
 KINDS: dict[HoldKind, Kind] = {
@@ -60,16 +59,16 @@ class Admission:
     dropped: str | None = None
     cancel: str | None = None  # the rendered key whose delayed events this event cancels
 
-    async def settle(self, redis: AsyncRedis, event_id: str, ttl: int) -> None:
+    def settle(self, redis: Redis, event_id: str, ttl: int) -> None:
         """Once the event is recorded: cancel what it cancels, then hold it (both idempotent, so a
         sender's retry of a recorded event settles it again without effect)."""
         if self.cancel is not None:
-            await delayed.cancel_by(redis, self.cancel, event_id)
+            delayed.cancel_by(redis, self.cancel, event_id)
         if self.hold is not None:
-            await KINDS[self.hold.kind].offer(redis, self.hold, event_id, ttl)
+            KINDS[self.hold.kind].offer(redis, self.hold, event_id, ttl)
 
 
-async def admit(redis: AsyncRedis, decision: Decision, source: str, delivery_id: str) -> Admission:
+def admit(redis: Redis, decision: Decision, source: str, delivery_id: str) -> Admission:
     """Before the event is recorded: what its Decision's hold does to its actions."""
     hold = decision.hold
     if hold is None or not decision.actions:
@@ -77,7 +76,7 @@ async def admit(redis: AsyncRedis, decision: Decision, source: str, delivery_id:
     kind = KINDS[hold.kind]
     if kind.waits(hold):
         return Admission(hold, cancel=decision.cancel)
-    dropped = await kind.admit(redis, hold, source, delivery_id) if kind.admit is not None else None
+    dropped = kind.admit(redis, hold, source, delivery_id) if kind.admit is not None else None
     return Admission(dropped=dropped, cancel=decision.cancel)
 
 

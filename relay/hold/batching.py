@@ -20,7 +20,6 @@ from typing import Any
 
 import orjson
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from relay.config import Settings
 from relay.hold import windows as held
@@ -89,18 +88,18 @@ def _meta_key(held_key: bytes | str) -> str:
     return keys.BATCH_META + raw[len(keys.BATCH_HELD) :]
 
 
-async def offer(redis: AsyncRedis, hold: Hold, event_id: str, ttl: int) -> bool:
+def offer(redis: Redis, hold: Hold, event_id: str, ttl: int) -> bool:
     """Hold a recorded event for its key's batch (idempotent: a retry offers it again)."""
     cfg, key = hold.config, str(hold.key)
     assert isinstance(cfg, BatchConfig)
     hk = _held_key(key)
     window_ms = max(1, int(cfg.window * 1000))
-    async with redis.pipeline(transaction=False) as pipe:  # written before the offer a flush follows
+    with redis.pipeline(transaction=False) as pipe:  # written before the offer a flush follows
         pipe.hset(_meta_key(hk), mapping={"key": key, "window_ms": window_ms, "max": cfg.max})
         pipe.expire(_meta_key(hk), ttl)
-        await pipe.execute()
+        pipe.execute()
     reason = f"batch {key}: held; sent with the other events of its window when it closes"
-    return await held.offer(redis, event_id, hk, cfg.window, ttl, reason, cfg.max)
+    return held.offer(redis, event_id, hk, cfg.window, ttl, reason, cfg.max)
 
 
 def _text(actions: list[dict[str, Any]]) -> str:

@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from relay.config import Settings
 from relay.hold import windows as held
@@ -97,23 +96,21 @@ def waits(hold: Hold) -> bool:
     return _config(hold).mode == "last"
 
 
-async def admit(redis: AsyncRedis, hold: Hold, source: str, delivery_id: str) -> str | None:
+def admit(redis: Redis, hold: Hold, source: str, delivery_id: str) -> str | None:
     """Before recording, in `drop` mode: None when the event is the window's first (or a retry of
     it) and goes on, else why it is skipped."""
     cfg = _config(hold)
     holder = f"{source}\x00{delivery_id}"
-    passed = await redis.eval(
-        _ADMIT_DROP, 1, _drop_key(str(hold.key)), holder, max(1, int(cfg.window * 1000))
-    )
+    passed = redis.eval(_ADMIT_DROP, 1, _drop_key(str(hold.key)), holder, max(1, int(cfg.window * 1000)))
     if passed:
         return None
     return f"cooldown {hold.key}: an event for it passed less than {cfg.window:g} s ago (mode drop)"
 
 
-async def offer(redis: AsyncRedis, hold: Hold, event_id: str, ttl: int) -> bool:
+def offer(redis: Redis, hold: Hold, event_id: str, ttl: int) -> bool:
     """Hold a recorded event as its key's latest candidate (idempotent: a retry offers it again)."""
     reason = f"cooldown {hold.key}: held; the latest event of the window is queued when it closes"
-    return await held.offer(redis, event_id, _last_key(str(hold.key)), _config(hold).window, ttl, reason)
+    return held.offer(redis, event_id, _last_key(str(hold.key)), _config(hold).window, ttl, reason)
 
 
 def flush_one(redis: Redis, settings: Settings, raw: bytes, score: float, now: float) -> str | None:

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from relay.config import Settings
 from relay.hold import windows as held
@@ -79,11 +78,11 @@ def _index(key: str) -> str:
     return keys.DELAY_KEY + key[: held.MAX_KEY]
 
 
-async def schedule(redis: AsyncRedis, event_id: str, after: float, key: str | None, ttl: int) -> bool:
+def schedule(redis: Redis, event_id: str, after: float, key: str | None, ttl: int) -> bool:
     """Mark a recorded event `delayed` until `after` seconds from now (idempotent)."""
     fire_at = time.time() + after
     reason = f"delayed {after:g} s" + (f", cancellable by key {key}" if key else "")
-    done = await redis.eval(
+    done = redis.eval(
         _SCHEDULE,
         3,
         keys.event(event_id),
@@ -97,9 +96,9 @@ async def schedule(redis: AsyncRedis, event_id: str, after: float, key: str | No
     return bool(done)
 
 
-async def cancel(redis: AsyncRedis, key: str, by: str) -> int:
+def cancel(redis: Redis, key: str, by: str) -> int:
     """Cancel every event still delayed under `key`; returns how many."""
-    n = await redis.eval(
+    n = redis.eval(
         _CANCEL, 3, _index(key), held.DUE, keys.STATS, f"cancelled by {by} (key {key})", repr(time.time())
     )
     if n:
@@ -107,17 +106,17 @@ async def cancel(redis: AsyncRedis, key: str, by: str) -> int:
     return int(n)
 
 
-async def offer(redis: AsyncRedis, hold: Hold, event_id: str, ttl: int) -> bool:
+def offer(redis: Redis, hold: Hold, event_id: str, ttl: int) -> bool:
     """Hold a recorded event until its delay ends (`schedule`, as the other kinds' `offer`)."""
     assert isinstance(hold.config, DelayConfig)
-    return await schedule(redis, event_id, hold.config.after, hold.key, ttl)
+    return schedule(redis, event_id, hold.config.after, hold.key, ttl)
 
 
-async def cancel_by(redis: AsyncRedis, key: str, event_id: str) -> int:
+def cancel_by(redis: Redis, key: str, event_id: str) -> int:
     """What an event whose mapping has `cancel:` does once recorded: cancel, and note how many."""
-    n = await cancel(redis, key, event_id)
+    n = cancel(redis, key, event_id)
     if n:
-        await redis.hset(keys.event(event_id), "cancelled", n)
+        redis.hset(keys.event(event_id), "cancelled", n)
     return n
 
 

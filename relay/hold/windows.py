@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
 from relay.store import keys
 from relay.store.lanes import lua_append
@@ -63,12 +62,12 @@ redis.call('XADD', {inbox}, '*', 'event', {eid})
 """ + lua_append("#lk", "lk[i]", "la[i]", now_s, ttl)
 
 
-async def offer(
-    redis: AsyncRedis, event_id: str, candidates_key: str, window: float, ttl: int, reason: str, most: int = 0
+def offer(
+    redis: Redis, event_id: str, candidates_key: str, window: float, ttl: int, reason: str, most: int = 0
 ) -> bool:
     """Hold a recorded event as one of its key's candidates until the window closes."""
     window_ms = max(1, int(window * 1000))
-    done = await redis.eval(
+    done = redis.eval(
         _OFFER,
         3,
         keys.event(event_id),

@@ -175,12 +175,70 @@ def record_event(
     return _recorded(result)
 
 
-class EventStore:
-    """Writes events from the (async) ingress, with group commit.
+Pending = tuple[list[Any], list[Any], int, "asyncio.Future[Any]"]  # keys, args, bytes, answer
 
-    A request's event goes to Redis at once when nothing else is being written; requests that
-    arrive while a write is in flight are written together by the next script call. Each request
-    still answers only after the call that carries its event has returned.
+
+class _GroupCommit:
+    """Writes with one script call what concurrent requests hand in (group commit).
+
+    An item goes to Redis at once when nothing else is being written; items that arrive while a
+    call is in flight are written together by the next. Each caller gets its own result only after
+    the call that carries its item has returned. `head_keys`/`head_args` come before the items';
+    `counts`: whether each item's key and argument counts are sent (items of varying size).
+    """
+
+    def __init__(
+        self, store: EventStore, script: Any, head_keys: list[Any], head_args: list[Any], counts: bool
+    ) -> None:
+        self.store, self.script = store, script
+        self.head_keys, self.head_args, self.counts = head_keys, head_args, counts
+        self._pending: list[Pending] = []
+        self._flushing = False
+
+    async def submit(self, item_keys: list[Any], item_args: list[Any], size: int) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((item_keys, item_args, size, future))
+        if not self._flushing:
+            self._flushing = True
+            loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch: list[Pending] = []
+                size = 0
+                while self._pending and len(batch) < MAX_BATCH and (not batch or size < MAX_BATCH_BYTES):
+                    item = self._pending.pop(0)
+                    batch.append(item)
+                    size += item[2]
+                all_keys = [k for item_keys, _, _, _ in batch for k in item_keys]
+                counts = [n for ks, args, _, _ in batch for n in (len(ks), len(args))] if self.counts else []
+                all_args = [a for _, args, _, _ in batch for a in args]
+                try:
+                    results = await self.store.write(
+                        self.script,
+                        [*self.head_keys, *all_keys],
+                        [*self.head_args, len(batch), *counts, *all_args],
+                    )
+                except Exception as exc:  # every request of the batch answers 503
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flushing = False
+
+
+class EventStore:
+    """Writes events from the (async) ingress and `relay.client`, with group commit.
+
+    `receive` stores a verified webhook as it came (the mapping stage maps it); `record` stores an
+    event whose actions are already known (`relay.client`'s submissions).
     """
 
     def __init__(
@@ -197,9 +255,43 @@ class EventStore:
         self.event_ttl = event_ttl
         self.min_replicas = min_replicas
         self.replica_timeout_ms = replica_timeout_ms
-        self._record_many = redis.register_script(scripts.RECORD_MANY)
-        self._pending: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
-        self._flushing = False
+        self._records = _GroupCommit(
+            self, redis.register_script(scripts.RECORD_MANY), _MODEL_KEYS, _MODEL_ARGS, counts=True
+        )
+        self._receipts = _GroupCommit(
+            self,
+            redis.register_script(scripts.RECEIVE_MANY),
+            [keys.STATS],
+            [keys.MINUTE_PREFIX, keys.MINUTE_TTL],
+            counts=False,
+        )
+
+    async def receive(
+        self,
+        *,
+        source: str,
+        delivery_id: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: dict[str, str] | None = None,
+    ) -> Recorded:
+        """Store a verified webhook, unmapped (state `received`), and put it on the inbox."""
+        event_id = new_event_id()
+        traceparent = tracing.traceparent()  # relay.tracing: the mapping stage continues this trace
+        item_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX]
+        item_args = [
+            event_id,
+            repr(time.time()),
+            self.dedupe_ttl,
+            self.event_ttl,
+            source,
+            delivery_id,
+            orjson.dumps(headers),
+            body,
+            orjson.dumps(query) if query else b"",
+            traceparent or b"",
+        ]
+        return _recorded(await self._receipts.submit(item_keys, item_args, len(body)))
 
     async def record(
         self,
@@ -213,6 +305,7 @@ class EventStore:
         lanes: list[tuple[str, str]] = (),  # type: ignore[assignment]
         error: str | None = None,
     ) -> Recorded:
+        """Store an event with its actions (already mapped) and queue them."""
         event_keys, args = _record_args(
             source=source,
             delivery_id=delivery_id,
@@ -225,49 +318,17 @@ class EventStore:
             dedupe_ttl=self.dedupe_ttl,
             event_ttl=self.event_ttl,
         )
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append((event_keys, args, len(body) + len(actions), future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return _recorded(await future)
+        return _recorded(await self._records.submit(event_keys, args, len(body) + len(actions)))
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch: list[tuple[list[Any], list[Any], int, asyncio.Future[Any]]] = []
-                size = 0
-                while self._pending and len(batch) < MAX_BATCH and (not batch or size < MAX_BATCH_BYTES):
-                    item = self._pending.pop(0)
-                    batch.append(item)
-                    size += item[2]
-                all_keys = [k for event_keys, _, _, _ in batch for k in event_keys]
-                counts = [n for event_keys, args, _, _ in batch for n in (len(event_keys), len(args))]
-                all_args = [a for _, args, _, _ in batch for a in args]
-                try:
-                    results = await self._write(
-                        [*_MODEL_KEYS, *all_keys], [*_MODEL_ARGS, len(batch), *counts, *all_args]
-                    )
-                except Exception as exc:  # every request of the batch answers 503
-                    for *_, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (*_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._flushing = False
-
-    async def _write(self, all_keys: list[Any], args: list[Any]) -> Any:
-        """One script call for the batch; with `min_replicas`, followed by one WAIT on the same
+    async def write(self, script: Any, all_keys: list[Any], args: list[Any]) -> Any:
+        """One script call for a batch; with `min_replicas`, followed by one WAIT on the same
         connection (a pipeline), so the batch is acknowledged only once that many replicas hold it."""
         if not self.min_replicas:
-            return await self._record_many(keys=all_keys, args=args)
+            return await script(keys=all_keys, args=args)
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 # A Script on a pipeline is loaded first when the server lacks it (NOSCRIPT).
-                await self._record_many(keys=all_keys, args=args, client=pipe)
+                await script(keys=all_keys, args=args, client=pipe)
                 pipe.execute_command("WAIT", self.min_replicas, self.replica_timeout_ms)
                 results, confirmed = await pipe.execute()
         except redis.exceptions.ResponseError as exc:  # a pipeline cut by a failover, a demoted primary

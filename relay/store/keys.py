@@ -23,6 +23,7 @@ PENDING = PREFIX + "pending"  # zset: routed action id -> when the reconciler ne
 LANES = PREFIX + "lanes"  # set of session lanes that may hold actions
 PAUSED = PREFIX + "paused"  # hash: "source:NAME" / "gateway:NAME" -> who paused it, when (relay.store.pause)
 PAUSED_HELD = PREFIX + "paused-sets"  # set of the held-action zsets (PAUSED + ":held:" + field)
+MAPPER = PREFIX + "mapper"  # lease: the one router mapping received events (relay.worker.mapper)
 SWEEPER = PREFIX + "sweeper"  # lock: the one router sweeping lanes and pending actions this round
 SCHEDULER = PREFIX + "scheduler"  # lock: the one worker moving due RQ scheduled jobs to the queue
 RELOAD_GENERATION = PREFIX + "reload:generation"  # bumped by `relay reload`

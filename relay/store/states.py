@@ -4,8 +4,11 @@ The strings are stored data (an older version's records must still read), so the
 Lua scripts (relay/store/scripts) write the same strings as literals; tests/store/test_states.py
 checks that every one of those is listed here.
 
-An event record (`keys.event`) is written once by the ingress, replay or a hold window:
+An event record (`keys.event`) is written by the ingress (RECEIVED), then by the mapping stage,
+replay or a hold window:
 
+    RECEIVED   verified and stored as it came; the mapping stage (`relay.worker.mapper`) maps it
+               moments later (then QUEUED, SKIPPED, PARKED, HELD or DELAYED)
     QUEUED     recorded with actions and put on the inbox: the router turns them into jobs
                (ingress; a replay; a cooldown, batch or delay window that closed)
     SKIPPED    recorded with nothing to send: the mapping made no action, the preset skipped it,
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 from typing import Final
 
+RECEIVED: Final = "received"
 QUEUED: Final = "queued"
 SKIPPED: Final = "skipped"
 PARKED: Final = "parked"
@@ -48,7 +52,7 @@ RETRYING: Final = "retrying"
 PAUSED: Final = "paused"
 DEAD: Final = "dead"
 
-EVENT_STATES: Final = frozenset({QUEUED, SKIPPED, PARKED, HELD, DELAYED, CANCELLED, BATCHED})
+EVENT_STATES: Final = frozenset({RECEIVED, QUEUED, SKIPPED, PARKED, HELD, DELAYED, CANCELLED, BATCHED})
 ACTION_STATES: Final = frozenset({QUEUED, WAITING, DELIVERING, DELIVERED, RETRYING, PAUSED, HELD, DEAD})
 ALL: Final = EVENT_STATES | ACTION_STATES
 

@@ -1,11 +1,11 @@
-"""The router: turns recorded events (the inbox stream) into RQ delivery jobs, in batches.
+"""The router: turns stored events (the inbox stream) into RQ delivery jobs, in batches.
 
-Creating an RQ job costs about ten times a bare ingress request, so the ingress only records the
-event and its actions; each worker process runs a router thread that reads the inbox through a
-consumer group and enqueues one job per action. Entries are acknowledged in the same MULTI as
-their jobs; an entry whose router died is claimed by another after `claim_idle_ms`. Job ids are
-the action ids, and an existing job is never enqueued twice, so every acknowledged event becomes
-its jobs exactly once.
+The ingress only stores the event; each worker process runs a router thread. The one that holds
+the mapping lease (`relay.worker.mapper`) reads the inbox through a consumer group, maps the
+received events and enqueues one job per action; the others take over when its lease lapses.
+Entries are acknowledged in the same MULTI as their jobs; an entry whose router died is claimed
+by the next lease holder. Job ids are the action ids, and an existing job is never enqueued
+twice, so every acknowledged event becomes its jobs exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from relay import hold, metrics
 from relay.config import Settings
 from relay.store import keys, lanes, pause, states
 from relay.store.jobs import enqueue_delivery, queue_turn
+from relay.worker.mapper import EventMapper, LeaseLost
 from relay.worker.reconcile import reconcile
 
 log = logging.getLogger("relay.router")
@@ -45,6 +46,7 @@ class Router:
     def __init__(self, redis: Redis, settings: Settings, consumer: str, claim_idle_ms: int = 30_000) -> None:
         self.redis = redis
         self.settings = settings
+        self.mapper = EventMapper(redis, settings, consumer)
         self.consumer = consumer
         self.claim_idle_ms = claim_idle_ms
         self.queue = Queue(settings.queue, connection=redis)
@@ -54,6 +56,12 @@ class Router:
         self._last_sweep = time.monotonic()
         self._last_cooldown = 0.0
         self._own_pending = True
+        self._claim_all = False
+
+    def configure(self, settings: Settings) -> None:
+        """Take new settings (`relay reload`): the next batch maps with the new sources and transforms."""
+        self.settings = settings
+        self.mapper = EventMapper(self.redis, settings, self.consumer)
 
     def stop(self) -> None:
         self._stop.set()
@@ -82,8 +90,47 @@ class Router:
                 self._stop.wait(1.0)
 
     def step(self, block_ms: int = 0) -> int:
-        """Route one batch: entries abandoned by a dead router first, then new ones."""
+        """Map and route one batch when this router holds the mapping lease: entries left by an
+        earlier holder first, then new ones. Then the periodic chores, whoever holds the lease."""
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        lead = self.mapper.lead()
+        if lead == 2:  # newly taken: what the last holder read but did not finish comes first
+            self._claim_all = True
+        if lead:
+            entries = self._read(block_ms)
+            if entries:
+                try:
+                    self.route(entries)
+                except LeaseLost as exc:  # the rest stays pending for the new holder
+                    log.warning("%s; leaving the batch to the new holder", exc)
+                    self._own_pending = True
+        elif block_ms:
+            self._stop.wait(min(block_ms, 500) / 1000)  # the holder maps; wait to take over
+        if time.monotonic() - self._last_trim > 60:
+            self._last_trim = time.monotonic()
+            self.trim()
+        if time.monotonic() - self._last_cooldown > 0.25:  # windows of `cooldown: {mode: last}` that closed
+            self._last_cooldown = time.monotonic()
+            hold.flush_due(self.redis, self.settings)  # and the batches of `batch:`, and delays (relay.hold)
+        if time.monotonic() - self._last_sweep > 5:
+            self._last_sweep = time.monotonic()
+            self.sweep()
+        return len(entries)
+
+    def _read(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """The next batch: this router's own pending entries, every pending entry just after the
+        lease changed hands, entries idle past `claim_idle_ms`, else new ones (waiting up to
+        `block_ms`)."""
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = []
+        if self._claim_all:
+            _, claimed, *_ = self.redis.xautoclaim(
+                keys.INBOX, keys.ROUTERS, self.consumer, 0, "0-0", count=BATCH
+            )
+            self._claim_all = len(claimed) >= BATCH
+            self._own_pending = True
+            entries.extend(entry for entry in claimed if entry[1])
+            if entries:
+                return entries
         if self._own_pending:
             read = self.redis.xreadgroup(keys.ROUTERS, self.consumer, {keys.INBOX: "0"}, count=BATCH)
             mine = [entry for _stream, items in read or [] for entry in items]
@@ -104,18 +151,7 @@ class Router:
             )
             for _stream, items in read or []:
                 entries.extend(items)
-        if entries:
-            self.route(entries)
-        if time.monotonic() - self._last_trim > 60:
-            self._last_trim = time.monotonic()
-            self.trim()
-        if time.monotonic() - self._last_cooldown > 0.25:  # windows of `cooldown: {mode: last}` that closed
-            self._last_cooldown = time.monotonic()
-            hold.flush_due(self.redis, self.settings)  # and the batches of `batch:`, and delays (relay.hold)
-        if time.monotonic() - self._last_sweep > 5:
-            self._last_sweep = time.monotonic()
-            self.sweep()
-        return len(entries)
+        return entries
 
     def sweep(self) -> None:
         """Queue a job for any session lane head whose turn was handed off by a process that died,
@@ -154,7 +190,9 @@ class Router:
             pipe.execute()
 
     def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        event_ids = [fields[b"event"].decode() for _id, fields in entries]
+        """Map the received events among `entries`, then queue the actions of those to be queued."""
+        committed = self.mapper.map_received([fields[b"event"].decode() for _id, fields in entries])
+        event_ids = [c.event_id for c in committed if c.route]
         with self.redis.pipeline(transaction=False) as pipe:
             for eid in event_ids:
                 pipe.hmget(keys.event(eid), "actions", "source", "received_at", "delivery_id")

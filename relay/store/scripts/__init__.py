@@ -23,6 +23,9 @@ def _read(name: str) -> str:
 
 
 RECORD_MANY = source("record_many", "lanes")  # relay.store.events
+RECEIVE_MANY = source("receive_many")
+MAP_COMMIT = source("map_commit", "lanes")  # relay.worker.mapper
+MAPPER_LEASE = source("mapper_lease")
 LANE_TURN = source("lane_turn", "lanes")  # relay.store.lanes
 LANE_HAND_OFF = source("lane_hand_off", "lanes")
 LANE_FORGET_IF_EMPTY = source("lane_forget_if_empty")
@@ -37,6 +40,9 @@ SCHEDULE_ADVANCE = source("schedule_advance")  # relay.worker.ticker
 # Every script, for the tests that load and check them all.
 ALL: dict[str, str] = {
     "record_many": RECORD_MANY,
+    "receive_many": RECEIVE_MANY,
+    "map_commit": MAP_COMMIT,
+    "mapper_lease": MAPPER_LEASE,
     "lane_turn": LANE_TURN,
     "lane_hand_off": LANE_HAND_OFF,
     "lane_forget_if_empty": LANE_FORGET_IF_EMPTY,

@@ -1,0 +1,171 @@
+"""The mapping stage: turns received events into actions, after the ingress has answered.
+
+The ingress stores a verified webhook as it came (state `received`) and puts it on the inbox.
+The router that holds the mapping lease reads the inbox and, for each received event, runs the
+pipeline the ingress used to run before answering (`relay.protocol.pipeline`: the preset's skip
+rules, the mapping or transform, under the transform budget), then the hold stage
+(`relay.hold`), and commits the outcome with one script call per event: the actions, the state
+(`queued`, `skipped` or `parked`, as before), the outcome counter and the session lanes. The
+router then routes the queued ones, as it routes a replayed event.
+
+One mapper at a time (the lease, fenced in the commit script) keeps a session's actions in the
+order the ingress acknowledged their events: the inbox's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import Redis
+
+from relay import hold
+from relay.config import Settings
+from relay.errors import RelayError, TransformError
+from relay.protocol.pipeline import Pipeline, Source, build_sources
+from relay.store import keys, scripts, states
+from relay.store.events import encode_actions, session_lanes
+from relay.store.skips import note_skip
+
+log = logging.getLogger("relay.mapper")
+
+LEASE_MS = 10_000  # a mapper that stops renewing (crashed, stuck) is replaced this long after
+_FIELDS = ("state", "source", "delivery_id", "headers", "body", "query", "received_at")
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What mapping one event came to: `route` when its actions are to be queued now."""
+
+    event_id: str
+    route: bool
+
+
+class LeaseLost(Exception):
+    """Another router holds the mapping lease now: stop mapping, leave the rest to it."""
+
+
+class EventMapper:
+    """Maps received events with one configuration's sources and pipeline."""
+
+    def __init__(self, redis: Redis, settings: Settings, holder: str) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.holder = holder
+        self.sources: dict[str, Source] = build_sources(settings)
+        self.pipeline = Pipeline.from_settings(settings)
+        self._lease = redis.register_script(scripts.MAPPER_LEASE)
+        self._commit = redis.register_script(scripts.MAP_COMMIT)
+
+    def lead(self) -> int:
+        """Take or keep the lease: 1 kept, 2 newly taken (map what the last holder left first), 0 not ours."""
+        return int(self._lease(keys=[keys.MAPPER], args=[self.holder, LEASE_MS]))
+
+    def map_received(self, event_ids: list[str]) -> list[Committed]:
+        """Map the events among `event_ids` that are still `received`; the others are returned
+        with `route` True when they were queued by someone else (a replay, a closed window)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for eid in event_ids:
+                pipe.hmget(keys.event(eid), *_FIELDS)
+            records = pipe.execute()
+        out: list[Committed] = []
+        for eid, values in zip(event_ids, records, strict=True):
+            stored = dict(zip(_FIELDS, values, strict=True))
+            state = (stored["state"] or b"").decode()
+            if state == states.RECEIVED:
+                out.append(self.map_one(eid, stored))
+            else:
+                out.append(Committed(eid, route=state == states.QUEUED))
+        return out
+
+    def map_one(self, event_id: str, stored: dict[str, Any]) -> Committed:
+        source_name = stored["source"].decode()
+        delivery_id = stored["delivery_id"].decode()
+        error: str | None = None
+        actions: list[Any] = []
+        gateway = None
+        skip: str | None = None
+        admission = hold.Admission()
+        try:
+            source = self.sources.get(source_name)
+            if source is None:
+                raise TransformError(f"source {source_name!r} is not in the configuration any more")
+            headers = orjson.loads(stored["headers"] or b"{}")
+            prepared = self.pipeline.prepare(
+                source,
+                headers,
+                self.pipeline.parse(source, headers, stored["body"] or b""),
+                delivery_id=delivery_id,
+                query=orjson.loads(stored["query"]) if stored["query"] else None,
+                event_id=event_id,
+                received_at=float(stored["received_at"] or 0),
+            )
+            skip = prepared.skip
+            decision = self.pipeline.decide(prepared).decision
+        except RelayError as exc:
+            error = f"{type(exc).__name__}: {exc.message}"
+        except Exception as exc:  # a user's transform failed: park the event, keep mapping
+            error = describe(exc)
+        else:
+            actions, gateway = decision.actions, decision.gateway
+            admission = hold.admit(self.redis, decision, source_name, delivery_id)
+            if admission.dropped is not None:  # a cooldown's `drop` window: recorded as skipped
+                skip, actions = admission.dropped, []
+        routed = [] if admission.hold is not None else actions
+        lanes = session_lanes(source_name, delivery_id, routed)
+        now = time.time()
+        state = states.PARKED if error else (states.QUEUED if routed else states.SKIPPED)
+        result = self._commit(
+            keys=[
+                keys.MAPPER,
+                keys.event(event_id),
+                keys.STATS,
+                keys.EVENTS_BY_SOURCE_PREFIX + source_name,
+                keys.PARKED,
+                keys.LANES,
+                *(lane for lane, _ in lanes),
+            ],
+            args=[
+                self.holder,
+                event_id,
+                state,
+                encode_actions(source_name, delivery_id, actions, gateway),
+                len(routed),
+                error or "",
+                repr(now),
+                self.settings.event_ttl_seconds,
+                repr(now - self.settings.event_ttl_seconds),
+                keys.ACTION_PREFIX,
+                *(aid for _, aid in lanes),
+            ],
+        )
+        answer = result.decode() if isinstance(result, bytes) else str(result)
+        if answer == "lease":
+            raise LeaseLost(f"mapping lease lost before event {event_id} was committed")
+        if answer != "ok":  # mapped meanwhile by the lease's last holder, or expired
+            return Committed(event_id, route=answer == "done")
+        fields = {"source": source_name, "delivery_id": delivery_id, "event_id": event_id}
+        ttl = self.settings.event_ttl_seconds
+        admission.settle(self.redis, event_id, ttl)
+        if error is not None:
+            log.warning("transform failed; event parked", extra={**fields, "error": error.splitlines()[-1]})
+        elif skip:
+            note_skip(self.redis, event_id, skip)
+            log.info("event mapped, no action", extra={**fields, "reason": skip})
+        elif not actions:
+            log.info("event mapped, no action", extra={**fields, "reason": "no mapping"})
+        elif admission.hold is not None:
+            log.debug("event mapped and held", extra={**fields, "held": admission.hold.kind})
+        else:
+            log.debug("event mapped", extra={**fields, "actions": len(actions)})
+        return Committed(event_id, route=bool(routed))
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, TransformError):
+        return f"TransformError: {exc}"
+    return "".join(traceback.format_exception(exc)).strip()
