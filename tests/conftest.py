@@ -190,6 +190,7 @@ class Relay:
         self.redis_url = redis_url
         self.procs: list[Proc] = []
         self.stub: Stub | None = None
+        self._stage: Any = None
         self.stub_port = free_port()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -256,6 +257,17 @@ class Relay:
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", content=body, headers=headers, timeout=10)
+
+    def outcome(self, answer: httpx.Response, timeout: float = 10.0) -> dict[str, Any]:
+        """The answer's JSON with what the mapping stage made of its event (tests/mapping_stage.py):
+        mapped by a worker when one runs, else by a router in this process."""
+        from tests.mapping_stage import MappingStage
+
+        if self._stage is None:
+            self._stage = MappingStage.from_config(
+                redis.Redis.from_url(self.redis_url), self.config_path, self.env
+            )
+        return self._stage.outcome(answer.json(), timeout)
 
     def post_github(
         self, body: bytes, delivery: str, event: str = "push", secret: str = GITHUB_SECRET, **extra: str

@@ -15,8 +15,8 @@ from typing import Any
 
 from relay import tracing
 from relay.config import Settings
-from relay.errors import BadRequest, NotFound
-from relay.protocol.pipeline import Source, build_sources
+from relay.errors import BadRequest, NotFound, RelayError
+from relay.protocol.pipeline import DIRECT_SOURCES, Pipeline, Source, build_sources
 from relay.protocol.verify import redact_headers
 from relay.store.events import EventStore
 from relay.store.states import RECEIVED
@@ -35,6 +35,7 @@ class Ingress:
         self.settings = settings
         self.store = store
         self.sources = build_sources(settings)
+        self.pipeline = Pipeline.from_settings(settings)
 
     def source(self, name: str) -> Source:
         source = self.sources.get(name)
@@ -73,6 +74,16 @@ class Ingress:
             payload = preset.parse(headers, body)
             delivery_id = preset.delivery_id(headers, payload, body)
         kept = redact_headers(headers)  # credentials are checked above and kept nowhere
+        if source.name in DIRECT_SOURCES:
+            # /hooks/agent and /hooks/wake take the gateway's own bodies, and answer its 400s at
+            # once: the action is checked here, and built again by the mapping stage.
+            prepared = self.pipeline.prepare(source, headers, payload, delivery_id=delivery_id, kept=kept)
+            try:
+                await self.pipeline.adecide(prepared)
+            except RelayError:
+                raise
+            except Exception:  # a user's transform mapping this path: the mapping stage parks it
+                pass
         with tracing.span("relay.record"):
             received = await self.store.receive(
                 source=source.name, delivery_id=delivery_id, headers=kept, body=body, query=dict(query)

@@ -73,6 +73,7 @@ class Router:
                 ensure_group(self.redis)
                 while not self._stop.is_set():
                     self.step(block_ms)
+                self.mapper.release()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("router cannot reach redis (%s); retrying", exc)
                 # Entries this router read but had not routed when Redis went away (a restart, a

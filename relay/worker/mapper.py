@@ -60,10 +60,15 @@ class EventMapper:
         self.pipeline = Pipeline.from_settings(settings)
         self._lease = redis.register_script(scripts.MAPPER_LEASE)
         self._commit = redis.register_script(scripts.MAP_COMMIT)
+        self._release = redis.register_script(scripts.MAPPER_RELEASE)
 
     def lead(self) -> int:
         """Take or keep the lease: 1 kept, 2 newly taken (map what the last holder left first), 0 not ours."""
         return int(self._lease(keys=[keys.MAPPER], args=[self.holder, LEASE_MS]))
+
+    def release(self) -> None:
+        """Give the lease up (a stopping worker), so that another router maps at once."""
+        self._release(keys=[keys.MAPPER], args=[self.holder])
 
     def map_received(self, event_ids: list[str]) -> list[Committed]:
         """Map the events among `event_ids` that are still `received`; the others are returned
@@ -119,6 +124,8 @@ class EventMapper:
         lanes = session_lanes(source_name, delivery_id, routed)
         now = time.time()
         state = states.PARKED if error else (states.QUEUED if routed else states.SKIPPED)
+        if admission.hold is not None and state == states.SKIPPED:  # its hold's offer follows at once
+            state = states.DELAYED if admission.hold.kind == "delay" else states.HELD
         result = self._commit(
             keys=[
                 keys.MAPPER,
@@ -136,6 +143,7 @@ class EventMapper:
                 encode_actions(source_name, delivery_id, actions, gateway),
                 len(routed),
                 error or "",
+                skip or "",
                 repr(now),
                 self.settings.event_ttl_seconds,
                 repr(now - self.settings.event_ttl_seconds),

@@ -241,6 +241,13 @@ class RelayWorker(SimpleWorker):
             except Exception as exc:  # Redis away for a moment: try again next round
                 log.warning("scheduling failed: %s", exc)
 
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        # RQ registers the worker (others now see it, and may stop it) before it installs its
+        # signal handlers: a SIGTERM in between would kill it. Installed first, the same handlers
+        # turn that SIGTERM into a warm stop at the loop's first round.
+        self._install_signal_handlers()
+        super().bootstrap(*args, **kwargs)
+
     def work(self, *args: Any, **kwargs: Any) -> bool:
         beat = threading.Thread(target=self._heartbeats, name="heartbeats", daemon=True)
         beat.start()
@@ -282,6 +289,7 @@ def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: s
     if burst:
         while router.step():
             pass
+        router.mapper.release()
     else:
         thread.start()
         schedules.start()

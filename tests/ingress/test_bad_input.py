@@ -842,7 +842,7 @@ CASES: list[Case] = [
         "trailing-slash",
         "generic",
         "/hooks/generic/ (a trailing slash): answered as without it, no redirect",
-        200,
+        202,
         "",
         generic(path="/hooks/generic/"),
     ),

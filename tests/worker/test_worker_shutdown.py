@@ -54,6 +54,28 @@ def test_a_stop_signal_only_flags_the_stop_and_the_main_loop_records_it(redis_se
     assert redis_client.hget(worker.key, "shutdown_requested_date") is not None
 
 
+def test_a_sigterm_right_after_registration_is_a_warm_stop(redis_server, redis_client) -> None:
+    # RQ registers the worker before it installs its handlers; a rolling restart that stops a
+    # worker as soon as it is listed must not kill it (SIGTERM's default action).
+    worker = RelayWorker([Queue(QUEUE, connection=redis_client)], connection=redis_client)
+    register_birth = worker.register_birth
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def birth_then_sigterm(*args: object, **kwargs: object) -> None:
+        register_birth(*args, **kwargs)
+        signal.raise_signal(signal.SIGTERM)  # default action here: this test process would die
+
+    worker.register_birth = birth_then_sigterm  # type: ignore[method-assign]
+    try:
+        started = time.monotonic()
+        worker.work(burst=False, with_scheduler=False)
+        assert time.monotonic() - started < 15  # stopped at its first round, not by a timeout
+        assert worker._stop_requested
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def test_teardown_does_not_wait_out_rqs_command_listener(redis_server, redis_client) -> None:
     # The listener thread waits for a subscription in rounds; once the channel is unsubscribed it
     # sits out a whole round, and redis-py's stop() joins it. RQ's rounds last 60 s.

@@ -26,6 +26,7 @@ RECORD_MANY = source("record_many", "lanes")  # relay.store.events
 RECEIVE_MANY = source("receive_many")
 MAP_COMMIT = source("map_commit", "lanes")  # relay.worker.mapper
 MAPPER_LEASE = source("mapper_lease")
+MAPPER_RELEASE = source("mapper_release")
 LANE_TURN = source("lane_turn", "lanes")  # relay.store.lanes
 LANE_HAND_OFF = source("lane_hand_off", "lanes")
 LANE_FORGET_IF_EMPTY = source("lane_forget_if_empty")
@@ -43,6 +44,7 @@ ALL: dict[str, str] = {
     "receive_many": RECEIVE_MANY,
     "map_commit": MAP_COMMIT,
     "mapper_lease": MAPPER_LEASE,
+    "mapper_release": MAPPER_RELEASE,
     "lane_turn": LANE_TURN,
     "lane_hand_off": LANE_HAND_OFF,
     "lane_forget_if_empty": LANE_FORGET_IF_EMPTY,
