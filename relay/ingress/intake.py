@@ -82,8 +82,8 @@ class Ingress:
                 await self.pipeline.adecide(prepared)
             except RelayError:
                 raise
-            except Exception:  # a user's transform mapping this path: the mapping stage parks it
-                pass
+            except Exception as exc:  # a user's transform mapping this path: the mapping stage parks it
+                log.debug("transform failed at the ingress; the mapping stage parks the event: %s", exc)
         with tracing.span("relay.record"):
             received = await self.store.receive(
                 source=source.name, delivery_id=delivery_id, headers=kept, body=body, query=dict(query)
