@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -37,8 +39,15 @@ log = logging.getLogger("relay.app")
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
+class Answer(JSONResponse):
+    """A JSON answer rendered by orjson: the same compact UTF-8 text as Starlette's, for less CPU."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def error_response(exc: RelayError) -> JSONResponse:
-    return JSONResponse({"ok": False, "error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+    return Answer({"ok": False, "error": exc.message}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -> Starlette:
@@ -64,8 +73,10 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
                 return JSONResponse(
                     {"ok": False, "error": "method not allowed"}, 405, headers={"Allow": "POST"}
                 )
-            if len(request.headers.raw) > settings.max_headers:
+            raw_headers = request.scope["headers"]
+            if len(raw_headers) > settings.max_headers:
                 raise HeadersTooLarge(f"more than {settings.max_headers} request headers")
+            headers, repeated = header_map(raw_headers)
             source = ingress.source(request.path_params["source"])
             body = await read_body(request, source.config.max_body_bytes, settings.body_timeout_seconds)
             address = (
@@ -75,10 +86,10 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
                 with tracing.span("relay.webhook", {"relay.source": source.name}, event=True):
                     outcome = await ingress.handle(
                         source,
-                        request.headers,
+                        headers,
                         request.query_params,
                         body,
-                        repeated=repeated_headers(request),
+                        repeated=repeated,
                     )
                     tracing.set_attributes(
                         relay__event_id=outcome.body.get("eventId"),
@@ -87,7 +98,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
             except Unauthorized as exc:
                 raise await guard.failed(address, source.name, exc) from None
             await guard.succeeded(address, source.name)
-            return JSONResponse(outcome.body, status_code=outcome.status)
+            return Answer(outcome.body, status_code=outcome.status)
         except RelayError as exc:
             await count_refusal(request.path_params["source"], exc)
             return error_response(exc)
@@ -152,15 +163,18 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
     return app
 
 
-def repeated_headers(request: Request) -> frozenset[str]:
-    """Names of the headers the request carries more than once (lower case)."""
-    seen: set[bytes] = set()
+def header_map(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], frozenset[str]]:
+    """The request's headers as a dict (names in lower case, as ASGI gives them; a repeated header's
+    first value, as Starlette's `Headers.get`), and the names of those it carries more than once."""
+    headers: dict[str, str] = {}
     twice: set[str] = set()
-    for name, _ in request.headers.raw:
-        if name in seen:
-            twice.add(name.decode("latin-1"))
-        seen.add(name)
-    return frozenset(twice)
+    for name, value in raw:
+        key = name.decode("latin-1")
+        if key in headers:
+            twice.add(key)
+        else:
+            headers[key] = value.decode("latin-1")
+    return headers, frozenset(twice)
 
 
 def create_metrics_app(settings: Settings) -> Starlette:

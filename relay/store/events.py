@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +37,7 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 def new_event_id() -> str:
     # Time-ordered prefix so ids sort roughly by arrival in listings.
-    return f"evt_{int(time.time() * 1000):x}{uuid.uuid4().hex[:12]}"
+    return f"evt_{int(time.time() * 1000):x}{os.urandom(6).hex()}"
 
 
 def encode_actions(
