@@ -184,10 +184,17 @@ class Pipeline:
         delivery_id: str,
         event_id: str = "",
         received_at: float = 0.0,
+        query: Mapping[str, str] | None = None,
     ) -> Mapped:
         """Parse `body`, skip, build the Event, decide: the whole pipeline for a stored or tried body."""
         payload = self.parse(source, headers, body)
         prepared = self.prepare(
-            source, headers, payload, delivery_id=delivery_id, event_id=event_id, received_at=received_at
+            source,
+            headers,
+            payload,
+            delivery_id=delivery_id,
+            query=query,
+            event_id=event_id,
+            received_at=received_at,
         )
         return self.decide(prepared)

@@ -377,6 +377,7 @@ def load_event(redis: Redis, event_id: str) -> dict[str, Any] | None:
     out["received_at"] = float(data.get("received_at", b"0"))
     out["headers"] = orjson.loads(data.get("headers", b"{}"))
     out["body"] = data.get("body", b"")
+    out["query"] = orjson.loads(data["query"]) if data.get("query") else {}
     out["actions"] = orjson.loads(data.get("actions", b"[]") or b"[]")
     return out
 

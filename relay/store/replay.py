@@ -63,6 +63,7 @@ class Replayer:
             delivery_id=stored["delivery_id"],
             event_id=stored["id"],
             received_at=stored["received_at"],
+            query=stored["query"],
         )
         if mapped.skip is not None:
             return [], mapped.skip, None

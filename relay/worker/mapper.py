@@ -99,18 +99,16 @@ class EventMapper:
             source = self.sources.get(source_name)
             if source is None:
                 raise TransformError(f"source {source_name!r} is not in the configuration any more")
-            headers = orjson.loads(stored["headers"] or b"{}")
-            prepared = self.pipeline.prepare(
+            mapped = self.pipeline.run(
                 source,
-                headers,
-                self.pipeline.parse(source, headers, stored["body"] or b""),
+                orjson.loads(stored["headers"] or b"{}"),
+                stored["body"] or b"",
                 delivery_id=delivery_id,
-                query=orjson.loads(stored["query"]) if stored["query"] else None,
                 event_id=event_id,
                 received_at=float(stored["received_at"] or 0),
+                query=orjson.loads(stored["query"]) if stored["query"] else None,
             )
-            skip = prepared.skip
-            decision = self.pipeline.decide(prepared).decision
+            skip, decision = mapped.skip, mapped.decision
         except RelayError as exc:
             error = f"{type(exc).__name__}: {exc.message}"
         except Exception as exc:  # a user's transform failed: park the event, keep mapping
