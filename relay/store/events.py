@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,15 +183,15 @@ class _GroupCommit:
 
     An item goes to Redis at once when nothing else is being written; items that arrive while a
     call is in flight are written together by the next. Each caller gets its own result only after
-    the call that carries its item has returned. `head_keys`/`head_args` come before the items';
-    `counts`: whether each item's key and argument counts are sent (items of varying size).
+    the call that carries its item has returned. `head` gives the keys and arguments that come
+    before the items' (called per call: a timestamp may be among them); `counts`: whether each
+    item's key and argument counts are sent (items of varying size).
     """
 
     def __init__(
-        self, store: EventStore, script: Any, head_keys: list[Any], head_args: list[Any], counts: bool
+        self, store: EventStore, script: Any, head: Callable[[], tuple[list[Any], list[Any]]], counts: bool
     ) -> None:
-        self.store, self.script = store, script
-        self.head_keys, self.head_args, self.counts = head_keys, head_args, counts
+        self.store, self.script, self.head, self.counts = store, script, head, counts
         self._pending: list[Pending] = []
         self._flushing = False
 
@@ -213,14 +213,13 @@ class _GroupCommit:
                     item = self._pending.pop(0)
                     batch.append(item)
                     size += item[2]
+                head_keys, head_args = self.head()
                 all_keys = [k for item_keys, _, _, _ in batch for k in item_keys]
                 counts = [n for ks, args, _, _ in batch for n in (len(ks), len(args))] if self.counts else []
                 all_args = [a for _, args, _, _ in batch for a in args]
                 try:
                     results = await self.store.write(
-                        self.script,
-                        [*self.head_keys, *all_keys],
-                        [*self.head_args, len(batch), *counts, *all_args],
+                        self.script, [*head_keys, *all_keys], [*head_args, len(batch), *counts, *all_args]
                     )
                 except Exception as exc:  # every request of the batch answers 503
                     for *_, future in batch:
@@ -256,14 +255,17 @@ class EventStore:
         self.min_replicas = min_replicas
         self.replica_timeout_ms = replica_timeout_ms
         self._records = _GroupCommit(
-            self, redis.register_script(scripts.RECORD_MANY), _MODEL_KEYS, _MODEL_ARGS, counts=True
+            self, redis.register_script(scripts.RECORD_MANY), lambda: (_MODEL_KEYS, _MODEL_ARGS), counts=True
         )
         self._receipts = _GroupCommit(
-            self,
-            redis.register_script(scripts.RECEIVE_MANY),
-            [keys.STATS],
-            [keys.MINUTE_PREFIX, keys.MINUTE_TTL],
-            counts=False,
+            self, redis.register_script(scripts.RECEIVE_MANY), self._receive_head, counts=False
+        )
+
+    def _receive_head(self) -> tuple[list[Any], list[Any]]:
+        """The receive script's shared keys and arguments; `now` (received_at) is the batch's."""
+        return (
+            [keys.STATS, keys.EVENTS, keys.INBOX],
+            [keys.MINUTE_PREFIX, keys.MINUTE_TTL, self.dedupe_ttl, self.event_ttl, repr(time.time())],
         )
 
     async def receive(
@@ -278,20 +280,21 @@ class EventStore:
         """Store a verified webhook, unmapped (state `received`), and put it on the inbox."""
         event_id = new_event_id()
         traceparent = tracing.traceparent()  # relay.tracing: the mapping stage continues this trace
-        item_keys = [keys.dedupe(source, delivery_id), keys.event(event_id), keys.EVENTS, keys.INBOX]
-        item_args = [
-            event_id,
-            repr(time.time()),
-            self.dedupe_ttl,
-            self.event_ttl,
-            source,
-            delivery_id,
-            orjson.dumps(headers),
-            body,
-            orjson.dumps(query) if query else b"",
-            traceparent or b"",
-        ]
-        return _recorded(await self._receipts.submit(item_keys, item_args, len(body)))
+        stored = await self._receipts.submit(
+            [keys.dedupe(source, delivery_id), keys.event(event_id)],
+            [
+                event_id,
+                source,
+                delivery_id,
+                orjson.dumps(headers),
+                body,
+                orjson.dumps(query) if query else b"",
+                traceparent or b"",
+            ],
+            len(body),
+        )
+        # The script answers '' for a new event, or the id the delivery was first stored under.
+        return Recorded(stored.decode(), duplicate=True) if stored else Recorded(event_id, duplicate=False)
 
     async def record(
         self,
