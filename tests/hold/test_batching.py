@@ -136,10 +136,7 @@ def test_max_flushes_a_batch_early(relay_factory: Callable[..., Relay], redis_cl
 
 def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: redis.Redis) -> None:
     """Eight routers flush the same closed windows at once: each batch is recorded and queued once."""
-    import asyncio
     import threading
-
-    from redis.asyncio import Redis as AsyncRedis
 
     from relay import hold
     from relay.config import Settings
@@ -165,13 +162,8 @@ def test_racing_routers_flush_a_window_once(redis_server: Any, redis_client: red
                 event_ttl=60,
             )
 
-            async def offer(eid: str = rec.event_id, g: int = g) -> None:
-                client = AsyncRedis.from_url(redis_server.url)
-                gate = Hold("batch", f"src:k{g}", BatchConfig(key="k", window=0.05, max=50))
-                await batching.offer(client, gate, eid, 60)
-                await client.aclose()
-
-            asyncio.run(offer())
+            gate = Hold("batch", f"src:k{g}", BatchConfig(key="k", window=0.05, max=50))
+            batching.offer(redis_client, gate, rec.event_id, 60)
     wait_until(lambda: len(held.due(redis_client, time.time())) == 3, timeout=5)  # every window closed
     flushed: list[str] = []
     barrier = threading.Barrier(8)

@@ -12,6 +12,7 @@ import redis
 
 from relay.store import keys
 from tests.conftest import FIXTURES, GENERIC_TOKEN, Relay, wait_until
+from tests.mapping_stage import MappingStage
 
 FIRING = orjson.loads((FIXTURES / "alertmanager" / "webhook_v4.firing.json").read_bytes())
 RESOLVED = orjson.loads((FIXTURES / "alertmanager" / "webhook_v4.resolved.json").read_bytes())
@@ -69,6 +70,12 @@ def test_a_delayed_action_fires_once_or_never_when_cancelled(
     kept = _post(relay, FIRING, "a")
     cancelled = _post(relay, FIRING, "b")
     resolved = _post(relay, RESOLVED, "b")  # within the delay: cancels b's turn, and is sent itself
+    # The answers say received; the worker's mapping stage holds and cancels afterwards, in inbox
+    # order. The resolved event's `cancelled` count is the last write of its mapping (it settles
+    # its cancel after committing its own outcome), so once it is there the rest is done too.
+    stage = MappingStage.from_config(redis_client, relay.config_path, relay.env)
+    assert stage.mapped(resolved)["state"] == "queued"
+    wait_until(lambda: redis_client.hget(keys.event(resolved), "cancelled") is not None, timeout=5)
     assert redis_client.hget(keys.event(kept), "state") == b"delayed"
     assert redis_client.hget(keys.event(cancelled), "state") == b"cancelled"
     assert redis_client.hget(keys.event(resolved), "cancelled") == b"1"
@@ -87,7 +94,10 @@ def test_a_delayed_action_fires_once_or_never_when_cancelled(
     assert redis_client.hget(keys.event(kept), "state") == b"queued"
     assert redis_client.hget(keys.event(cancelled), "state") == b"cancelled"
     # A cancel after the action went out changes nothing.
-    _post(relay, RESOLVED, "a")
-    time.sleep(0.5)  # nothing changes: a late cancel taking effect would show here
+    late = _post(relay, RESOLVED, "a")
+    assert stage.mapped(late)["state"] == "queued"
+    # The router deletes an inbox entry only once its event's mapping settled (its cancel too):
+    # a late cancel taking effect would show after this.
+    wait_until(lambda: redis_client.xlen(keys.INBOX) == 0, timeout=5)
     assert redis_client.hget(keys.event(kept), "state") == b"queued"
     assert redis_client.hget(keys.STATS, "cancelled_delayed") == b"1"

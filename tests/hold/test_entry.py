@@ -3,14 +3,11 @@ for each kind (cooldown, batch, delay) and a mapping's `cancel`, without an ingr
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import redis
-from redis.asyncio import Redis as AsyncRedis
 
 from relay import hold
 from relay.config import Settings
@@ -21,20 +18,8 @@ from relay.protocol.mapping_config import BatchConfig, CooldownConfig, DelayConf
 from relay.store import keys
 from relay.store.events import encode_actions, record_event
 
-T = TypeVar("T")
 TTL = 600
 LATER = 3600.0  # seconds ahead: every window and delay is due by then
-
-
-def _async(url: str, work: Callable[[AsyncRedis], Awaitable[T]]) -> T:
-    async def run() -> T:
-        client = AsyncRedis.from_url(url)
-        try:
-            return await work(client)
-        finally:
-            await client.aclose()
-
-    return asyncio.run(run())
 
 
 def _record(client: redis.Redis, delivery_id: str, message: str, *, queued: bool = False) -> str:
@@ -58,11 +43,14 @@ def _state(client: redis.Redis, event_id: str) -> str:
 
 
 def _settle(url: str, admission: hold.Admission, event_id: str) -> None:
-    _async(url, lambda r: admission.settle(r, event_id, TTL))
+    """Settle as the mapper does, on a sync client of its own."""
+    with redis.Redis.from_url(url) as client:
+        admission.settle(client, event_id, TTL)
 
 
 def _admit(url: str, decision: Decision, delivery_id: str) -> hold.Admission:
-    return _async(url, lambda r: hold.admit(r, decision, "src", delivery_id))
+    with redis.Redis.from_url(url) as client:
+        return hold.admit(client, decision, "src", delivery_id)
 
 
 def _settings(redis_server: Any) -> Settings:

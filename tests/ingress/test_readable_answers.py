@@ -1,4 +1,5 @@
-"""What a newcomer reads: `relay replay --dry-run` without secrets, held events answered as held,
+"""What a newcomer reads: `relay replay --dry-run` without secrets, held events answered as received
+and recorded as held (not as actions under way),
 a stale signed timestamp explained, OpenClaw's `forEach` refused with what to do instead.
 
 Real processes, a real Redis and real HTTP over loopback.
@@ -73,7 +74,8 @@ def test_replay_dry_run_needs_no_secret_and_changes_nothing(
     (relay.tmp / "crashy.py").write_text(CRASHING)
     relay.start_ingress()
     answer = relay.post("/hooks/generic", dump({"run": 7, "zero": 0}), {**AUTH, "Idempotency-Key": "run-7"})
-    assert answer.status_code == 202 and answer.json()["parked"] is True
+    assert answer.status_code == 202 and answer.json()["state"] == "received"
+    assert relay.outcome(answer)["parked"] is True  # parked by the mapping stage, after the answer
     event_id = answer.json()["eventId"]
     before = redis_client.hgetall(keys.event(event_id))
     bare = {k: v for k, v in relay.env.items() if k not in SECRETS}  # a second terminal: nothing exported
@@ -114,7 +116,7 @@ def test_replay_dry_run_needs_no_secret_and_changes_nothing(
     assert redis_client.xlen(keys.INBOX) == 1 and redis_client.zscore(keys.PARKED, event_id) is None
 
 
-def test_held_events_are_answered_held_not_as_actions_under_way(
+def test_held_events_are_answered_received_and_recorded_held_with_no_action(
     relay_factory: Any, redis_client: redis.Redis
 ) -> None:
     generic = {"preset": "generic", "token": "env:GENERIC_WEBHOOK_TOKEN"}
@@ -138,22 +140,28 @@ def test_held_events_are_answered_held_not_as_actions_under_way(
     relay.start_ingress()
 
     def post(path: str, n: int) -> dict[str, Any]:
+        """The answer, which says received for every event, and then its mapped outcome."""
         r = relay.post(f"/hooks/{path}", dump({"n": n}), {**AUTH, "Idempotency-Key": f"{path}-{n}"})
         assert r.status_code == 202, r.text
-        return dict(r.json())
+        assert r.json() == {"ok": True, "eventId": r.json()["eventId"], "state": "received"}, r.text
+        return relay.outcome(r)
 
     sent = post("now", 1)
     assert sent["actions"] == 1 and "held" not in sent
+    assert redis_client.hget(keys.event(sent["eventId"]), "state") == b"queued"
     for path, held, state in (
         ("batchy", "batch", b"held"),
         ("cool", "cooldown", b"held"),
         ("later", "delay", b"delayed"),
     ):
         for n in (1, 2):
-            answer = post(path, n)
-            assert answer["actions"] == 0 and answer["held"] == held, answer
-            assert redis_client.hget(keys.event(answer["eventId"]), "state") == state, (path, n)
-    assert redis_client.xlen(keys.INBOX) == 1  # only the event that was not held
+            outcome = post(path, n)
+            assert outcome["actions"] == 0 and outcome["held"] == held, outcome
+            record = redis_client.hmget(keys.event(outcome["eventId"]), "state", "action_count")
+            assert record == [state, b"0"], (path, n)
+    # Only the event that was not held has an action under way (routed, waiting for a worker).
+    [routed] = redis_client.zrange(keys.PENDING, 0, -1)
+    assert redis_client.hget(keys.action(routed.decode()), "event_id") == sent["eventId"].encode()
 
 
 def test_a_stale_timestamp_says_how_old_it_is_and_what_allows_it(relay_factory: Any) -> None:
