@@ -98,10 +98,10 @@ class Router:
         if lead == 2:  # newly taken: what the last holder read but did not finish comes first
             self._claim_all = True
         if lead:
-            entries = self._read(block_ms)
+            entries, recovered = self._read(block_ms)
             if entries:
                 try:
-                    self.route(entries)
+                    self.route(entries, recovered=recovered)
                 except LeaseLost as exc:  # the rest stays pending for the new holder
                     log.warning("%s; leaving the batch to the new holder", exc)
                     self._own_pending = True
@@ -118,10 +118,10 @@ class Router:
             self.sweep()
         return len(entries)
 
-    def _read(self, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
-        """The next batch: this router's own pending entries, every pending entry just after the
-        lease changed hands, entries idle past `claim_idle_ms`, else new ones (waiting up to
-        `block_ms`)."""
+    def _read(self, block_ms: int) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool]:
+        """The next batch: every pending entry just after the lease changed hands, this router's
+        own pending entries, entries idle past `claim_idle_ms` (these three: recovered, True), else
+        new ones (waiting up to `block_ms`)."""
         entries: list[tuple[bytes, dict[bytes, bytes]]] = []
         if self._claim_all:
             _, claimed, *_ = self.redis.xautoclaim(
@@ -131,7 +131,7 @@ class Router:
             self._own_pending = True
             entries.extend(entry for entry in claimed if entry[1])
             if entries:
-                return entries
+                return entries, True
         if self._own_pending:
             read = self.redis.xreadgroup(keys.ROUTERS, self.consumer, {keys.INBOX: "0"}, count=BATCH)
             mine = [entry for _stream, items in read or [] for entry in items]
@@ -146,13 +146,14 @@ class Router:
                 keys.INBOX, keys.ROUTERS, self.consumer, self.claim_idle_ms, "0-0", count=BATCH
             )
             entries.extend(claimed)
-        if not entries:
-            read = self.redis.xreadgroup(
-                keys.ROUTERS, self.consumer, {keys.INBOX: ">"}, count=BATCH, block=block_ms or None
-            )
-            for _stream, items in read or []:
-                entries.extend(items)
-        return entries
+        if entries:
+            return entries, True
+        read = self.redis.xreadgroup(
+            keys.ROUTERS, self.consumer, {keys.INBOX: ">"}, count=BATCH, block=block_ms or None
+        )
+        for _stream, items in read or []:
+            entries.extend(items)
+        return entries, False
 
     def sweep(self) -> None:
         """Queue a job for any session lane head whose turn was handed off by a process that died,
@@ -190,9 +191,12 @@ class Router:
             pipe.zremrangebyscore(keys.DEAD, "-inf", now - self.settings.delivery.dead_letter_ttl_seconds)
             pipe.execute()
 
-    def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Map the received events among `entries`, then queue the actions of those to be queued."""
-        committed = self.mapper.map_received([fields[b"event"].decode() for _id, fields in entries])
+    def route(self, entries: list[tuple[bytes, dict[bytes, bytes]]], *, recovered: bool = False) -> None:
+        """Map the received events among `entries`, then queue the actions of those to be queued.
+        `recovered`: entries read by a router that stopped before acknowledging them."""
+        committed = self.mapper.map_received(
+            [fields[b"event"].decode() for _id, fields in entries], recovered=recovered
+        )
         event_ids = [c.event_id for c in committed if c.route]
         with self.redis.pipeline(transaction=False) as pipe:
             for eid in event_ids:

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from relay import hold
+from relay import hold, tracing
 from relay.config import Settings
 from relay.errors import RelayError, TransformError
 from relay.protocol.pipeline import Pipeline, Source, build_sources
@@ -34,7 +34,7 @@ from relay.store.skips import note_skip
 log = logging.getLogger("relay.mapper")
 
 LEASE_MS = 10_000  # a mapper that stops renewing (crashed, stuck) is replaced this long after
-_FIELDS = ("state", "source", "delivery_id", "headers", "body", "query", "received_at")
+_FIELDS = ("state", "source", "delivery_id", "headers", "body", "query", "received_at", "reason")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,22 @@ class Committed:
 
     event_id: str
     route: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One received event, mapped: what its commit writes and what follows it."""
+
+    event_id: str
+    source: str
+    delivery_id: str
+    keys: list[str]
+    args: list[Any]  # the commit script's, after the lease holder
+    admission: hold.Admission
+    skip: str | None
+    error: str | None
+    actions: int  # made by the mapping (held ones included)
+    routed: bool  # queued now
 
 
 class LeaseLost(Exception):
@@ -70,24 +86,39 @@ class EventMapper:
         """Give the lease up (a stopping worker), so that another router maps at once."""
         self._release(keys=[keys.MAPPER], args=[self.holder])
 
-    def map_received(self, event_ids: list[str]) -> list[Committed]:
-        """Map the events among `event_ids` that are still `received`; the others are returned
-        with `route` True when they were queued by someone else (a replay, a closed window)."""
+    def map_received(self, event_ids: list[str], *, recovered: bool = False) -> list[Committed]:
+        """Map the events among `event_ids` that are still `received`, committing them in one round
+        trip; the others are returned with `route` True when they were queued by someone else (a
+        replay, a closed window). `recovered`: entries a router read before it died (claimed or
+        re-read): a held event whose hold was not placed yet gets it now."""
         with self.redis.pipeline(transaction=False) as pipe:
             for eid in event_ids:
                 pipe.hmget(keys.event(eid), *_FIELDS)
             records = pipe.execute()
-        out: list[Committed] = []
+        plans: list[Plan] = []
+        out: dict[str, Committed] = {}
         for eid, values in zip(event_ids, records, strict=True):
             stored = dict(zip(_FIELDS, values, strict=True))
             state = (stored["state"] or b"").decode()
             if state == states.RECEIVED:
-                out.append(self.map_one(eid, stored))
-            else:
-                out.append(Committed(eid, route=state == states.QUEUED))
-        return out
+                plans.append(self.plan(eid, stored))
+                continue
+            if recovered and state in (states.HELD, states.DELAYED) and not stored["reason"]:
+                # Committed, then the router died before placing the hold: place it now.
+                self.plan(eid, stored).admission.settle(self.redis, eid, self.settings.event_ttl_seconds)
+            out[eid] = Committed(eid, route=state == states.QUEUED)
+        if plans:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for plan in plans:
+                    self._commit(keys=plan.keys, args=[self.holder, *plan.args], client=pipe)
+                results = pipe.execute()
+            for plan, result in zip(plans, results, strict=True):
+                out[plan.event_id] = self.finish(plan, result)
+        return [out[eid] for eid in event_ids]
 
-    def map_one(self, event_id: str, stored: dict[str, Any]) -> Committed:
+    def plan(self, event_id: str, stored: dict[str, Any]) -> Plan:
+        """Map one stored event: its actions, state and hold, and the commit script's keys and
+        arguments (but the lease holder's)."""
         source_name = stored["source"].decode()
         delivery_id = stored["delivery_id"].decode()
         error: str | None = None
@@ -99,15 +130,16 @@ class EventMapper:
             source = self.sources.get(source_name)
             if source is None:
                 raise TransformError(f"source {source_name!r} is not in the configuration any more")
-            mapped = self.pipeline.run(
-                source,
-                orjson.loads(stored["headers"] or b"{}"),
-                stored["body"] or b"",
-                delivery_id=delivery_id,
-                event_id=event_id,
-                received_at=float(stored["received_at"] or 0),
-                query=orjson.loads(stored["query"]) if stored["query"] else None,
-            )
+            with tracing.span("relay.map", {"relay.source": source_name}):
+                mapped = self.pipeline.run(
+                    source,
+                    orjson.loads(stored["headers"] or b"{}"),
+                    stored["body"] or b"",
+                    delivery_id=delivery_id,
+                    event_id=event_id,
+                    received_at=float(stored["received_at"] or 0),
+                    query=orjson.loads(stored["query"]) if stored["query"] else None,
+                )
             skip, decision = mapped.skip, mapped.decision
         except RelayError as exc:
             error = f"{type(exc).__name__}: {exc.message}"
@@ -124,7 +156,10 @@ class EventMapper:
         state = states.PARKED if error else (states.QUEUED if routed else states.SKIPPED)
         if admission.hold is not None and state == states.SKIPPED:  # its hold's offer follows at once
             state = states.DELAYED if admission.hold.kind == "delay" else states.HELD
-        result = self._commit(
+        return Plan(
+            event_id=event_id,
+            source=source_name,
+            delivery_id=delivery_id,
             keys=[
                 keys.MAPPER,
                 keys.event(event_id),
@@ -135,7 +170,6 @@ class EventMapper:
                 *(lane for lane, _ in lanes),
             ],
             args=[
-                self.holder,
                 event_id,
                 state,
                 encode_actions(source_name, delivery_id, actions, gateway),
@@ -148,27 +182,36 @@ class EventMapper:
                 keys.ACTION_PREFIX,
                 *(aid for _, aid in lanes),
             ],
+            admission=admission,
+            skip=skip,
+            error=error,
+            actions=len(actions),
+            routed=bool(routed),
         )
+
+    def finish(self, plan: Plan, result: Any) -> Committed:
+        """After the commit: place the hold, note the skip, say what happened."""
         answer = result.decode() if isinstance(result, bytes) else str(result)
         if answer == "lease":
-            raise LeaseLost(f"mapping lease lost before event {event_id} was committed")
+            raise LeaseLost(f"mapping lease lost before event {plan.event_id} was committed")
         if answer != "ok":  # mapped meanwhile by the lease's last holder, or expired
-            return Committed(event_id, route=answer == "done")
-        fields = {"source": source_name, "delivery_id": delivery_id, "event_id": event_id}
-        ttl = self.settings.event_ttl_seconds
-        admission.settle(self.redis, event_id, ttl)
-        if error is not None:
-            log.warning("transform failed; event parked", extra={**fields, "error": error.splitlines()[-1]})
-        elif skip:
-            note_skip(self.redis, event_id, skip)
-            log.info("event mapped, no action", extra={**fields, "reason": skip})
-        elif not actions:
+            return Committed(plan.event_id, route=answer == "done")
+        fields = {"source": plan.source, "delivery_id": plan.delivery_id, "event_id": plan.event_id}
+        plan.admission.settle(self.redis, plan.event_id, self.settings.event_ttl_seconds)
+        if plan.error is not None:
+            log.warning(
+                "transform failed; event parked", extra={**fields, "error": plan.error.splitlines()[-1]}
+            )
+        elif plan.skip:
+            note_skip(self.redis, plan.event_id, plan.skip)
+            log.info("event mapped, no action", extra={**fields, "reason": plan.skip})
+        elif not plan.actions:
             log.info("event mapped, no action", extra={**fields, "reason": "no mapping"})
-        elif admission.hold is not None:
-            log.debug("event mapped and held", extra={**fields, "held": admission.hold.kind})
+        elif plan.admission.hold is not None:
+            log.debug("event mapped and held", extra={**fields, "held": plan.admission.hold.kind})
         else:
-            log.debug("event mapped", extra={**fields, "actions": len(actions)})
-        return Committed(event_id, route=bool(routed))
+            log.debug("event mapped", extra={**fields, "actions": plan.actions})
+        return Committed(plan.event_id, route=plan.routed)
 
 
 def describe(exc: BaseException) -> str:
