@@ -33,6 +33,8 @@ from importlib.metadata import version as pkg_version
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
@@ -60,6 +62,14 @@ HOOKS_TOKEN = "bench-hooks-token"  # noqa: S105
 IN_FLIGHT = 32
 WRK_CONNS = 32
 SECTIONS = ("ingress", "cpu", "delivery", "e2e", "burst")
+# An event's way to the gateway, stage by stage (bench e2e): each ends at the time a record keeps.
+E2E_STAGES = (
+    "sender → stored (ingress write)",
+    "stored → mapped (router reads the inbox, maps)",
+    "mapped → queued (RQ job made)",
+    "queued → attempt (RQ worker takes the job)",
+    "attempt → gateway has it (checks, HTTP)",
+)
 # Issue 21's workloads: each against the bare and the verify baseline (push1 is section 1's own).
 WORKLOADS = ("push1", "push7", "single", "alerts20")
 
@@ -748,6 +758,16 @@ class Bench:
 
     # ---- 3. end to end ---------------------------------------------------------------------
 
+    def e2e_stages(self, event_id: str, sent: float, arrived: float) -> dict[str, float]:
+        """Where one event's time went, from the times its records keep (seconds)."""
+        received, mapped, actions = self.r.hmget(
+            f"relay:event:{event_id}", "received_at", "mapped_at", "actions"
+        )
+        aid = orjson.loads(actions)[0]["id"]
+        queued, attempt = self.r.hmget(f"relay:action:{aid}", "queued_at", "first_attempt_at")
+        marks = [sent, float(received), float(mapped), float(queued), float(attempt), arrived]
+        return {name: b - a for name, a, b in zip(E2E_STAGES, marks, marks[1:], strict=True)}
+
     def e2e(self) -> dict[str, Any]:
         n = self.sizes.e2e_n
         self.flush()
@@ -759,6 +779,7 @@ class Bench:
         url = f"http://127.0.0.1:{self.ingress_port}/hooks/github"
         latencies: list[float] = []
         acks: list[float] = []
+        stages: list[dict[str, float]] = []
         try:
             with httpx.Client(timeout=10) as client:
                 for i in range(-5, n):  # 5 warm-up events first (worker start-up, connections)
@@ -782,11 +803,13 @@ class Bench:
                     if i >= 0:
                         latencies.append(tail.runs[-1]["at"] - sent)
                         acks.append(ack)
+                        stages.append(self.e2e_stages(resp.json()["eventId"], sent, tail.runs[-1]["at"]))
         finally:
             self.stop_workers([worker])
             for p in (ingress, stub):
                 self.stop(p)
         res = {
+            "stages": {name: pct([s[name] for s in stages], 50) * 1000 for name in E2E_STAGES},
             "n": n,
             "p50_ms": pct(latencies, 50) * 1000,
             "p99_ms": pct(latencies, 99) * 1000,
@@ -1175,6 +1198,12 @@ def report(mode: str, results: dict[str, Any], started: float, profiled: bool, s
             f"| sender → stub receives the action | {f1(e2e['p50_ms'])} | {f1(e2e['p99_ms'])} | "
             f"{f1(e2e['max_ms'])} |",
             f"| sender → ingress answers 202 | {f1(e2e['ack_p50_ms'])} | {f1(e2e['ack_p99_ms'])} | |",
+            "",
+            "Where the time goes (p50 of each stage, from the times the event and action records keep):",
+            "",
+            "| stage | p50 ms |",
+            "|---|---:|",
+            *(f"| {name} | {ms:.2f} |" for name, ms in e2e["stages"].items()),
             "",
         ]
         targets.append(("end-to-end p50 at idle ≤ 5 ms", f"{e2e['p50_ms']:.1f} ms", e2e["p50_ms"] <= 5))
