@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from redis import Redis
 
-from relay import hold
+from relay import hold, tracing
 from relay.config import Settings
 from relay.errors import RelayError, TransformError
 from relay.protocol.pipeline import Pipeline, Source, build_sources
@@ -34,7 +34,7 @@ from relay.store.skips import note_skip
 log = logging.getLogger("relay.mapper")
 
 LEASE_MS = 10_000  # a mapper that stops renewing (crashed, stuck) is replaced this long after
-_FIELDS = ("state", "source", "delivery_id", "headers", "body", "query", "received_at")
+_FIELDS = ("state", "source", "delivery_id", "headers", "body", "query", "received_at", "traceparent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,18 @@ class EventMapper:
         return out
 
     def map_one(self, event_id: str, stored: dict[str, Any]) -> Committed:
+        # The mapping runs after the ingress answered, in another process: its `relay.map` span
+        # continues the event's trace from the traceparent the ingress stored (relay.tracing), so
+        # the trace still holds the mapping step between the ingress's spans and the delivery's.
+        traceparent = stored.get("traceparent")
+        with tracing.continued(
+            "relay.map",
+            traceparent.decode() if traceparent else None,
+            {"relay.event_id": event_id, "relay.source": (stored["source"] or b"").decode()},
+        ):
+            return self._map_one(event_id, stored)
+
+    def _map_one(self, event_id: str, stored: dict[str, Any]) -> Committed:
         source_name = stored["source"].decode()
         delivery_id = stored["delivery_id"].decode()
         error: str | None = None
@@ -156,6 +168,7 @@ class EventMapper:
             raise LeaseLost(f"mapping lease lost before event {event_id} was committed")
         if answer != "ok":  # mapped meanwhile by the lease's last holder, or expired
             return Committed(event_id, route=answer == "done")
+        tracing.set_attributes(relay__state=state, relay__actions=len(routed))  # the relay.map span
         fields = {"source": source_name, "delivery_id": delivery_id, "event_id": event_id}
         ttl = self.settings.event_ttl_seconds
         admission.settle(self.redis, event_id, ttl)
