@@ -7,6 +7,12 @@ prometheus_client's multiprocess directory, and the numbers survive restarts.
 
 Field names: `event|<outcome>|<source>`, `refused|<status>|<source>`, `action|<outcome>|<kind>`,
 `latency|<bucket>`, `latency_sum`, `latency_count`.
+
+An event is counted twice: `event|received|<source>` when the ingress stores it (or
+`event|duplicate|<source>` when it was seen before), then `event|accepted|`, `skipped|` or
+`parked|` when the mapping stage has mapped it (relay.worker.mapper). `relay_events_total` keeps
+one count per webhook (duplicate, accepted, skipped, parked), as the alert rules' ratios expect;
+the ingress's count is `relay_events_received_total`.
 """
 
 from __future__ import annotations
@@ -85,7 +91,17 @@ class RedisCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         stats = {k.decode(): v.decode() for k, v in self.redis.hgetall(keys.STATS).items()}
         events = CounterMetricFamily(
-            "relay_events", "Webhooks recorded, by source and outcome", labels=["source", "outcome"]
+            "relay_events",
+            "Webhooks by source and outcome, one count each: duplicate (counted by the ingress), "
+            "or accepted, skipped (no action now: skip rules, no mapping, or held by a cooldown, "
+            "batch or delay) or parked (counted by the mapping stage once it has mapped the event)",
+            labels=["source", "outcome"],
+        )
+        received = CounterMetricFamily(
+            "relay_events_received",
+            "Webhooks the ingress verified and stored (answered 'received'), by source; "
+            "relay_events_total counts them again by outcome once they are mapped",
+            labels=["source"],
         )
         refused = CounterMetricFamily(
             "relay_events_refused", "Webhooks refused, by source and HTTP status", labels=["source", "status"]
@@ -98,7 +114,9 @@ class RedisCollector(Collector):
         buckets: dict[str, float] = {}
         for field, value in stats.items():
             parts = field.split("|")
-            if parts[0] == "event" and len(parts) == 3:
+            if parts[0] == "event" and len(parts) == 3 and parts[1] == "received":
+                received.add_metric([parts[2]], float(value))
+            elif parts[0] == "event" and len(parts) == 3:
                 events.add_metric([parts[2], parts[1]], float(value))
             elif parts[0] == "refused" and len(parts) == 3:
                 refused.add_metric([parts[2], parts[1]], float(value))
@@ -107,6 +125,7 @@ class RedisCollector(Collector):
             elif parts[0] == "latency" and len(parts) == 2:
                 buckets[parts[1]] = float(value)
         yield events
+        yield received
         yield refused
         yield actions
 

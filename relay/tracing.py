@@ -1,12 +1,12 @@
 """OpenTelemetry tracing, optional: `pip install 'openclaw-relay[otel]'` and set the standard
 `OTEL_*` variables (an exporter or an OTLP endpoint); otherwise every function here does nothing.
 
-One trace per event: `relay.webhook` (the ingress request) with children `relay.protocol.verify`,
-`relay.map` and `relay.record`; the worker continues the same trace from the `traceparent` kept
-on the event: `relay.store.events` (from routing to the first attempt) and one `relay.deliver` per
-attempt, whose W3C `traceparent` is sent to the gateway with the action. Sampling follows the
-SDK's standard `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`. Spans carry ids, kinds, states
-and HTTP statuses, never payload content.
+One trace per event: `relay.webhook` (the ingress request) with children `relay.protocol.verify`
+and `relay.record`; the worker continues the same trace from the `traceparent` kept on the event:
+`relay.map` (the mapping stage, after the ingress has answered), `relay.store.events` (from
+routing to the first attempt) and one `relay.deliver` per attempt, whose W3C `traceparent` is
+sent to the gateway with the action. Sampling follows the SDK's standard `OTEL_TRACES_SAMPLER` /
+`OTEL_TRACES_SAMPLER_ARG`. Spans carry ids, kinds, states and HTTP statuses, never payload content.
 """
 
 from __future__ import annotations
@@ -106,6 +106,17 @@ def traceparent() -> str | None:
     if _tracer is None or context is None or not context.is_valid:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+def continued(name: str, stored_traceparent: str | None, attributes: dict[str, Any] | None = None) -> Any:
+    """A span of a later stage of an event's trace (the mapping stage, in a worker): a child of the
+    event's root span when its traceparent was stored; a no-op without tracing."""
+    if _tracer is None:
+        return nullcontext()
+    from opentelemetry.propagate import extract
+
+    parent = extract({"traceparent": stored_traceparent}) if stored_traceparent else None
+    return _tracer.start_as_current_span(name, context=parent, attributes=_clean(attributes))
 
 
 @contextmanager

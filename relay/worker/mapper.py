@@ -34,7 +34,17 @@ from relay.store.skips import note_skip
 log = logging.getLogger("relay.mapper")
 
 LEASE_MS = 10_000  # a mapper that stops renewing (crashed, stuck) is replaced this long after
-_FIELDS = ("state", "source", "delivery_id", "headers", "body", "query", "received_at", "reason")
+_FIELDS = (
+    "state",
+    "source",
+    "delivery_id",
+    "headers",
+    "body",
+    "query",
+    "received_at",
+    "reason",
+    "traceparent",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,18 @@ class EventMapper:
     def plan(self, event_id: str, stored: dict[str, Any]) -> Plan:
         """Map one stored event: its actions, state and hold, and the commit script's keys and
         arguments (but the lease holder's)."""
+        # The mapping runs after the ingress answered, in another process: its `relay.map` span
+        # continues the event's trace from the traceparent the ingress stored (relay.tracing), so
+        # the trace still holds the mapping step between the ingress's spans and the delivery's.
+        traceparent = stored.get("traceparent")
+        with tracing.continued(
+            "relay.map",
+            traceparent.decode() if traceparent else None,
+            {"relay.event_id": event_id, "relay.source": (stored["source"] or b"").decode()},
+        ):
+            return self._plan(event_id, stored)
+
+    def _plan(self, event_id: str, stored: dict[str, Any]) -> Plan:
         source_name = stored["source"].decode()
         delivery_id = stored["delivery_id"].decode()
         error: str | None = None
@@ -130,16 +152,15 @@ class EventMapper:
             source = self.sources.get(source_name)
             if source is None:
                 raise TransformError(f"source {source_name!r} is not in the configuration any more")
-            with tracing.span("relay.map", {"relay.source": source_name}):
-                mapped = self.pipeline.run(
-                    source,
-                    orjson.loads(stored["headers"] or b"{}"),
-                    stored["body"] or b"",
-                    delivery_id=delivery_id,
-                    event_id=event_id,
-                    received_at=float(stored["received_at"] or 0),
-                    query=orjson.loads(stored["query"]) if stored["query"] else None,
-                )
+            mapped = self.pipeline.run(
+                source,
+                orjson.loads(stored["headers"] or b"{}"),
+                stored["body"] or b"",
+                delivery_id=delivery_id,
+                event_id=event_id,
+                received_at=float(stored["received_at"] or 0),
+                query=orjson.loads(stored["query"]) if stored["query"] else None,
+            )
             skip, decision = mapped.skip, mapped.decision
         except RelayError as exc:
             error = f"{type(exc).__name__}: {exc.message}"
@@ -156,6 +177,7 @@ class EventMapper:
         state = states.PARKED if error else (states.QUEUED if routed else states.SKIPPED)
         if admission.hold is not None and state == states.SKIPPED:  # its hold's offer follows at once
             state = states.DELAYED if admission.hold.kind == "delay" else states.HELD
+        tracing.set_attributes(relay__state=state, relay__actions=len(routed))  # the relay.map span
         return Plan(
             event_id=event_id,
             source=source_name,

@@ -44,7 +44,8 @@ def test_metrics_count_what_was_sent(relay: Relay, redis_client: redis.Redis) ->
     assert relay.post_github(PUSH, "m-1").status_code == 202
     assert relay.post_github(PUSH, "m-2").status_code == 202
     assert relay.post_github(PUSH, "m-2").status_code == 200  # duplicate
-    assert relay.post_github(PUSH, "m-3", event="ping").status_code == 200  # skipped
+    ping = relay.post_github(PUSH, "m-3", event="ping")
+    assert ping.status_code == 202 and relay.outcome(ping)["skipped"]  # stored, then skipped by the mapping
     assert relay.post_github(PUSH, "m-4", secret="wrong").status_code == 401
     assert relay.post("/hooks/no-such-source", b"{}", {}).status_code == 404
     wait_until(lambda: len(relay.stub.runs()) == 2)
@@ -55,6 +56,9 @@ def test_metrics_count_what_was_sent(relay: Relay, redis_client: redis.Redis) ->
     assert m[("relay_events_total", (("outcome", "accepted"), ("source", "github")))] == 2
     assert m[("relay_events_total", (("outcome", "duplicate"), ("source", "github")))] == 1
     assert m[("relay_events_total", (("outcome", "skipped"), ("source", "github")))] == 1
+    # The ingress counts what it stored; relay_events_total counts each webhook once, by outcome.
+    assert m[("relay_events_received_total", (("source", "github"),))] == 3
+    assert not any(name == "relay_events_total" and ("outcome", "received") in labels for name, labels in m)
     assert m[("relay_events_refused_total", (("source", "github"), ("status", "401")))] == 1
     assert m[("relay_events_refused_total", (("source", "(unknown)"), ("status", "404")))] == 1
     assert m[("relay_actions_total", (("kind", "agent"), ("outcome", "enqueued")))] == 2

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import orjson
 import redis
 
@@ -15,7 +16,9 @@ from tests.conftest import HOOKS_TOKEN, Relay, dump, wait_until
 AUTH = {"Authorization": f"Bearer {HOOKS_TOKEN}"}
 
 
-def action_ids(client: redis.Redis, event_id: str) -> list[str]:
+def action_ids(relay: Relay, client: redis.Redis, answer: httpx.Response) -> list[str]:
+    """The ids of the actions the mapping stage made of an answered event (once it is mapped)."""
+    event_id = relay.outcome(answer)["eventId"]
     return [a["id"] for a in orjson.loads(client.hget(keys.event(event_id), "actions"))]
 
 
@@ -30,11 +33,11 @@ def relay_cli(relay: Relay, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def send_agent(relay: Relay, message: str, session: str | None = None) -> str:
+def send_agent(relay: Relay, message: str, session: str | None = None) -> httpx.Response:
     body = {"message": message, **({"sessionKey": session} if session else {})}
     response = relay.post("/hooks/agent", dump(body), {**AUTH, "Idempotency-Key": message})
     assert response.status_code == 202, response.text
-    return str(response.json()["eventId"])
+    return response
 
 
 def test_gateway_down_pauses_delivery_without_spending_attempts_then_resumes(
@@ -43,7 +46,7 @@ def test_gateway_down_pauses_delivery_without_spending_attempts_then_resumes(
     relay = relay_factory()
     relay.start_ingress()
     relay.start_worker()
-    ids = [action_ids(redis_client, send_agent(relay, f"while down {i}"))[0] for i in range(5)]
+    ids = [action_ids(relay, redis_client, send_agent(relay, f"while down {i}"))[0] for i in range(5)]
     wait_until(lambda: redis_client.exists(keys.CIRCUIT), timeout=10)
     listing = relay_cli(relay, "events")
     assert "delivery paused" in listing.stdout and "ConnectError" in listing.stdout
@@ -65,7 +68,7 @@ def test_wrong_gateway_token_keeps_events_instead_of_dead_lettering(relay_factor
     relay.env["OPENCLAW_HOOKS_TOKEN"] = "a-token-the-gateway-does-not-know"
     relay.start_worker()
     relay.env["OPENCLAW_HOOKS_TOKEN"] = HOOKS_TOKEN
-    (aid,) = action_ids(redis_client, send_agent(relay, "token check"))
+    (aid,) = action_ids(relay, redis_client, send_agent(relay, "token check"))
     wait_until(lambda: redis_client.exists(keys.CIRCUIT), timeout=10)
     assert redis_client.get(keys.CIRCUIT).startswith(b"401")
     time.sleep(2)  # nothing happens while the token is wrong: a dead letter would show here
@@ -114,8 +117,8 @@ def test_dead_letters_can_be_listed_shown_and_replayed_with_the_same_key(relay_f
     relay.start_ingress()
     relay.start_worker()
     stub.control(fail=[400, 400])
-    first = action_ids(redis_client, send_agent(relay, "dead one"))[0]
-    second = action_ids(redis_client, send_agent(relay, "dead two"))[0]
+    first = action_ids(relay, redis_client, send_agent(relay, "dead one"))[0]
+    second = action_ids(relay, redis_client, send_agent(relay, "dead two"))[0]
     wait_until(lambda: state(redis_client, first) == state(redis_client, second) == "dead", timeout=15)
 
     listing = relay_cli(relay, "dlq", "list")

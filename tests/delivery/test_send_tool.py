@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -40,7 +41,9 @@ def _event(payload: dict) -> Event:
     return Event(source="generic", path="generic", payload=payload, headers={}, query={})
 
 
-def _action_ids(client: redis.Redis, event_id: str) -> list[str]:
+def _action_ids(relay: Relay, client: redis.Redis, answer: httpx.Response) -> list[str]:
+    """The ids of the actions the mapping stage made of an answered event (once it is mapped)."""
+    event_id = relay.outcome(answer)["eventId"]
     return [a["id"] for a in orjson.loads(client.hget(keys.event(event_id), "actions"))]
 
 
@@ -177,7 +180,7 @@ def test_send_mapping_is_delivered_over_the_websocket_rpc(relay_factory, redis_c
     relay = _start(relay_factory(mappings=[SEND_MAPPING]))
     response = relay.post("/hooks/generic", BODY, AUTH)
     assert response.status_code == 202, response.text
-    (action_id,) = _action_ids(redis_client, response.json()["eventId"])
+    (action_id,) = _action_ids(relay, redis_client, response)
     sends = wait_until(lambda: relay.stub.runs("send"), timeout=15)
     assert sends[0]["key"] == action_id
     assert sends[0]["body"] == {
@@ -195,7 +198,7 @@ def test_tool_mapping_is_delivered_to_tools_invoke(relay_factory, redis_client: 
     relay = _start(relay_factory(mappings=[TOOL_MAPPING]))
     response = relay.post("/hooks/generic", BODY, AUTH)
     assert response.status_code == 202, response.text
-    (action_id,) = _action_ids(redis_client, response.json()["eventId"])
+    (action_id,) = _action_ids(relay, redis_client, response)
     calls = wait_until(lambda: relay.stub.runs("tools/invoke"), timeout=15)
     assert calls[0]["key"] == action_id
     assert calls[0]["body"] == {
@@ -212,7 +215,7 @@ def test_send_retried_after_a_lost_answer_is_received_once(relay_factory, redis_
     relay = _start(relay_factory(mappings=[SEND_MAPPING]))
     relay.stub.control(ws_drop=1)  # handled, then the connection drops before the answer
     response = relay.post("/hooks/generic", BODY, AUTH)
-    (action_id,) = _action_ids(redis_client, response.json()["eventId"])
+    (action_id,) = _action_ids(relay, redis_client, response)
     wait_until(lambda: _state(redis_client, action_id) == "delivered", timeout=40)
     sends = [r for r in relay.stub.requests() if r["path"] == "send"]
     assert [r["replay"] for r in sends] == [False, True]
@@ -224,7 +227,7 @@ def test_send_retried_after_an_error_answer(relay_factory, redis_client: redis.R
     relay = _start(relay_factory(mappings=[SEND_MAPPING]))
     relay.stub.control(fail=[503])
     response = relay.post("/hooks/generic", BODY, AUTH)
-    (action_id,) = _action_ids(redis_client, response.json()["eventId"])
+    (action_id,) = _action_ids(relay, redis_client, response)
     wait_until(lambda: _state(redis_client, action_id) == "delivered", timeout=30)
     assert len(relay.stub.runs("send")) == 1
     assert {r["key"] for r in relay.stub.requests() if r["path"] == "send"} == {action_id}
@@ -234,7 +237,7 @@ def test_send_refused_as_invalid_is_dead_lettered(relay_factory, redis_client: r
     relay = _start(relay_factory(mappings=[SEND_MAPPING]))
     relay.stub.control(fail=[400])
     response = relay.post("/hooks/generic", BODY, AUTH)
-    (action_id,) = _action_ids(redis_client, response.json()["eventId"])
+    (action_id,) = _action_ids(relay, redis_client, response)
     wait_until(lambda: _state(redis_client, action_id) == "dead", timeout=15)
     assert b"INVALID_REQUEST" in redis_client.hget(keys.action(action_id), "last_error")
 
@@ -245,7 +248,7 @@ def test_wrong_gateway_token_pauses_and_keeps_the_action(
 ) -> None:
     relay = _start(relay_factory(gateway={"auth_token": "not-the-gateway-token"}, mappings=[mapping]))
     response = relay.post("/hooks/generic", BODY, AUTH)
-    (action_id,) = _action_ids(redis_client, response.json()["eventId"])
+    (action_id,) = _action_ids(relay, redis_client, response)
     wait_until(lambda: _state(redis_client, action_id) == "paused", timeout=15)
     time.sleep(1.0)  # nothing changes: a dead letter or a send with the wrong token would show here
     assert _state(redis_client, action_id) == "paused"

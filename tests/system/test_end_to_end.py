@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import httpx
+import orjson
 import redis
 
 from relay.store import keys
@@ -17,9 +19,9 @@ def delivered_state(client: redis.Redis, action_id: str) -> str | None:
     return state.decode() if state else None
 
 
-def only_action_id(client: redis.Redis, event_id: str) -> str:
-    import orjson
-
+def only_action_id(relay: Relay, client: redis.Redis, answer: httpx.Response) -> str:
+    """The id of the one action the mapping stage made of an answered event (once it is mapped)."""
+    event_id = relay.outcome(answer)["eventId"]
     actions = orjson.loads(client.hget(keys.event(event_id), "actions"))
     assert len(actions) == 1
     return str(actions[0]["id"])
@@ -29,13 +31,14 @@ def test_signed_push_is_delivered_once_with_idempotency_key(relay: Relay, redis_
     started = time.monotonic()
     response = relay.post_github(PUSH, "delivery-1")
     assert response.status_code == 202, response.text
-    body = response.json()
+    assert response.json()["state"] == "received"  # answered before the mapping, which follows
+    body = relay.outcome(response)  # the answer, with what the mapping stage made of its event
     assert body["ok"] is True and body["actions"] == 1
     runs = wait_until(lambda: relay.stub.runs(), timeout=10)
     elapsed = time.monotonic() - started
     assert len(runs) == 1
     run = runs[0]
-    action_id = only_action_id(redis_client, body["eventId"])
+    action_id = only_action_id(relay, redis_client, response)
     assert run["key"] == action_id
     assert "Codertocat/Hello-World" in run["body"]["message"]
     assert run["body"]["sessionKey"] == "hook:github:Codertocat/Hello-World"
@@ -97,7 +100,7 @@ def test_same_delivery_id_twice_is_delivered_once(relay: Relay, redis_client: re
 def test_gateway_503_then_200_is_delivered_once(relay: Relay, redis_client: redis.Redis) -> None:
     relay.stub.control(fail=[503])
     response = relay.post_github(PUSH, "delivery-503")
-    action_id = only_action_id(redis_client, response.json()["eventId"])
+    action_id = only_action_id(relay, redis_client, response)
     wait_until(lambda: delivered_state(redis_client, action_id) == "delivered", timeout=15)
     requests = [r for r in relay.stub.requests() if r.get("key") == action_id]
     assert [r["status"] for r in requests] == [503, 200]
@@ -108,7 +111,7 @@ def test_gateway_503_then_200_is_delivered_once(relay: Relay, redis_client: redi
 def test_gateway_400_is_dead_lettered_with_its_error_text(relay: Relay, redis_client: redis.Redis) -> None:
     relay.stub.control(fail=[400])
     response = relay.post_github(PUSH, "delivery-400")
-    action_id = only_action_id(redis_client, response.json()["eventId"])
+    action_id = only_action_id(relay, redis_client, response)
     wait_until(lambda: delivered_state(redis_client, action_id) == "dead", timeout=10)
     record = {k.decode(): v.decode() for k, v in redis_client.hgetall(keys.action(action_id)).items()}
     assert record["last_status"] == "400"
@@ -126,7 +129,7 @@ def test_worker_killed_after_the_gateway_admitted_the_run_does_not_start_a_secon
     relay.start_ingress()
     worker = relay.start_worker()
     response = relay.post_github(PUSH, "delivery-kill")
-    action_id = only_action_id(redis_client, response.json()["eventId"])
+    action_id = only_action_id(relay, redis_client, response)
     # The stub records the run when it admits it, then holds the answer for 4 s: kill the
     # worker while it waits, so the gateway has the run but the relay never heard back.
     wait_until(lambda: relay.stub.runs(), timeout=10)
@@ -147,7 +150,7 @@ def test_delivered_action_is_not_sent_again_when_its_job_runs_twice(
     from rq import Queue
 
     response = relay.post_github(PUSH, "delivery-rerun")
-    action_id = only_action_id(redis_client, response.json()["eventId"])
+    action_id = only_action_id(relay, redis_client, response)
     wait_until(lambda: delivered_state(redis_client, action_id) == "delivered")
     # A second job for the same action (a crash between send and record, a manual re-queue)
     # finds the delivered record and sends nothing.

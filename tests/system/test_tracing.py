@@ -1,6 +1,6 @@
 """OpenTelemetry tracing (relay.tracing, the `otel` extra), with the SDK's in-memory exporter:
-a real webhook through the ingress app, routed and delivered in this process to a real gateway
-stub over HTTP, becomes one trace, and the gateway receives its W3C traceparent."""
+a real webhook through the ingress app, mapped, routed and delivered in this process to a real
+gateway stub over HTTP, becomes one trace, and the gateway receives its W3C traceparent."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
 
 
 def webhook(relay: Relay, delivery_id: str) -> dict[str, Any]:
-    """POST a signed GitHub push to the ingress app in this process; route and deliver its action."""
+    """POST a signed GitHub push to the ingress app in this process; map and route its event (a
+    router step, as the worker holding the mapping lease would), and deliver its action."""
     settings = load_settings(relay.config_path)
 
     async def post() -> httpx.Response:
@@ -104,6 +105,12 @@ def test_a_webhook_is_one_trace_from_ingress_to_the_gateway(
     for name in ("relay.protocol.verify", "relay.map", "relay.record", "relay.store.events", "relay.deliver"):
         assert spans[name].context.trace_id == root.context.trace_id, name
         assert spans[name].parent.span_id == root.context.span_id, name
+    # The mapping runs after the ingress has answered (in the router that holds the mapping lease):
+    # its span continues the trace stored with the event, once the request's span has ended.
+    mapped = spans["relay.map"]
+    assert mapped.parent.is_remote and mapped.start_time >= root.end_time >= spans["relay.record"].end_time
+    assert mapped.attributes["relay.event_id"] == event_id and mapped.attributes["relay.source"] == "github"
+    assert mapped.attributes["relay.state"] == "queued" and mapped.attributes["relay.actions"] == 1
     deliver = spans["relay.deliver"]
     assert deliver.attributes["relay.attempt"] == 1 and deliver.attributes["relay.outcome"] == "delivered"
     assert deliver.attributes["http.response.status_code"] == 200
