@@ -51,7 +51,14 @@ def test_every_alert_has_a_unit_test() -> None:
 def test_rules_use_only_metrics_and_labels_the_relay_serves(redis_client: redis.Redis) -> None:
     # Populate every family the rules read, then render /metrics as an ingress does.
     redis_client.hset(
-        keys.STATS, mapping={"event|accepted|github": 3, "refused|401|github": 1, "action|dead|agent": 1}
+        keys.STATS,
+        mapping={
+            "event|received|github": 4,
+            "event|accepted|github": 3,
+            "event|duplicate|github": 1,
+            "refused|401|github": 1,
+            "action|dead|agent": 1,
+        },
     )
     pause.pause(redis_client, "gateway", "default", by="test")
     with redis_client.pipeline() as pipe:
