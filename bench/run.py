@@ -766,7 +766,7 @@ class Bench:
         aid = orjson.loads(actions)[0]["id"]
         queued, attempt = self.r.hmget(f"relay:action:{aid}", "queued_at", "first_attempt_at")
         marks = [sent, float(received), float(mapped), float(queued), float(attempt), arrived]
-        return {name: b - a for name, a, b in zip(E2E_STAGES, marks, marks[1:], strict=True)}
+        return {name: b - a for name, a, b in zip(E2E_STAGES, marks[:-1], marks[1:], strict=True)}
 
     def e2e(self) -> dict[str, Any]:
         n = self.sizes.e2e_n
