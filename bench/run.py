@@ -626,9 +626,24 @@ class Bench:
         self.flush()
         self.blast(1, "sample")
         (eid,) = self.r.zrange("relay:events", 0, -1)
+        self.map_inbox()
         actions = json.loads(self.r.hget(f"relay:event:{eid.decode()}", "actions"))
         assert len(actions) == 1 and actions[0]["kind"] == "agent", actions
         return actions[0]
+
+    def map_inbox(self) -> None:
+        """Map what the inbox holds, as a worker's mapping stage would, in this process (no job is
+        run): for reading an event's actions without starting a worker."""
+        from unittest import mock
+
+        from relay.config import load_settings
+        from relay.worker.dispatch import Router, ensure_group
+
+        with mock.patch.dict(os.environ, self.env):
+            router = Router(self.r, load_settings(self.config), consumer="bench")
+        ensure_group(self.r)
+        router.step(0)
+        router.mapper.release()
 
     def delivery(self) -> dict[str, Any]:
         s = self.sizes
