@@ -1,8 +1,9 @@
 """Parked events and `relay replay` / `relay try`, with real processes and a real Redis.
 
 A transform that crashes parks its events (answered 202 received, then parked by the mapping
-stage), under load as well; they are kept with the traceback, and once the transform is fixed `relay replay` queues their actions, with the
-action ids they would have had the first time, and the worker delivers them.
+stage), under load as well; they are kept with the traceback, and once the transform is fixed
+`relay replay` queues their actions, with the action ids they would have had the first time, and
+the worker delivers them.
 """
 
 from __future__ import annotations
