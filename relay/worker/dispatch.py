@@ -173,7 +173,9 @@ class Router:
         """Keep the event log and the dead letters bounded by age (and the log by count).
 
         Events past `events_max` lose their body and headers too (what makes an event big), not
-        only their place in the index; their actions stay until `event_ttl`, so nothing queued is lost."""
+        only their place in the index; their actions stay until `event_ttl`, so nothing queued is lost.
+        An event not mapped yet (`received`: a backlog while no router maps) is left as it is, body
+        and place: the mapping stage reads its body. A later trim empties it once it is mapped."""
         now = time.time()
         while True:
             excess = self.redis.zcard(keys.EVENTS) - self.settings.events_max
@@ -182,9 +184,18 @@ class Router:
                 break
             with self.redis.pipeline(transaction=False) as pipe:
                 for member in over:
-                    pipe.hdel(keys.event(member.decode()), "body", "headers")
-                pipe.zrem(keys.EVENTS, *over)
-                pipe.execute()
+                    pipe.hget(keys.event(member.decode()), "state")
+                found = pipe.execute()
+            # Once mapped, an event never becomes `received` again: what is read here holds.
+            mapped = [m for m, state in zip(over, found, strict=True) if state != states.RECEIVED.encode()]
+            if mapped:
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for member in mapped:
+                        pipe.hdel(keys.event(member.decode()), "body", "headers")
+                    pipe.zrem(keys.EVENTS, *mapped)
+                    pipe.execute()
+            if len(mapped) < len(over):  # the oldest wait for their mapping: the next trim goes on
+                break
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(keys.EVENTS, "-inf", now - self.settings.event_ttl_seconds)
             pipe.zremrangebyscore(keys.PARKED, "-inf", now - self.settings.event_ttl_seconds)

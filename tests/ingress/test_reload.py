@@ -39,8 +39,16 @@ def make(relay_factory) -> Relay:  # type: ignore[no-untyped-def]
 
 
 def mapped(redis_client: redis.Redis, event_id: str) -> str:
-    actions = orjson.loads(redis_client.hget(keys.event(event_id), "actions") or b"[]")
-    return str(actions[0]["body"]["message"]) if actions else ""
+    """The message of the event's first action ('' for none), once the worker has mapped it: the
+    mapping stage runs the transforms, after the ingress has answered."""
+
+    def actions() -> list[bytes | None] | None:
+        state, raw = redis_client.hmget(keys.event(event_id), "state", "actions")
+        return [raw] if state not in (None, b"received") else None
+
+    [raw] = wait_until(actions, timeout=15)
+    found = orjson.loads(raw or b"[]")
+    return str(found[0]["body"]["message"]) if found else ""
 
 
 class Stream:
@@ -104,21 +112,33 @@ def test_an_invalid_config_is_refused_with_the_check_error_and_the_running_one_s
     relay_factory, redis_client: redis.Redis
 ) -> None:
     relay = make(relay_factory)
+    # Both processes run with the valid config (and have installed their SIGHUP handler) once
+    # they report in.
+    wait_until(
+        lambda: {k.split(b":")[0] for k in redis_client.hkeys(STATUS)} >= {b"ingress", b"worker"},
+        timeout=30,
+    )
     (relay.tmp / "shape.py").write_text("def transform(event:\n")  # a syntax error
     check = relay_cli(relay, "check", "--offline")
     done = relay_cli(relay, "reload")
     assert done.returncode == 2 and check.returncode == 2
     assert done.stderr == check.stderr and "mappings.0.transform" in done.stderr
-    # SIGHUP to the ingress with the same broken file: refused there too, and it keeps serving.
-    ingress = next(p for p in relay.procs if p.args[0] == "serve")
-    ingress.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "reload refused, running config kept" in ingress.output(), timeout=15)
+    # SIGHUP with the same broken file: refused there too, and each process keeps its config. The
+    # ingress keeps serving; the worker, which runs the transforms (the mapping stage), keeps
+    # mapping with the running one.
+    processes = [next(p for p in relay.procs if p.args[0] == kind) for kind in ("serve", "worker")]
+    for process in processes:
+        process.proc.send_signal(signal.SIGHUP)
+    for process in processes:
+        wait_until(lambda p=process: "reload refused, running config kept" in p.output(), timeout=15)
     answer = relay.post("/hooks/generic", b'{"n": 7}', {"Authorization": f"Bearer {GENERIC_TOKEN}"})
     assert answer.status_code == 202 and mapped(redis_client, answer.json()["eventId"]) == "v1: 7"
-    # Fixed: SIGHUP alone switches this process.
+    # Fixed: SIGHUP alone switches each process.
     write_transform(relay, "v3")
-    ingress.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: "config reloaded" in ingress.output(), timeout=15)
+    for process in processes:
+        process.proc.send_signal(signal.SIGHUP)
+    for process in processes:
+        wait_until(lambda p=process: "config reloaded" in p.output(), timeout=15)
     answer = relay.post("/hooks/generic", b'{"n": 8}', {"Authorization": f"Bearer {GENERIC_TOKEN}"})
     assert mapped(redis_client, answer.json()["eventId"]) == "v3: 8"
 

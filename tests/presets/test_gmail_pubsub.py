@@ -121,7 +121,7 @@ def test_documented_push_envelope_with_query_token_is_acked_with_200(
     url = f"{relay.url}/hooks/gmail?token={PUSH_TOKEN}"
     response = httpx.post(url, content=ENVELOPE, headers=JSON, timeout=10)
     assert response.status_code == 200, response.text  # 202 would be redelivered by the emulator
-    assert response.json()["actions"] == 1
+    assert relay.outcome(response)["actions"] == 1
     [turn] = wait_until(lambda: _gmail_runs(relay), timeout=15)
     assert turn["body"]["sessionKey"] == "hook:gmail:user@example.com"
     assert "historyId 1234567890" in turn["body"]["message"]
@@ -136,7 +136,8 @@ def test_documented_push_envelope_with_query_token_is_acked_with_200(
         f"{relay.url}/hooks/gmailheader?token={PUSH_TOKEN}", content=ENVELOPE, headers=JSON, timeout=10
     )
     assert header_only.status_code == 401, header_only.text
-    assert _stats(redis_client, "gmail") == {"accepted": 1, "duplicate": 1}
+    # Received once (the ingress) and mapped into its action once (the mapping stage).
+    assert _stats(redis_client, "gmail") == {"received": 1, "accepted": 1, "duplicate": 1}
 
     # The URL's token is a credential: it is in no log and in no stored record.
     for proc in relay.procs:
@@ -262,7 +263,8 @@ def test_pubsub_emulator_push_with_query_token_is_acked_once_and_reaches_the_gat
     # Acked: an unacked push is redelivered about every second (as it was when the relay answered
     # 202), so a quiet window of 4 s with no second push shows the 200 was taken as an ack.
     time.sleep(4)
-    assert _stats(redis_client, "gmail") == {"accepted": 1}, _stats(redis_client, "gmail")
+    # One push received (no redelivery, so no duplicate) and mapped into its action once.
+    assert _stats(redis_client, "gmail") == {"received": 1, "accepted": 1}, _stats(redis_client, "gmail")
     assert len(_gmail_runs(relay)) == 1
     events = subprocess.run(
         [sys.executable, "-m", "relay.cli", "events", "--json", "-n", "10"],

@@ -184,13 +184,16 @@ def test_a_router_routes_what_it_read_before_redis_went_away_without_waiting_for
     redis_client,  # type: ignore[no-untyped-def]
 ) -> None:
     """Entries read (XREADGROUP) but not routed when the connection broke stay pending for this
-    router; it routes them once Redis is back, not `claim_idle_ms` (30 s) later."""
+    router; it routes them once Redis is back, not `claim_idle_ms` (30 s) later. The router holds
+    the mapping lease throughout (only the holder reads the inbox), as a router mid-batch does."""
     from relay.protocol.actions import AgentAction
     from relay.store.events import encode_actions, record_event
     from relay.worker.dispatch import Router, ensure_group
 
     settings = Settings.model_construct(redis_url="redis://unused")
     ensure_group(redis_client)
+    router = Router(redis_client, settings, consumer="r1")
+    assert router.step() == 0 and redis_client.get(keys.MAPPER) == b"r1"  # the inbox is empty; r1 leads
     actions = encode_actions("t", "before-failover", [AgentAction(message="hi")])
     record_event(
         redis_client,
@@ -203,7 +206,6 @@ def test_a_router_routes_what_it_read_before_redis_went_away_without_waiting_for
         dedupe_ttl=60,
         event_ttl=60,
     )
-    router = Router(redis_client, settings, consumer="r1")
     router._own_pending = False
     read = redis_client.xreadgroup(keys.ROUTERS, "r1", {keys.INBOX: ">"}, count=10)  # then the link broke
     assert len(read[0][1]) == 1

@@ -1,8 +1,9 @@
 """Parked events and `relay replay` / `relay try`, with real processes and a real Redis.
 
-A transform that crashes parks its events (202, parked: true), under load as well; they are kept
-with the traceback, and once the transform is fixed `relay replay` queues their actions, with the
-action ids they would have had the first time, and the worker delivers them.
+A transform that crashes parks its events (answered 202 received, then parked by the mapping
+stage), under load as well; they are kept with the traceback, and once the transform is fixed
+`relay replay` queues their actions, with the action ids they would have had the first time, and
+the worker delivers them.
 """
 
 from __future__ import annotations
@@ -113,10 +114,13 @@ def test_crashing_transform_under_load_parks_everything_and_replay_delivers_it_a
         answers = list(pool.map(lambda i: post(relay, i, client=client), range(n)))
         watcher.result()
     assert all(a.status_code == 202 for a in answers), {a.status_code for a in answers}
-    assert all(a.json()["parked"] is True and a.json()["actions"] == 0 for a in answers)
     assert {s.result().status_code for s in slow} == {202}
     assert set(health) == {200}
     assert max(latencies) < 1.0, sorted(latencies)[-5:]
+    # Mapped (by a router of this process: no worker runs yet), every one is parked.
+    outcomes = [relay.outcome(a) for a in answers]
+    assert all(o.get("parked") is True and o["actions"] == 0 for o in outcomes), outcomes[:3]
+    assert all(relay.outcome(s.result()).get("parked") is True for s in slow)
     event_ids = [a.json()["eventId"] for a in answers]
     assert len(set(event_ids)) == n
     assert redis_client.zcard(keys.PARKED) == n + 4
@@ -148,7 +152,15 @@ def test_replay_one_event_keeps_action_ids_and_refuses_what_is_not_parked(
 ) -> None:
     relay = make_relay(relay_factory)
     relay.start_ingress()
-    event_id = post(relay, 7).json()["eventId"]
+    answer = post(relay, 7)
+    event_id = answer.json()["eventId"]
+    # Not mapped yet (no worker runs): there is nothing to replay, the mapping stage maps it.
+    unmapped = cli(relay, "replay", event_id)
+    assert unmapped.returncode == 1 and f"{event_id}  refused" in unmapped.stdout
+    assert "state is 'received', not parked" in unmapped.stdout
+    unchanged = event_hash(redis_client, event_id)
+    assert unchanged["state"] == b"received" and "replays" not in unchanged
+    assert relay.outcome(answer).get("parked") is True
 
     still_broken = cli(relay, "replay", event_id)
     assert still_broken.returncode == 1

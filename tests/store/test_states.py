@@ -20,6 +20,8 @@ def test_every_state_in_the_scripts_is_listed() -> None:
     used["lanes.lua_append"] = lua_states(lanes.lua_append("n", "K[i]", "A[i]", "now", "ttl"))
     found = set().union(*used.values())
     assert {"queued", "waiting", "held", "delivered", "dead"} <= found  # the patterns do match
+    # The ingress writes `received`; the mapping stage's commit maps only an event still `received`.
+    assert "received" in used["receive_many"] and "received" in used["map_commit"]
     assert {name: s - states.ALL for name, s in used.items() if s - states.ALL} == {}
 
 
@@ -30,7 +32,8 @@ def test_the_patterns_catch_an_unlisted_state() -> None:
 
 
 def test_the_list() -> None:
-    assert len(states.ALL) == 13
+    assert len(states.ALL) == 14
+    assert states.RECEIVED in states.EVENT_STATES and states.RECEIVED not in states.ACTION_STATES
     assert states.EVENT_STATES | states.ACTION_STATES == states.ALL
     assert set(states.FINISHED) | set(states.WAITING_OUT) <= states.ACTION_STATES
     assert states.PENDING not in states.ALL  # a summary, never stored
