@@ -253,7 +253,7 @@ def main() -> int:
                         app = create_app(settings)
                     else:
                         app = bare_app(target, GITHUB_SECRET.encode(), ALERTMANAGER_TOKEN.encode())
-                    prof = cProfile.Profile() if profile_dir and target == "relay" and rnd == 0 else None
+                    prof = cProfile.Profile(time.process_time) if profile_dir and target == "relay" and rnd == 0 else None
                     loop = loop_factory()
                     try:
                         res = loop.run_until_complete(
