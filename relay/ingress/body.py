@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from relay.errors import PayloadTooLarge, RequestTimeout
 
@@ -19,11 +19,19 @@ async def read_body(request: Request, limit: int, timeout: float | None = None) 
     size = 0
     try:
         async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
+            # ASGI's receive() directly: Starlette's request.stream() wraps it in an async generator,
+            # a cost on every webhook.
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"body is larger than {limit} bytes")
                 chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
     except TimeoutError:
         raise RequestTimeout(f"the body did not arrive within {timeout:g} s") from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
