@@ -87,7 +87,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis | None = None) -
                     outcome = await ingress.handle(
                         source,
                         headers,
-                        request.query_params,
+                        request.query_params if request.scope.get("query_string") else {},
                         body,
                         repeated=repeated,
                     )
