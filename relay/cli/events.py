@@ -33,10 +33,12 @@ from relay.errors import ConfigError
     show_default=True,
     help="Look at no more events than this; says so when it stops early.",
 )
+@click.argument("event_ids", nargs=-1, metavar="[EVENT_ID]...")
 @click.pass_context
-def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> None:
+def events(ctx: click.Context, limit: int, as_json: bool, event_ids: tuple[str, ...], **filters: Any) -> None:
     """List recent events, newest first, with their actions' states; filter and search them.
 
+    EVENT_ID (the `eventId` of the ingress's answer): only these events, whatever the filters.
     A search walks the events newest first inside the time window and stops after --max-examined
     events, saying so (and where to continue) when it did not look at all of them.
     """
@@ -55,15 +57,19 @@ def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> Non
 
             for paused in list_paused(redis):
                 click.echo(describe(paused))
-        found = select_events(redis, limit, **filters)  # relay.store.search; every event without filters
+        found = None if event_ids else select_events(redis, limit, **filters)  # relay.store.search
         ids = (
-            found.ids
+            list(event_ids)
+            if event_ids
+            else found.ids
             if found is not None
             else [r.decode() for r in redis.zrevrange(keys.EVENTS, 0, limit - 1)]
         )
         for event_id in ids:
             event = load_event(redis, event_id)
             if event is None:
+                if event_ids:
+                    click.echo(f"{event_id}: no such event (expired or never recorded)", err=True)
                 continue
             actions = [
                 {"id": a["id"], "kind": a["kind"], **_action_state(load_action(redis, a["id"]))}
@@ -89,6 +95,8 @@ def events(ctx: click.Context, limit: int, as_json: bool, **filters: Any) -> Non
                 )  # relay.hold.windows, relay.hold.delayed
                 if event["state"] in noted and event.get("reason"):
                     states = f"{event['state']}: {event['reason']}"  # feedback-loop guard, cooldown
+                elif event["state"] == "parked" and event.get("error"):
+                    states = f"parked: {str(event['error']).splitlines()[-1]}"  # relay replay, once fixed
                 delivery_id = str(row["delivery_id"] or "")[:40]
                 click.echo(shown(f"{when}  {row['id']}  {row['source']:<12} {delivery_id:<40} {states}"))
     if found is not None and found.note:

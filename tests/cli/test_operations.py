@@ -205,3 +205,18 @@ def test_sigterm_during_a_delivery_finishes_it_then_stops(relay_factory, redis_c
     assert worker.proc.returncode == 0
     (action,) = json.loads(redis_client.hget(keys.event(event_id), "actions"))
     assert redis_client.hget(keys.action(action["id"]), "state") == b"delivered"  # recorded before exiting
+
+
+def test_events_shows_one_event_by_the_id_the_answer_gave(relay: Relay) -> None:
+    ping = relay.post_github(PUSH, "one-by-id", event="ping")
+    push = relay.post_github(PUSH, "one-by-id-2")
+    assert ping.status_code == push.status_code == 202
+    ping_id, push_id = ping.json()["eventId"], push.json()["eventId"]
+    relay.outcome(ping)
+    wait_until(lambda: "delivered" in relay_cli(relay, "events", push_id).stdout, timeout=20)
+    shown = relay_cli(relay, "events", ping_id)
+    assert shown.returncode == 0 and [line.split()[2] for line in shown.stdout.splitlines()] == [ping_id]
+    assert "skipped: ping" in shown.stdout
+    both = relay_cli(relay, "events", "--json", ping_id, push_id, "evt_gone")
+    assert [json.loads(line)["id"] for line in both.stdout.splitlines()] == [ping_id, push_id]
+    assert "evt_gone: no such event" in both.stderr
