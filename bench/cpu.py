@@ -253,7 +253,8 @@ def main() -> int:
                         app = create_app(settings)
                     else:
                         app = bare_app(target, GITHUB_SECRET.encode(), ALERTMANAGER_TOKEN.encode())
-                    prof = cProfile.Profile(time.process_time) if profile_dir and target == "relay" and rnd == 0 else None
+                    profiling = profile_dir and target == "relay" and rnd == 0
+                    prof = cProfile.Profile(time.process_time) if profiling else None  # CPU, not wall time
                     loop = loop_factory()
                     try:
                         res = loop.run_until_complete(
