@@ -31,23 +31,24 @@ MAX_JSON_DEPTH = 64
 
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)  # a backslash and the character it escapes
-_INNERMOST = re.compile(rb"\[\]|\{\}")  # one left-to-right pass removes one level, no more
-_NOT_STRUCTURE = bytes(range(256)).translate(None, b'"[]{}')
+_NOT_SHAPE = bytes(range(256)).translate(None, b'"[]{}\\')  # all but quotes, brackets, backslashes
 
 
 def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether a valid JSON text nests more than `limit` containers deep, read off its bytes.
 
-    Escapes go first (only a body with an escaped quote has any that matter), then everything
-    but quotes and brackets; what remains between quotes is string content. Each pass then drops
-    the innermost pairs, so the number of passes is the depth. In C string operations throughout:
-    about half the cost of walking the parsed value on a webhook of 10 KB.
+    Everything but quotes, brackets and backslashes goes first (one C pass over the body); what
+    is left is about a tenth of it. An escaped quote in it sends the body through the exact path
+    (escapes removed first). What remains between quotes is then string content. Each pass drops
+    the innermost pairs, so the number of passes is the depth. About a fifth of the cost of
+    walking the parsed value on a webhook of 10 KB.
     """
-    if body.count(b"[") + body.count(b"{") <= limit:
+    shape = body.translate(None, _NOT_SHAPE)
+    if shape.count(b"[") + shape.count(b"{") <= limit:  # brackets in strings count too: a bound
         return False
-    if b'\\"' in body:
-        body = _ESCAPE.sub(b"", body)
-    shape = body.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'\\"' in shape:  # maybe an escaped quote (or an escape just before a string's end)
+        shape = _ESCAPE.sub(b"", body).translate(None, _NOT_SHAPE)
+    shape = shape.translate(None, b"\\").replace(b'""', b"")
     if b'"' in shape:  # strings holding brackets
         shape = b"".join(shape.split(b'"')[::2])
     depth = 0
@@ -55,7 +56,8 @@ def too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
         depth += 1
         if depth > limit:
             return True
-        shape = _INNERMOST.sub(b"", shape)
+        # One level a pass: `{[]}` becomes `{.}`, not `{}`, before the markers go.
+        shape = shape.replace(b"[]", b".").replace(b"{}", b".").translate(None, b".")
     return False
 
 
