@@ -20,12 +20,11 @@ local out = {}
 for i = 1, n do
   local k, a = 3 + (i - 1) * 2, HEAD + (i - 1) * PER_EVENT
   local id, source = ARGV[a + 1], ARGV[a + 2]
-  local existing = redis.call('GET', KEYS[k + 1])
-  if existing then
+  -- SET NX first: a new delivery (nearly every one) costs one command, a duplicate two.
+  if not redis.call('SET', KEYS[k + 1], id, 'NX', 'EX', dedupe_ttl) then
     count('event|duplicate|' .. source)
-    out[i] = existing
+    out[i] = redis.call('GET', KEYS[k + 1])
   else
-    redis.call('SET', KEYS[k + 1], id, 'EX', dedupe_ttl)
     local fields = {'source', source, 'delivery_id', ARGV[a + 3], 'received_at', now,
       'state', 'received', 'headers', ARGV[a + 4], 'body', ARGV[a + 5]}
     if ARGV[a + 6] ~= '' then fields[#fields + 1] = 'query'; fields[#fields + 1] = ARGV[a + 6] end
