@@ -59,7 +59,7 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
         from relay.cli.banner import announce
 
         announce(settings, host or settings.host, port or settings.port, workers, embedded is not None)
-        _serve(settings, host, port)
+        _serve(settings, host, port, own_loop=False)
     finally:
         # A second signal must not cut the stop short: it is bounded by the timeouts below.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -109,7 +109,14 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, metrics_port: int | None = None) -> None:
+def _serve(
+    settings: Settings,
+    host: str | None,
+    port: int | None,
+    metrics_port: int | None = None,
+    *,
+    own_loop: bool = True,
+) -> None:
     import asyncio
 
     import uvicorn
@@ -178,9 +185,12 @@ def _serve(settings: Settings, host: str | None, port: int | None, metrics_port:
             side.should_exit = True
             await metrics_task
 
-    # The loop uvicorn would run itself (uvloop when installed, as `main.run()` does): the stdlib
-    # loop costs the ingress about a third more CPU per webhook.
-    with asyncio.Runner(loop_factory=main.config.get_loop_factory()) as runner:
+    # `relay serve`: the loop uvicorn would run itself (uvloop when installed, as `main.run()` does);
+    # the stdlib loop costs the ingress about a third more CPU per webhook. `relay up` keeps the
+    # stdlib loop: its SIGTERM handler raises SystemExit to stop the workers and the embedded
+    # Redis, and under uvloop that exit was seen to leave the /metrics server running (a hang).
+    factory = main.config.get_loop_factory() if own_loop else None
+    with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(both())
 
 
