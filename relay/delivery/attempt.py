@@ -20,10 +20,11 @@ from rq import Retry, get_current_job
 from relay import metrics, tracing
 from relay.config import Settings
 from relay.delivery import circuit as health
+from relay.delivery import gate
 from relay.delivery import send_and_tool as doors
 from relay.delivery.answers import Answer, backoff, classify, is_configuration, parse_retry_after
 from relay.protocol import policy
-from relay.store import keys, lanes, pause, states
+from relay.store import keys, lanes, states
 from relay.store.connection import connect
 from relay.store.events import ReplicasUnconfirmed, confirm_replicas
 from relay.store.jobs import queue_turn
@@ -152,17 +153,24 @@ def deliver(action_id: str) -> str | Retry:
         return str(state)
 
     lane_key = keys.lane(record["session_key"]) if record.get("session_key") else None
-    if lane_key and not lanes.my_turn(redis, lane_key, action_id):
+    gateway = record.get("gateway") or None
+    verdict = gate.check(
+        redis,
+        action_id,
+        lane_key,
+        record.get("source"),
+        gateway,
+        settings.gateway_config(gateway).timeout_seconds + 5,
+        time.time(),
+    )
+    if verdict.waiting:
         log.info("waiting for an earlier action of its session", extra=log_fields)
         return states.WAITING  # the action before it hands this one its turn when it is done
-    gateway = record.get("gateway") or None
-    held_by = pause.hold_if_paused(redis, action_id, record.get("source"), gateway)
-    if held_by:  # an operator paused its source or gateway: it waits for `relay resume` (relay.store.pause)
-        log.info("held: %s is paused", held_by.replace(":", " "), extra=log_fields)
+    if verdict.held_by:  # an operator paused its source or gateway: held until `relay resume`
+        log.info("held: %s is paused", verdict.held_by.replace(":", " "), extra=log_fields)
         return states.HELD
-    wait = health.may_send(redis, settings.gateway_config(gateway).timeout_seconds + 5, gateway)
-    if wait:
-        return _defer(redis, key, states.PAUSED, wait)
+    if verdict.wait:
+        return _defer(redis, key, states.PAUSED, verdict.wait)
     if settings.delivery.rate_limit_per_second:
         wait = health.take_token(
             redis, settings.delivery.rate_limit_per_second, settings.delivery.rate_limit_burst
@@ -170,16 +178,16 @@ def deliver(action_id: str) -> str | Retry:
         if wait > 1.0:
             return _defer(redis, key, states.QUEUED, wait)
         time.sleep(wait)
-    lock = keys.sending(action_id)
-    # The lock lives as long as the job's heartbeat (renewed by the worker while the job runs), so
-    # a re-run of a dead worker's job finds it expired.
-    if not redis.set(lock, "1", nx=True, px=lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)):
+    # The send lock lives as long as the job's heartbeat (renewed by the worker while the job runs),
+    # so a re-run of a dead worker's job finds it expired.
+    now = time.time()
+    attempts = gate.start(redis, action_id, lock_ttl_ms(settings.delivery.heartbeat_grace_seconds), now)
+    if not attempts:
         return _defer(redis, key, state or states.QUEUED, 1)  # another copy of this job is sending it
     try:
         if not tracing.enabled():
-            return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
+            return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields, attempts, now)
         stored = redis.hget(keys.event(record.get("event_id", "")), "traceparent")  # relay.tracing
-        attempt = int(redis.hget(key, "attempts") or 0) + 1
         with tracing.delivery(
             stored.decode() if stored else None,
             float(record.get("queued_at") or 0) or None,
@@ -187,14 +195,14 @@ def deliver(action_id: str) -> str | Retry:
                 "relay.action_id": action_id,
                 "relay.event_id": record.get("event_id"),
                 "relay.kind": kind,
-                "relay.attempt": attempt,
+                "relay.attempt": attempts,
             },
         ):
-            outcome = _attempt(ctx, redis, action_id, record, body, lane_key, log_fields)
+            outcome = _attempt(ctx, redis, action_id, record, body, lane_key, log_fields, attempts, now)
             tracing.set_attributes(relay__outcome=outcome if isinstance(outcome, str) else "retry")
             return outcome
     finally:
-        redis.delete(lock)
+        redis.delete(keys.sending(action_id))
 
 
 def persist(write: Callable[[], None], patience: float = 300.0) -> None:
@@ -245,15 +253,14 @@ def _attempt(
     body: bytes,
     lane_key: str | None,
     log_fields: dict[str, str],
+    attempts: int,
+    now: float,
 ) -> str | Retry:
-    """One send of a record read by `deliver`, and what its answer means for the action."""
+    """One send of a record read by `deliver`, counted and marked delivering at `now` (gate.start)
+    as attempt number `attempts`, and what its answer means for the action."""
     settings = ctx.settings
     kind, gateway, queued_at = record["kind"], record.get("gateway") or None, record.get("queued_at")
     key = keys.action(action_id)
-    now = time.time()
-    attempts = int(redis.hincrby(key, "attempts", 1))
-    redis.hsetnx(key, "first_attempt_at", repr(now))
-    redis.hset(key, mapping={"state": states.DELIVERING, "last_attempt_at": repr(now)})
 
     started = time.perf_counter()
     answer = send(ctx, kind, record.get("idempotency_key") or action_id, body, gateway)

@@ -38,14 +38,11 @@ def circuit_state(redis: Redis, gateway: str | None = None) -> CircuitState:
 
 
 def may_send(redis: Redis, probe_ttl: float, gateway: str | None = None) -> float:
-    """0 when this worker may send now; else the seconds to wait. Takes the probe after a pause."""
-    state = circuit_state(redis, gateway)
-    if state.open:
-        return max(state.remaining, 0.2)
-    _, level, probe = keys.circuit(gateway)
-    if redis.exists(level) and not redis.set(probe, "1", nx=True, px=int(probe_ttl * 1000)):
-        return 1.0  # half-open: another worker's probe is in flight
-    return 0.0
+    """0 when this worker may send now; else the seconds to wait. Takes the probe after a pause
+    (half-open: while another worker's probe is in flight, the others wait a second). A delivery job
+    checks this with its turn and the pauses in one call (relay.delivery.gate)."""
+    script = redis.register_script(scripts.CIRCUIT_WAIT)
+    return int(script(keys=list(keys.circuit(gateway)), args=[int(probe_ttl * 1000)])) / 1000
 
 
 def hold_deliveries(redis: Redis, gateways: list[str | None]) -> bool:

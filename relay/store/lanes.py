@@ -53,13 +53,15 @@ LIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFE
 
 
 def my_turn(redis: Redis, lane_key: str, action_id: str) -> bool:
-    return bool(
-        redis.eval(scripts.LANE_TURN, 2, lane_key, keys.action(action_id), action_id, keys.ACTION_PREFIX)
-    )
+    """Whether it is the action's turn (else it is marked waiting). A delivery job checks this with
+    the pauses and the circuit in one call (relay.delivery.gate); this is the same check alone."""
+    script = redis.register_script(scripts.LANE_TURN)  # called by EVALSHA: the text is not sent each time
+    return bool(script(keys=[lane_key, keys.action(action_id)], args=[action_id, keys.ACTION_PREFIX]))
 
 
 def hand_off(redis: Redis, lane_key: str, action_id: str) -> str | None:
-    nxt = redis.eval(scripts.LANE_HAND_OFF, 1, lane_key, action_id, repr(time.time()), keys.ACTION_PREFIX)
+    script = redis.register_script(scripts.LANE_HAND_OFF)
+    nxt = script(keys=[lane_key], args=[action_id, repr(time.time()), keys.ACTION_PREFIX])
     return nxt.decode() if isinstance(nxt, bytes) else None
 
 

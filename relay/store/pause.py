@@ -113,13 +113,18 @@ def release_orphans(redis: Redis, settings: Settings) -> int:
     return released
 
 
+def fields_holding(source: str | None, gateway: str | None) -> list[str]:
+    """The pause fields that hold an action of `source` to `gateway`, in the order they are looked at."""
+    return ([field("source", source)] if source else []) + [field("gateway", gateway_name(gateway))]
+
+
 def hold_if_paused(redis: Redis, action_id: str, source: str | None, gateway: str | None) -> str | None:
-    """Called by a delivery job before it sends: the pause field that holds the action, or None."""
-    fields = ([field("source", source)] if source else []) + [field("gateway", gateway_name(gateway))]
+    """The pause field that holds the action (now marked held), or None. A delivery job checks
+    this, its turn and the circuit in one call (relay.delivery.gate); this is the same check alone."""
     script = redis.register_script(scripts.PAUSE_HOLD)  # called by EVALSHA: the text is not sent each time
     held = script(
         keys=[keys.PAUSED, keys.PAUSED_HELD, keys.action(action_id)],
-        args=[action_id, repr(time.time()), keys.PAUSED_HELD_PREFIX, *fields],
+        args=[action_id, repr(time.time()), keys.PAUSED_HELD_PREFIX, *fields_holding(source, gateway)],
     )
     return held.decode() if held else None
 

@@ -208,27 +208,36 @@ class Router:
         committed = self.mapper.map_received(
             [fields[b"event"].decode() for _id, fields in entries], recovered=recovered
         )
-        event_ids = [c.event_id for c in committed if c.route]
+        # What an event committed by this mapper needs comes with it; the others' is read back.
+        elsewhere = [c.event_id for c in committed if c.route and c.routing is None]
         with self.redis.pipeline(transaction=False) as pipe:
-            for eid in event_ids:
+            for eid in elsewhere:
                 pipe.hmget(keys.event(eid), "actions", "source", "received_at", "delivery_id")
-            records = pipe.execute()
+            read = dict(zip(elsewhere, pipe.execute() if elsewhere else [], strict=True))
         planned: list[tuple[str, dict[str, Any]]] = []
-        for eid, (actions_raw, source, received_at, delivery_id) in zip(event_ids, records, strict=True):
-            if actions_raw is None:  # expired or trimmed before routing: nothing left to send
-                log.error("inbox entry for missing event %s dropped", eid)
+        known: list[bool | None] = []  # whether each action's job exists, where the commit looked
+        for c in committed:
+            if not c.route:
                 continue
-            for action in orjson.loads(actions_raw):
+            actions_raw, source, received_at, delivery_id = c.routing or read[c.event_id]
+            if actions_raw is None:  # expired or trimmed before routing: nothing left to send
+                log.error("inbox entry for missing event %s dropped", c.event_id)
+                continue
+            actions = orjson.loads(actions_raw)
+            known.extend(c.jobs if c.jobs is not None else [None] * len(actions))
+            for action in actions:
                 planned.append(
                     (
-                        eid,
+                        c.event_id,
                         {**action, "source": source, "received_at": received_at, "delivery_id": delivery_id},
                     )
                 )
+        unknown = [action["id"] for (_eid, action), seen in zip(planned, known, strict=True) if seen is None]
         with self.redis.pipeline(transaction=False) as pipe:
-            for _eid, action in planned:
-                pipe.exists(Job.key_for(action["id"]))
-            exists = pipe.execute() if planned else []
+            for aid in unknown:
+                pipe.exists(Job.key_for(aid))
+            looked = iter(pipe.execute() if unknown else [])
+        exists = [bool(next(looked)) if seen is None else seen for seen in known]
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.multi()  # explicit MULTI: RQ's enqueue expects it when given a pipeline
             for (eid, action), already in zip(planned, exists, strict=True):

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import redis.exceptions
 from redis import Redis
+from rq.job import Job
 
 from relay import hold, tracing
 from relay.config import Settings
 from relay.errors import RelayError, TransformError
+from relay.protocol.actions import action_id
 from relay.protocol.pipeline import Pipeline, Source, build_sources
 from relay.store import keys, scripts, states
 from relay.store.events import encode_actions, session_lanes
@@ -49,10 +52,16 @@ _FIELDS = (
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """What mapping one event came to: `route` when its actions are to be queued now."""
+    """What mapping one event came to: `route` when its actions are to be queued now.
+
+    `routing` is what the router needs of an event this mapper has just committed (its actions as
+    stored, source, received_at, delivery id) and `jobs` whether each action already has a job;
+    None for an event committed by someone else, which the router reads back."""
 
     event_id: str
     route: bool
+    routing: tuple[bytes, bytes, bytes, bytes] | None = None
+    jobs: list[bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,9 @@ class Plan:
     error: str | None
     actions: int  # made by the mapping (held ones included)
     routed: bool  # queued now
+    encoded: bytes  # the actions, as stored with the event
+    received_at: bytes
+    action_ids: list[str]  # of the actions queued now
 
 
 class LeaseLost(Exception):
@@ -118,13 +130,33 @@ class EventMapper:
                 self.plan(eid, stored).admission.settle(self.redis, eid, self.settings.event_ttl_seconds)
             out[eid] = Committed(eid, route=state == states.QUEUED)
         if plans:
+            results, jobs = self._commit_all(plans)
+            for plan, result, exist in zip(plans, results, jobs, strict=True):
+                out[plan.event_id] = self.finish(plan, result, exist)
+        return [out[eid] for eid in event_ids]
+
+    def _commit_all(self, plans: list[Plan]) -> tuple[list[Any], list[list[bool]]]:
+        """Commit every plan, and look whether the jobs of the actions to queue exist already (a
+        delivery id seen again after its dedupe key expired), in one round trip. EVALSHA without
+        redis-py's SCRIPT EXISTS round trip first: the script is loaded once, and again after a
+        Redis restart emptied the script cache (every call of the batch failed then, none ran)."""
+        for tries_left in (1, 0):
             with self.redis.pipeline(transaction=False) as pipe:
                 for plan in plans:
-                    self._commit(keys=plan.keys, args=[self.holder, *plan.args], client=pipe)
-                results = pipe.execute()
-            for plan, result in zip(plans, results, strict=True):
-                out[plan.event_id] = self.finish(plan, result)
-        return [out[eid] for eid in event_ids]
+                    pipe.evalsha(self._commit.sha, len(plan.keys), *plan.keys, self.holder, *plan.args)
+                for plan in plans:
+                    for aid in plan.action_ids:
+                        pipe.exists(Job.key_for(aid))
+                try:
+                    replies = pipe.execute()
+                except redis.exceptions.NoScriptError:
+                    if not tries_left:
+                        raise
+                    self.redis.script_load(scripts.MAP_COMMIT)
+                    continue
+            exists = iter(replies[len(plans) :])
+            return replies[: len(plans)], [[bool(next(exists)) for _ in plan.action_ids] for plan in plans]
+        raise AssertionError("unreachable")
 
     def plan(self, event_id: str, stored: dict[str, Any]) -> Plan:
         """Map one stored event: its actions, state and hold, and the commit script's keys and
@@ -178,6 +210,7 @@ class EventMapper:
         if admission.hold is not None and state == states.SKIPPED:  # its hold's offer follows at once
             state = states.DELAYED if admission.hold.kind == "delay" else states.HELD
         tracing.set_attributes(relay__state=state, relay__actions=len(routed))  # the relay.map span
+        encoded = encode_actions(source_name, delivery_id, actions, gateway)
         return Plan(
             event_id=event_id,
             source=source_name,
@@ -194,7 +227,7 @@ class EventMapper:
             args=[
                 event_id,
                 state,
-                encode_actions(source_name, delivery_id, actions, gateway),
+                encoded,
                 len(routed),
                 error or "",
                 skip or "",
@@ -209,10 +242,14 @@ class EventMapper:
             error=error,
             actions=len(actions),
             routed=bool(routed),
+            encoded=encoded,
+            received_at=stored["received_at"] or b"",
+            action_ids=[action_id(source_name, delivery_id, i) for i in range(len(routed))],
         )
 
-    def finish(self, plan: Plan, result: Any) -> Committed:
-        """After the commit: place the hold, note the skip, say what happened."""
+    def finish(self, plan: Plan, result: Any, jobs: list[bool]) -> Committed:
+        """After the commit: place the hold, note the skip, say what happened. `jobs`: whether the
+        queued actions' jobs exist already."""
         answer = result.decode() if isinstance(result, bytes) else str(result)
         if answer == "lease":
             raise LeaseLost(f"mapping lease lost before event {plan.event_id} was committed")
@@ -233,7 +270,10 @@ class EventMapper:
             log.debug("event mapped and held", extra={**fields, "held": plan.admission.hold.kind})
         else:
             log.debug("event mapped", extra={**fields, "actions": plan.actions})
-        return Committed(plan.event_id, route=plan.routed)
+        if not plan.routed:
+            return Committed(plan.event_id, route=False)
+        routing = (plan.encoded, plan.source.encode(), plan.received_at, plan.delivery_id.encode())
+        return Committed(plan.event_id, route=True, routing=routing, jobs=jobs)
 
 
 def describe(exc: BaseException) -> str:

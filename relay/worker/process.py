@@ -45,6 +45,9 @@ GIL_SWITCH_SECONDS = 0.001
 SHUTDOWN_JOIN_SECONDS = 5.0
 # How often RQ's command listener looks whether the worker is stopping.
 PUBSUB_ROUND_SECONDS = 1.0
+# RQ renews the worker's key (three commands) several times per job; its TTL is minutes. One
+# renewal per this many seconds keeps it alive and leaves the job's own path those round trips.
+HEARTBEAT_EVERY_SECONDS = 1.0
 
 
 class RelayWorker(SimpleWorker):
@@ -71,6 +74,7 @@ class RelayWorker(SimpleWorker):
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._stop_announced = False
+        self._last_beat = 0.0
         self.lock_ttl_ms = delivery.lock_ttl_ms(grace)
 
     # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
@@ -127,6 +131,8 @@ class RelayWorker(SimpleWorker):
     def set_state(self, state: str, pipeline: Any = None) -> None:
         if state == WorkerStatus.IDLE and self._running:
             state = WorkerStatus.BUSY
+        if pipeline is None and state == self._state:
+            return  # RQ sets it before every dequeue; written once, it stays
         self._patiently(super().set_state, state, pipeline=pipeline)
 
     # RQ's work loop quits on any Redis error outside its blocking dequeue. While Redis is away (a
@@ -149,7 +155,21 @@ class RelayWorker(SimpleWorker):
                 wait = min(wait * 2, 2.0)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        self._patiently(super().heartbeat, timeout, pipeline=pipeline)
+        if pipeline is not None:  # part of RQ's own writes, at no extra round trip
+            super().heartbeat(timeout, pipeline=pipeline)
+            return
+        if timeout is None and time.monotonic() - self._last_beat < HEARTBEAT_EVERY_SECONDS:
+            return
+        self._patiently(self._beat, timeout)
+
+    def _beat(self, timeout: int | None) -> None:
+        """RQ's heartbeat (the worker key's last_heartbeat and TTLs) in one round trip, with the
+        state, which `set_state` writes only when it changes (Redis may have restarted empty)."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(timeout, pipeline=pipe)
+            pipe.hset(self.key, "state", self._state)
+            pipe.execute()
+        self._last_beat = time.monotonic()
 
     def check_for_suspension(self, burst: bool) -> None:
         self._announce_stop()  # the work loop's first call of each round

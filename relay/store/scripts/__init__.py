@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-LIBRARIES = ("lanes",)
+LIBRARIES = ("lanes", "pause", "circuit")
 
 
 def source(name: str, *libraries: str) -> str:
@@ -30,7 +30,10 @@ MAPPER_RELEASE = source("mapper_release")
 LANE_TURN = source("lane_turn", "lanes")  # relay.store.lanes
 LANE_HAND_OFF = source("lane_hand_off", "lanes")
 LANE_FORGET_IF_EMPTY = source("lane_forget_if_empty")
-PAUSE_HOLD = source("pause_hold")  # relay.store.pause
+PAUSE_HOLD = source("pause_hold", "pause")  # relay.store.pause
+CIRCUIT_WAIT = source("circuit_wait", "circuit")  # relay.delivery.circuit
+ATTEMPT_GATE = source("attempt_gate", "lanes", "pause", "circuit")  # relay.delivery.gate
+ATTEMPT_START = source("attempt_start")
 REPLAY_COMMIT = source("replay_commit", "lanes")  # relay.store.replay
 REPLAY_FAILED = source("replay_failed")
 REPLAY_LOG = source("replay_log")  # relay.store.selection
@@ -49,6 +52,9 @@ ALL: dict[str, str] = {
     "lane_hand_off": LANE_HAND_OFF,
     "lane_forget_if_empty": LANE_FORGET_IF_EMPTY,
     "pause_hold": PAUSE_HOLD,
+    "circuit_wait": CIRCUIT_WAIT,
+    "attempt_gate": ATTEMPT_GATE,
+    "attempt_start": ATTEMPT_START,
     "replay_commit": REPLAY_COMMIT,
     "replay_failed": REPLAY_FAILED,
     "replay_log": REPLAY_LOG,

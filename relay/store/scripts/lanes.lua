@@ -16,6 +16,15 @@ local function drop_finished(lane, action_prefix)
   end
 end
 
+-- Whether `aid` may be sent now: the lane's first unfinished action (or the lane is empty). An
+-- action whose turn has not come is marked waiting (its record: `action`). Returns 1 or 0.
+local function lane_turn(lane, action, aid, action_prefix)
+  local head = drop_finished(lane, action_prefix)
+  if (not head) or head == aid then return 1 end
+  redis.call('HSET', action, 'state', 'waiting')
+  return 0
+end
+
 -- Append an action to its lane. Its record is created too, so a lane never holds an id the turn
 -- check would take for an expired one. The lane key is gathered in the table `seen`, for
 -- `add_lanes` to add to the lanes set once at the script's end.
