@@ -35,20 +35,6 @@ log = logging.getLogger("relay.delivery")
 # reloads its hooks config live, so a fixed setting is picked up within this long.
 POLICY_MAX_PAUSE = 30.0
 
-# What a delivery job reads of its action's record.
-RECORD_FIELDS = (
-    "state",
-    "kind",
-    "body",
-    "event_id",
-    "queued_at",
-    "session_key",
-    "idempotency_key",
-    "source",
-    "delivery_id",
-    "gateway",
-)
-
 # RQ fails a job once it has returned `Retry.max` Retries; the relay counts attempts itself
 # (deferrals for a session's turn, a paused circuit or the rate cap are not attempts).
 UNLIMITED = 2**31
@@ -138,52 +124,46 @@ def deliver(action_id: str) -> str | Retry:
     job = get_current_job()
     redis: Redis = job.connection if job is not None else connect(settings.redis_url or "", settings)
     key = keys.action(action_id)
-    raw = dict(zip(RECORD_FIELDS, redis.hmget(key, *RECORD_FIELDS), strict=True))
-    record = {name: value.decode() for name, value in raw.items() if value is not None and name != "body"}
-    state, kind, body = record.get("state"), record.get("kind"), raw["body"]
+    lock_ttl = lock_ttl_ms(settings.delivery.heartbeat_grace_seconds)
+    capped = bool(settings.delivery.rate_limit_per_second)
+    # The record, the session's turn, the pauses, the circuit and (without a rate cap) the send lock
+    # and the attempt's count, in one round trip (relay.delivery.gate).
+    begun = gate.begin(redis, settings, action_id, lock_ttl, start=not capped)
+    record, body = begun.record, begun.body
     log_fields: dict[str, str] = {
         "action_id": action_id,
         **{k: record[k] for k in ("event_id", "source", "delivery_id") if k in record},
     }
-    if kind is None or body is None:
+    if begun.verdict == "missing" or body is None:
         log.error("action record missing; nothing to deliver", extra=log_fields)
         return "missing"
-    if state in states.FINISHED:
-        log.info("action already %s; not sent again", state, extra=log_fields)
-        return str(state)
-
-    lane_key = keys.lane(record["session_key"]) if record.get("session_key") else None
-    gateway = record.get("gateway") or None
-    verdict = gate.check(
-        redis,
-        action_id,
-        lane_key,
-        record.get("source"),
-        gateway,
-        settings.gateway_config(gateway).timeout_seconds + 5,
-        time.time(),
-    )
-    if verdict.waiting:
+    if begun.verdict == "finished":
+        log.info("action already %s; not sent again", record["state"], extra=log_fields)
+        return record["state"]
+    if begun.verdict == "waiting":
         log.info("waiting for an earlier action of its session", extra=log_fields)
         return states.WAITING  # the action before it hands this one its turn when it is done
-    if verdict.held_by:  # an operator paused its source or gateway: held until `relay resume`
-        log.info("held: %s is paused", verdict.held_by.replace(":", " "), extra=log_fields)
+    if begun.verdict == "held":  # an operator paused its source or gateway: held until `relay resume`
+        log.info("held: %s is paused", begun.held_by.replace(":", " "), extra=log_fields)
         return states.HELD
-    if verdict.wait:
-        return _defer(redis, key, states.PAUSED, verdict.wait)
-    if settings.delivery.rate_limit_per_second:
+    if begun.verdict == "circuit":
+        return _defer(redis, key, states.PAUSED, begun.wait)
+    state = record.get("state")
+    attempts, now = begun.attempts, begun.now
+    if capped:
         wait = health.take_token(
             redis, settings.delivery.rate_limit_per_second, settings.delivery.rate_limit_burst
         )
         if wait > 1.0:
             return _defer(redis, key, states.QUEUED, wait)
         time.sleep(wait)
+        now = time.time()
+        attempts = gate.start(redis, action_id, lock_ttl, now)
     # The send lock lives as long as the job's heartbeat (renewed by the worker while the job runs),
     # so a re-run of a dead worker's job finds it expired.
-    now = time.time()
-    attempts = gate.start(redis, action_id, lock_ttl_ms(settings.delivery.heartbeat_grace_seconds), now)
-    if not attempts:
+    if begun.verdict == "locked" or not attempts:
         return _defer(redis, key, state or states.QUEUED, 1)  # another copy of this job is sending it
+    lane_key = keys.lane(record["session_key"]) if record.get("session_key") else None
     try:
         if not tracing.enabled():
             return _attempt(ctx, redis, action_id, record, body, lane_key, log_fields, attempts, now)
@@ -194,7 +174,7 @@ def deliver(action_id: str) -> str | Retry:
             {
                 "relay.action_id": action_id,
                 "relay.event_id": record.get("event_id"),
-                "relay.kind": kind,
+                "relay.kind": record["kind"],
                 "relay.attempt": attempts,
             },
         ):

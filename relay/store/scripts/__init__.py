@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-LIBRARIES = ("lanes", "pause", "circuit")
+LIBRARIES = ("lanes", "pause", "circuit", "attempt")
 
 
 def source(name: str, *libraries: str) -> str:
@@ -32,8 +32,8 @@ LANE_HAND_OFF = source("lane_hand_off", "lanes")
 LANE_FORGET_IF_EMPTY = source("lane_forget_if_empty")
 PAUSE_HOLD = source("pause_hold", "pause")  # relay.store.pause
 CIRCUIT_WAIT = source("circuit_wait", "circuit")  # relay.delivery.circuit
-ATTEMPT_GATE = source("attempt_gate", "lanes", "pause", "circuit")  # relay.delivery.gate
-ATTEMPT_START = source("attempt_start")
+ATTEMPT_BEGIN = source("attempt_begin", "lanes", "pause", "circuit", "attempt")  # relay.delivery.gate
+ATTEMPT_START = source("attempt_start", "attempt")
 REPLAY_COMMIT = source("replay_commit", "lanes")  # relay.store.replay
 REPLAY_FAILED = source("replay_failed")
 REPLAY_LOG = source("replay_log")  # relay.store.selection
@@ -53,7 +53,7 @@ ALL: dict[str, str] = {
     "lane_forget_if_empty": LANE_FORGET_IF_EMPTY,
     "pause_hold": PAUSE_HOLD,
     "circuit_wait": CIRCUIT_WAIT,
-    "attempt_gate": ATTEMPT_GATE,
+    "attempt_begin": ATTEMPT_BEGIN,
     "attempt_start": ATTEMPT_START,
     "replay_commit": REPLAY_COMMIT,
     "replay_failed": REPLAY_FAILED,
