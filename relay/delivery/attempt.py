@@ -220,9 +220,9 @@ def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action
     """Give the session's next action its turn: queue a job for it."""
     if lane_key is None:
         return
-    nxt = lanes.hand_off(redis, lane_key, action_id)
-    if nxt is not None:
-        queue_turn(redis, settings, nxt)
+    turn = lanes.hand_off(redis, lane_key, action_id)
+    if turn is not None:
+        queue_turn(redis, settings, turn.action_id, turn.job_id)
 
 
 def _attempt(

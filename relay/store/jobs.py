@@ -30,9 +30,10 @@ def enqueue_delivery(
     )
 
 
-def queue_turn(redis: Redis, settings: Settings, action_id: str) -> None:
-    """Queue a new job for an action whose session turn has come."""
-    job_id = lanes.next_job_id(redis, action_id)
+def queue_turn(redis: Redis, settings: Settings, action_id: str, job_id: str | None = None) -> None:
+    """Queue a new job for an action whose session turn has come (`job_id`: the turn's, when
+    already counted by `lanes.hand_off`)."""
+    job_id = job_id or lanes.next_job_id(redis, action_id)
     with redis.pipeline(transaction=True) as pipe:
         pipe.multi()
         enqueue_delivery(

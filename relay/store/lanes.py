@@ -11,6 +11,7 @@ enqueues a job. A process that dies between those two steps leaves a head withou
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from redis import Redis
 from rq.job import Job, JobStatus
@@ -59,10 +60,21 @@ def my_turn(redis: Redis, lane_key: str, action_id: str) -> bool:
     return bool(script(keys=[lane_key, keys.action(action_id)], args=[action_id, keys.ACTION_PREFIX]))
 
 
-def hand_off(redis: Redis, lane_key: str, action_id: str) -> str | None:
+class Turn(NamedTuple):
+    """The next action of a session, claimed for a new job, and that job's id."""
+
+    action_id: str
+    job_id: str
+
+
+def hand_off(redis: Redis, lane_key: str, action_id: str) -> Turn | None:
+    """`action_id` is finished: claim the lane's next waiting action for a job (and count its turn)."""
     script = redis.register_script(scripts.LANE_HAND_OFF)
     nxt = script(keys=[lane_key], args=[action_id, repr(time.time()), keys.ACTION_PREFIX])
-    return nxt.decode() if isinstance(nxt, bytes) else None
+    if not nxt:
+        return None
+    head = nxt[0].decode()
+    return Turn(head, turn_job_id(head, int(nxt[1])))
 
 
 def stalled_heads(redis: Redis, min_age: float = 10.0) -> list[str]:
@@ -90,4 +102,9 @@ def stalled_heads(redis: Redis, min_age: float = 10.0) -> list[str]:
 
 
 def next_job_id(redis: Redis, action_id: str) -> str:
-    return f"{action_id}-t{int(redis.hincrby(keys.action(action_id), 'turns', 1))}"
+    """Count a new turn of the action: the id of the job that runs it."""
+    return turn_job_id(action_id, int(redis.hincrby(keys.action(action_id), "turns", 1)))
+
+
+def turn_job_id(action_id: str, turn: int) -> str:
+    return f"{action_id}-t{turn}"

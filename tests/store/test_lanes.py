@@ -81,7 +81,8 @@ def test_hand_off_gives_each_next_action_its_turn_one_at_a_time(redis_client: re
         sent.append(current)
         finish(redis_client, current)
         before = time.time()
-        current = lanes.hand_off(redis_client, lane, current)
+        turn = lanes.hand_off(redis_client, lane, current)
+        current = turn.action_id if turn else None
         if current is not None:
             assert state(redis_client, current) == "queued"  # claimed for the job its caller enqueues
             assert float(redis_client.hget(keys.action(current), "queued_at")) >= before

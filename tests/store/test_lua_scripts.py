@@ -62,7 +62,7 @@ def test_lane_turn_and_hand_off(redis_client: redis.Redis) -> None:
     assert not lanes.my_turn(redis_client, lane, "a2")
     assert redis_client.hget(b"relay:action:a2", "state") == b"waiting"
     redis_client.hset(keys.action("a1"), "state", "delivered")
-    assert lanes.hand_off(redis_client, lane, "a1") == "a2"
+    assert lanes.hand_off(redis_client, lane, "a1") == ("a2", "a2-t1")
     assert redis_client.hget(b"relay:action:a2", "state") == b"queued"
     assert redis_client.lrange(lane, 0, -1) == [b"a2"]
     redis_client.hset(keys.action("a2"), "state", "dead")
