@@ -222,7 +222,10 @@ def _next_in_lane(redis: Redis, settings: Settings, lane_key: str | None, action
         return
     turn = lanes.hand_off(redis, lane_key, action_id)
     if turn is not None:
-        queue_turn(redis, settings, turn.action_id, turn.job_id)
+        # At the queue's front: the action already waited its place in line (its first job found an
+        # earlier action of its session in flight). At the end, behind a backlog, each later action
+        # of the session would wait through the whole queue again, one turn at a time.
+        queue_turn(redis, settings, turn.action_id, turn.job_id, at_front=True)
 
 
 def _attempt(

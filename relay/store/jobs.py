@@ -12,9 +12,16 @@ from relay.store import keys, lanes
 
 
 def enqueue_delivery(
-    queue: Queue, pipe: Any, settings: Settings, action_id: str, job_id: str, description: str
+    queue: Queue,
+    pipe: Any,
+    settings: Settings,
+    action_id: str,
+    job_id: str,
+    description: str,
+    at_front: bool = False,
 ) -> None:
-    """Add the RQ job that delivers `action_id` to `pipe` (a pipeline in MULTI)."""
+    """Add the RQ job that delivers `action_id` to `pipe` (a pipeline in MULTI), at the queue's end
+    or, `at_front`, where the next worker takes it."""
     pipe.hset(keys.action(action_id), "job_id", job_id)
     queue.enqueue_call(
         "relay.delivery.deliver",
@@ -27,10 +34,13 @@ def enqueue_delivery(
         result_ttl=600,
         failure_ttl=settings.event_ttl_seconds,
         description=description,
+        at_front=at_front,
     )
 
 
-def queue_turn(redis: Redis, settings: Settings, action_id: str, job_id: str | None = None) -> None:
+def queue_turn(
+    redis: Redis, settings: Settings, action_id: str, job_id: str | None = None, at_front: bool = False
+) -> None:
     """Queue a new job for an action whose session turn has come (`job_id`: the turn's, when
     already counted by `lanes.hand_off`)."""
     job_id = job_id or lanes.next_job_id(redis, action_id)
@@ -43,5 +53,6 @@ def queue_turn(redis: Redis, settings: Settings, action_id: str, job_id: str | N
             action_id,
             job_id,
             f"deliver {action_id} (its session's turn)",
+            at_front=at_front,
         )
         pipe.execute()
