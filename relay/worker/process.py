@@ -71,10 +71,12 @@ class RelayWorker(SimpleWorker):
         self._slots = threading.BoundedSemaphore(in_flight)
         self._pool = ThreadPoolExecutor(in_flight, thread_name_prefix="deliver")
         self._running: dict[str, tuple[Job, Execution]] = {}
+        self._prepared = threading.local()  # set by `_prepare` for the perform_job that follows
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._stop_announced = False
         self._last_beat = 0.0
+        self._last_suspension_check = 0.0
         self.lock_ttl_ms = delivery.lock_ttl_ms(grace)
 
     # A dead worker's jobs are re-run `grace` seconds after their last heartbeat, which the
@@ -173,13 +175,14 @@ class RelayWorker(SimpleWorker):
 
     def check_for_suspension(self, burst: bool) -> None:
         self._announce_stop()  # the work loop's first call of each round
+        # RQ looks for `rq suspend` once per job; once a second is soon enough, and saves a round trip.
+        if time.monotonic() - self._last_suspension_check < HEARTBEAT_EVERY_SECONDS:
+            return
+        self._last_suspension_check = time.monotonic()
         self._patiently(super().check_for_suspension, burst)
 
     def run_maintenance_tasks(self) -> None:
         self._patiently(super().run_maintenance_tasks)
-
-    def prepare_execution(self, job: Job) -> Execution:
-        return self._patiently(super().prepare_execution, job)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         while not self._slots.acquire(timeout=1.0):
@@ -203,24 +206,52 @@ class RelayWorker(SimpleWorker):
         return result
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        execution = self.prepare_execution(job)
-        with self._lock:
-            self._running[execution.id] = (job, execution)
-        self._pool.submit(self._perform, job, queue, execution)
+        # RQ writes the execution's records here, in the main thread, one round trip before the
+        # job's own preparation; the delivery thread does both in one (`_prepare`).
+        self._pool.submit(self._perform, job, queue)
 
-    def _perform(self, job: Job, queue: Queue, execution: Execution) -> None:
+    def _perform(self, job: Job, queue: Queue) -> None:
+        execution: Execution | None = None
         try:
+            execution = self._patiently(self._prepare, job)
+            with self._lock:
+                self._running[execution.id] = (job, execution)
+            self._prepared.done = True  # RQ's perform_job prepares again: `prepare_job_execution`
             self.perform_job(job, queue, execution)
         except Exception:
             log.exception("job %s crashed outside RQ's handling", job.id)
         finally:
             with self._lock:
-                self._running.pop(execution.id, None)
-                self.executions.pop(execution.id, None)
+                if execution is not None:
+                    self._running.pop(execution.id, None)
+                    self.executions.pop(execution.id, None)
                 idle = not self._running
             if idle:
                 self.set_state(WorkerStatus.IDLE)
             self._slots.release()
+
+    def _prepare(self, job: Job) -> Execution:
+        """RQ's two writes before a job runs, in one pipeline: the execution's records
+        (`prepare_execution`) and the job's start (`prepare_job_execution`)."""
+        with self.connection.pipeline() as pipe:
+            ttl = self.get_heartbeat_ttl(job)
+            execution = Execution.create(job, ttl, pipeline=pipe, worker_name=self.name)
+            self.executions[execution.id] = execution
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            self.heartbeat(ttl, pipeline=pipe)
+            job.heartbeat(now(), ttl, pipeline=pipe)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.persist(job.key)
+            if len(self.queues) == 1:  # as RQ's perform_job: the job leaves the intermediate queue
+                pipe.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipe.execute()
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        if getattr(self._prepared, "done", False):  # `_prepare` wrote it with the execution
+            self._prepared.done = False
+            return
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
 
     def _heartbeats(self) -> None:
         while not self._stopping.wait(self.heartbeat_interval):

@@ -202,7 +202,10 @@ def test_two_routers_never_map_at_once_and_a_stopped_one_hands_over_at_once(
         for n in range(40):
             received.append(receive(redis_server, f"e{n}", f"t{n}"))
             time.sleep(0.005)
-        wait_until(lambda: all(event_state(redis_client, e) == "queued" for e in received), timeout=15)
+        wait_until(
+            lambda: all(event_state(redis_client, e) == "queued" and e in mapped_by for e in received),
+            timeout=15,
+        )
         assert overlaps == []  # never two mappers at once
         holder = redis_client.get(keys.MAPPER).decode()
         other = "b" if holder == "a" else "a"
@@ -216,7 +219,11 @@ def test_two_routers_never_map_at_once_and_a_stopped_one_hands_over_at_once(
         assert redis_client.get(keys.MAPPER) in (None, other.encode())  # released, not left to lapse
         started = time.monotonic()
         after = receive(redis_server, "after-stop", "late")
-        wait_until(lambda: event_state(redis_client, after) == "queued", timeout=mapper.LEASE_MS / 1000)
+        # Queued by the commit inside map_received; `mapped_by` is noted when it returns.
+        wait_until(
+            lambda: event_state(redis_client, after) == "queued" and after in mapped_by,
+            timeout=mapper.LEASE_MS / 1000,
+        )
         assert time.monotonic() - started < 2.0 < mapper.LEASE_MS / 1000
         assert mapped_by[after] == {other} and redis_client.get(keys.MAPPER) == other.encode()
     finally:
