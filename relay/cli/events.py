@@ -99,6 +99,9 @@ def events(ctx: click.Context, limit: int, as_json: bool, event_ids: tuple[str, 
                     states = f"parked: {str(event['error']).splitlines()[-1]}"  # relay replay, once fixed
                 delivery_id = str(row["delivery_id"] or "")[:40]
                 click.echo(shown(f"{when}  {row['id']}  {row['source']:<12} {delivery_id:<40} {states}"))
+                if event_ids:  # asked for by id: each action's attempts and the gateway's last answer
+                    for a in actions:
+                        click.echo(shown(f"  {_action_detail(a)}"))
     if found is not None and found.note:
         click.echo(found.note, err=True)
 
@@ -232,6 +235,17 @@ def _final_state(state: str, actions: list[dict[str, Any]]) -> str:
     if states == {"delivered"}:
         return "delivered"
     return "retrying" if states & {"retrying", "paused"} else "pending"
+
+
+def _action_detail(action: dict[str, Any]) -> str:
+    parts = [action["id"], action["kind"], _state_text(action), f"attempts {action.get('attempts', 0)}"]
+    if action.get("last_status"):
+        parts.append(f"last status {action['last_status']}")
+    if action.get("run_id"):
+        parts.append(f"runId {action['run_id']}")
+    if action.get("last_error") and action.get("state") != "delivered":
+        parts.append(f"error: {str(action['last_error']).strip().splitlines()[-1][:200]}")
+    return "  ".join(parts)
 
 
 def _state_text(action: dict[str, Any]) -> str:

@@ -219,4 +219,9 @@ def test_events_shows_one_event_by_the_id_the_answer_gave(relay: Relay) -> None:
     assert "skipped: ping" in shown.stdout
     both = relay_cli(relay, "events", "--json", ping_id, push_id, "evt_gone")
     assert [json.loads(line)["id"] for line in both.stdout.splitlines()] == [ping_id, push_id]
+    # Asked for by id, an event shows each action: its attempts and the gateway's answer.
+    (summary, action_line) = relay_cli(relay, "events", push_id).stdout.splitlines()
+    assert summary.split()[2] == push_id
+    assert "delivered" in action_line and "attempts 1" in action_line and "last status 200" in action_line
+    assert "runId " in action_line
     assert "evt_gone: no such event" in both.stderr
