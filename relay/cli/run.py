@@ -64,10 +64,17 @@ def up(ctx: click.Context, host: str | None, port: int | None, workers: int) -> 
         # A second signal must not cut the stop short: it is bounded by the timeouts below.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if children is not None:
-            children.stop()
+        killed = children.stop() if children is not None else 0
         if embedded is not None:
             _stop_embedded(embedded, settings)
+        if children is not None:  # what an operator reads last: whether the stop is complete
+            workers_line = (
+                "workers finished their deliveries"
+                if not killed
+                else f"{killed} worker(s) killed mid-delivery (their jobs run again after the grace)"
+            )
+            redis_line = "; embedded Redis shut down (AOF fsynced)" if embedded is not None else ""
+            click.echo(f"relay stopped: {workers_line}{redis_line}", err=True)
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:

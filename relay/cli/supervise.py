@@ -64,17 +64,21 @@ class Workers:
                     self.procs[index] = self._spawn()
                     self._started[index] = time.monotonic()
 
-    def stop(self) -> None:
-        """Warm shutdown of every worker: each finishes its deliveries, then exits."""
+    def stop(self) -> int:
+        """Warm shutdown of every worker: each finishes its deliveries, then exits. Returns how many
+        had to be killed (still running after STOP_SECONDS)."""
         with self._lock:
             self._stopping.set()
         self._watch.join(timeout=POLL_SECONDS * 4)
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+        killed = 0
         for proc in self.procs:
             try:
                 proc.wait(timeout=STOP_SECONDS)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                killed += 1
+        return killed

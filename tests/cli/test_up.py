@@ -168,6 +168,10 @@ def test_sigterm_to_relay_up_alone_stops_its_worker_and_embedded_redis(tmp_path:
         up.proc.send_signal(signal.SIGTERM)
         assert up.wait(timeout=45) == 0, up.output()
         assert _group(up.proc.pid) == [], "a process of relay up's group outlived it"
+        last = up.output().strip().splitlines()[-1]
+        assert last == (
+            "relay stopped: workers finished their deliveries; embedded Redis shut down (AOF fsynced)"
+        )
         wait_until(lambda: _gone(redis_pid), timeout=5)  # the daemonized server, outside the group
         assert not url_file.exists()  # commands now say `relay up` is not running
         assert b"written-before-stop" in b"".join(
