@@ -21,6 +21,7 @@ from typing import Any
 import redis.exceptions
 from redis import Redis
 from rq import Queue, SimpleWorker, worker_registration
+from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import clean_registries
@@ -140,6 +141,8 @@ class RelayWorker(SimpleWorker):
     # RQ's work loop quits on any Redis error outside its blocking dequeue. While Redis is away (a
     # restart, a Sentinel failover) the worker waits for it instead, and carries on with the new
     # primary: the calls its loop makes are retried until Redis answers or a stop is requested.
+    # Then the error is a StopRequested: RQ's dequeue retries a lost connection forever, and would
+    # keep a worker told to stop while Redis is gone running (its heartbeat call leaves that loop).
     def _patiently(self, call: Any, *args: Any, **kwargs: Any) -> Any:
         wait = 0.1
         while True:
@@ -151,7 +154,7 @@ class RelayWorker(SimpleWorker):
                 redis.exceptions.BusyLoadingError,
             ) as exc:
                 if self._stop_requested:
-                    raise
+                    raise StopRequested from exc
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, wait)
                 time.sleep(wait)
                 wait = min(wait * 2, 2.0)
@@ -218,6 +221,8 @@ class RelayWorker(SimpleWorker):
                 self._running[execution.id] = (job, execution)
             self._prepared.done = True  # RQ's perform_job prepares again: `prepare_job_execution`
             self.perform_job(job, queue, execution)
+        except StopRequested:  # stopping while Redis is away: RQ's cleanup re-queues the job
+            log.warning("job %s not started: redis unavailable while stopping", job.id)
         except Exception:
             log.exception("job %s crashed outside RQ's handling", job.id)
         finally:
@@ -314,7 +319,10 @@ class RelayWorker(SimpleWorker):
         # Warm shutdown: let running deliveries finish and record their outcome.
         self._announce_stop()
         self._pool.shutdown(wait=True)
-        super().teardown()
+        try:
+            super().teardown()  # the worker's death, recorded in Redis
+        except redis.exceptions.RedisError as exc:
+            log.warning("stopped; the stop is not recorded in redis (%s)", exc)
 
 
 def run_worker(settings: Settings, redis: Redis, *, burst: bool = False, name: str | None = None) -> bool:

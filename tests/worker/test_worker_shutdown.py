@@ -13,13 +13,14 @@ import threading
 import time
 
 import pytest
+import redis
 from rq import Queue, Worker
 from rq.worker import WorkerStatus
 
 from relay.client import RelayClient
 from relay.store import keys
 from relay.worker.process import PUBSUB_ROUND_SECONDS, RelayWorker
-from tests.conftest import wait_until
+from tests.conftest import RedisServer, Relay, wait_until
 
 # Far below RQ's intermediate-queue cleanup (60 s) and the router's claim of abandoned entries
 # (30 s): reaching it means nothing waited for either.
@@ -150,3 +151,26 @@ def test_rolling_sigterm_under_a_steady_stream_strands_nothing(
     assert redis_client.llen(INTERMEDIATE) == 0
     keys_seen = sorted(r["key"] for r in stub.runs())
     assert keys_seen == sorted(sent)  # each delivered exactly once
+
+
+def test_a_worker_told_to_stop_while_redis_is_gone_stops(tmp_path) -> None:
+    # RQ's dequeue retries a lost connection forever; a warm stop must not wait for Redis to return
+    # (an orchestrator would SIGKILL it, or it would run on after a `relay up` that stopped).
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    relay = Relay(tmp_path / "relay", server.url)
+    try:
+        worker = relay.start_worker()
+        client = redis.Redis.from_url(server.url)
+        wait_until(lambda: client.scard("rq:workers") == 1, timeout=20)
+        client.close()
+        time.sleep(3)  # past its first round's maintenance: it waits in RQ's blocking dequeue
+        server.stop(signal.SIGKILL)
+        time.sleep(3)  # RQ's dequeue now retries the lost connection, with a heartbeat each round
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) is not None, worker.output()
+        assert time.monotonic() - started < 30
+    finally:
+        relay.stop()
+        server.stop(signal.SIGKILL)
