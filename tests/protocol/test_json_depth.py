@@ -66,3 +66,21 @@ def test_a_body_one_level_too_deep_is_refused() -> None:
     )
     with pytest.raises(BadRequest, match="nested deeper than 64"):
         load_json(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [["{"], "}"],
+        {"a": "}", "b": ["[", {"c": '"]'}]},
+        ['\\"', ["\\\\", {"x": '{"'}]],
+        [[[]], [[["", '"', "\\"]]]],
+        {"": {"": {"": "[]{}"}}},
+    ],
+)
+def test_brackets_and_quotes_in_strings_beside_containers(value: Any) -> None:
+    """The bound after one peeled level (strings still in the shape) against the parsed depth."""
+    body = orjson.dumps(value)
+    levels = depth(value)
+    for limit in range(0, levels + 2):
+        assert too_deep(body, limit) == (levels > limit), (body, limit)
