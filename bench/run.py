@@ -324,6 +324,12 @@ class Bench:
                 "yes",
                 "--appendfsync",
                 "everysec",
+                # No automatic AOF rewrite: each run starts from an empty dataset and appends ~40 MB/s, so
+                # Redis forked a rewrite every few seconds and a run's figures hung on when one landed.
+                # The per-event cost (the append, its fsync every second) is measured; a rewrite is
+                # compaction, paid per dataset size, not per event (bench/README.md).
+                "--auto-aof-rewrite-percentage",
+                "0",
             ],
         )
         self.r = redis.Redis(port=self.redis_port)
