@@ -26,8 +26,8 @@ from relay.delivery.answers import Answer, backoff, classify, is_configuration, 
 from relay.protocol import policy
 from relay.store import keys, lanes, states
 from relay.store.connection import connect
-from relay.store.events import ReplicasUnconfirmed, confirm_replicas
 from relay.store.jobs import queue_turn
+from relay.store.replicas import ReplicasUnconfirmed, confirm_replicas
 
 log = logging.getLogger("relay.delivery")
 

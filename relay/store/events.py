@@ -1,15 +1,15 @@
 """The relay's records in Redis: events (deduplicated, with their actions) and per-action state.
 
-The ingress records an event, its dedupe key and its inbox entry with one script call, so a
-202 always means all three are in Redis. The router (`relay.worker.dispatch`) turns inbox entries into
-RQ jobs; the delivery job updates the action's record.
+The ingress records an event, its dedupe key and its inbox entry in one transaction
+(relay.store.receipts), so a 202 always means all three are in Redis. The router
+(`relay.worker.dispatch`) turns inbox entries into RQ jobs; the delivery job updates the
+action's record.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +25,8 @@ from relay import tracing
 from relay.errors import Unavailable
 from relay.protocol.actions import AnyAction, action_id
 from relay.store import keys, scripts, states
+from relay.store.receipts import write_receipts
+from relay.store.replicas import ReplicasUnconfirmed
 
 # The record script's arguments before its events' (relay/store/scripts/record_many.lua).
 _MODEL_KEYS = [keys.STATS, keys.LANES]
@@ -225,28 +227,6 @@ class _GroupCommit:
             self._flushing = False
 
 
-def _bulk(value: bytes) -> bytes:
-    """One RESP bulk string."""
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-def _command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(_bulk(a) for a in args)
-
-
-# The receipt's constant pieces, encoded once (see EventStore._write_receipts).
-_MULTI, _EXEC = _command(b"MULTI"), _command(b"EXEC")
-_SOURCE, _DELIVERY_ID, _RECEIVED_AT = _bulk(b"source"), _bulk(b"delivery_id"), _bulk(b"received_at")
-_HEADERS, _BODY, _QUERY, _TRACEPARENT = (
-    _bulk(b"headers"),
-    _bulk(b"body"),
-    _bulk(b"query"),
-    _bulk(b"traceparent"),
-)
-_RECEIVE_MANY = _bulk(scripts.RECEIVE_MANY.encode())
-_RECEIVE_HEAD = [_bulk(k.encode()) for k in (keys.STATS, keys.EVENTS, keys.INBOX)]
-
-
 class EventStore:
     """Writes events from the (async) ingress and `relay.client`, with group commit.
 
@@ -283,7 +263,16 @@ class EventStore:
             )
 
         self._records = _GroupCommit(write_records)
-        self._receipts = _GroupCommit(self._write_receipts)
+        self._receipts = _GroupCommit(
+            lambda events: write_receipts(
+                redis,
+                events,
+                dedupe_ttl=dedupe_ttl,
+                event_ttl=event_ttl,
+                min_replicas=min_replicas,
+                replica_timeout_ms=replica_timeout_ms,
+            )
+        )
 
     async def receive(
         self,
@@ -309,102 +298,8 @@ class EventStore:
             ),
             len(body),
         )
-        # b'' for a new event, or the id the delivery was first stored under (_write_receipts).
+        # b'' for a new event, or the id the delivery was first stored under (relay.store.receipts).
         return Recorded(stored.decode(), duplicate=True) if stored else Recorded(event_id, duplicate=False)
-
-    async def _write_receipts(self, events: list[tuple[str, str, str, bytes, bytes, Any, Any]]) -> Any:
-        """One MULTI/EXEC for a batch: an HSET of each event's record, then the receive script.
-
-        The RESP is written here, not by redis-py, which encodes each argument on its own (about a
-        microsecond each, 30 a batch of this): the pieces that never change are encoded once. The
-        body goes to Redis as a plain HSET argument, never through Lua (receive_many.lua says why).
-        """
-        now = repr(time.time()).encode()
-        received_at = _RECEIVED_AT + _bulk(now)
-        parts = [_MULTI]
-        event_keys: list[bytes] = []
-        event_args: list[bytes] = []
-        for event_id, source, delivery_id, headers, body, query, traceparent in events:
-            key = _bulk(keys.event(event_id).encode())
-            fields = 5 + (query is not None) + (traceparent is not None)
-            source_arg = _bulk(source.encode())
-            parts += [b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * fields), key, _SOURCE, source_arg]
-            parts += [
-                _DELIVERY_ID,
-                _bulk(delivery_id.encode()),
-                received_at,
-                _HEADERS,
-                _bulk(headers),
-                _BODY,
-                _bulk(body),
-            ]
-            if query is not None:
-                parts += [_QUERY, _bulk(query)]
-            if traceparent is not None:
-                parts += [_TRACEPARENT, _bulk(traceparent)]
-            event_keys += [_bulk(keys.dedupe(source, delivery_id).encode()), key]
-            event_args += [_bulk(event_id.encode()), source_arg]
-        head_args = (keys.MINUTE_PREFIX, keys.MINUTE_TTL, self.dedupe_ttl, self.event_ttl)
-        parts += [
-            b"*%d\r\n$4\r\nEVAL\r\n" % (3 + 3 + len(event_keys) + 6 + len(event_args)),
-            _RECEIVE_MANY,
-            _bulk(b"%d" % (3 + len(event_keys))),
-            *_RECEIVE_HEAD,
-            *event_keys,
-            *(_bulk(str(a).encode()) for a in head_args),
-            _bulk(now),
-            _bulk(b"%d" % len(events)),
-            *event_args,
-            _EXEC,
-        ]
-        if self.min_replicas:  # acknowledged only once that many replicas hold the batch
-            parts.append(_command(b"WAIT", b"%d" % self.min_replicas, b"%d" % self.replica_timeout_ms))
-        packed = b"".join(parts)
-        expected = len(events) + 3 + (1 if self.min_replicas else 0)
-        pool = self.redis.connection_pool
-        conn = await pool.get_connection()
-        try:
-
-            async def exchange() -> list[Any]:
-                await conn.send_packed_command(packed)
-                # One timeout for all the replies (they come together), not one per reply as
-                # redis-py sets: a timer per reply was a fifth of this call's CPU.
-                try:
-                    async with asyncio.timeout(conn.socket_timeout):
-                        return [await conn.read_response(timeout=math.inf) for _ in range(expected)]
-                except TimeoutError:
-                    raise redis.exceptions.TimeoutError("timeout reading a batch's replies") from None
-
-            async def failed(error: Exception) -> None:
-                await conn.disconnect()
-
-            try:
-                replies = await conn.retry.call_with_retry(exchange, failed)
-            except redis.exceptions.ResponseError as exc:
-                # A command refused while queued (OOM, a demoted primary): EXEC then discarded the
-                # whole transaction. Its other replies are still unread: this connection goes.
-                await conn.disconnect()
-                if not self.min_replicas:
-                    raise
-                log.warning("recording a batch failed: %s", exc)
-                raise Unavailable("storage unavailable; nothing was accepted, retry later") from exc
-            except BaseException:
-                await conn.disconnect()
-                raise
-        finally:
-            await pool.release(conn)
-        result = replies[len(events) + 2][-1]
-        if isinstance(result, Exception):  # the script failed: its error, as a script call raises it
-            raise result
-        if self.min_replicas and int(replies[-1]) < self.min_replicas:
-            raise ReplicasUnconfirmed(
-                "storage replicas did not confirm the write in time; retry later",
-                headers={"Retry-After": "1"},
-            )
-        answers = [b""] * len(events)  # b'': a new event
-        for place, first in zip(result[::2], result[1::2], strict=True):
-            answers[int(place) - 1] = first
-        return answers
 
     async def record(
         self,
@@ -453,29 +348,6 @@ class EventStore:
                 headers={"Retry-After": "1"},
             )
         return results
-
-
-class ReplicasUnconfirmed(Unavailable):
-    """The write reached the primary but not `durability.min_replicas` replicas in time: answer 503."""
-
-
-def confirm_replicas(
-    redis: Redis, key: str, field: str, value: str, min_replicas: int, timeout_ms: int
-) -> None:
-    """Raise ReplicasUnconfirmed unless `min_replicas` replicas hold every write made so far.
-
-    WAIT counts the writes of its own connection, so it follows a write on the same one: setting
-    `field` to the value it already has. Its offset is past every earlier write, whichever
-    connection made it; after a failover it puts the field back on the new primary.
-    """
-    if not min_replicas:
-        return
-    with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(key, field, value)
-        pipe.execute_command("WAIT", min_replicas, timeout_ms)
-        _, confirmed = pipe.execute()
-    if int(confirmed) < min_replicas:
-        raise ReplicasUnconfirmed(f"{confirmed} of {min_replicas} replicas confirmed within {timeout_ms} ms")
 
 
 def load_event(redis: Redis, event_id: str) -> dict[str, Any] | None:

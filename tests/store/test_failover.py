@@ -13,7 +13,8 @@ from relay.config import Settings, load_settings
 from relay.errors import ConfigError
 from relay.store import keys
 from relay.store.connection import connect, connect_async, parse_sentinel_url
-from relay.store.events import EventStore, ReplicasUnconfirmed
+from relay.store.events import EventStore
+from relay.store.replicas import ReplicasUnconfirmed
 
 from .ha import SentinelCluster, run_failover
 

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from relay.store import keys
 from relay.store.events import EventStore, Recorded
+from relay.store.receipts import Receipt, write_receipts
 from tests.conftest import RedisServer
 
 HEADERS = {"content-type": "application/json", "x-github-delivery": "d1"}
@@ -81,12 +82,12 @@ def test_a_batch_sent_twice_keeps_its_records(redis_server: RedisServer, redis_c
 
     async def twice() -> tuple[Any, Any, str]:
         client = aioredis.Redis.from_url(redis_server.url)
-        store = EventStore(client, dedupe_ttl=600, event_ttl=900)
+        ttls = {"dedupe_ttl": 600, "event_ttl": 900, "min_replicas": 0, "replica_timeout_ms": 1000}
         try:
-            batch = [("evt_resent", "github", "d5", b"{}", b"{}", None, None)]
-            first = await store._write_receipts(batch)
+            batch: list[Receipt] = [("evt_resent", "github", "d5", b"{}", b"{}", None, None)]
+            first = await write_receipts(client, batch, **ttls)
             await client.hset(keys.event("evt_resent"), "state", "queued")  # the mapping stage ran
-            return first, await store._write_receipts(batch), "evt_resent"
+            return first, await write_receipts(client, batch, **ttls), "evt_resent"
         finally:
             await client.aclose()
 
