@@ -13,6 +13,7 @@ import math
 import time
 from typing import Any
 
+import redis.exceptions
 from redis.asyncio import Redis as AsyncRedis
 
 from relay.errors import Unavailable
@@ -49,7 +50,7 @@ _RECEIVE_HEAD = [_bulk(k.encode()) for k in (keys.STATS, keys.EVENTS, keys.INBOX
 
 
 async def write_receipts(
-    redis: AsyncRedis,
+    client: AsyncRedis,
     events: list[Receipt],
     *,
     dedupe_ttl: int,
@@ -105,7 +106,7 @@ async def write_receipts(
         parts.append(_command(b"WAIT", b"%d" % min_replicas, b"%d" % replica_timeout_ms))
     packed = b"".join(parts)
     expected = len(events) + 3 + (1 if min_replicas else 0)
-    pool = redis.connection_pool
+    pool = client.connection_pool
     conn = await pool.get_connection()
     try:
 

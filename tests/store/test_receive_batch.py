@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 import redis
 import redis.asyncio as aioredis
 
@@ -95,3 +96,28 @@ def test_a_batch_sent_twice_keeps_its_records(redis_server: RedisServer, redis_c
     assert first == [b""] and second == [event_id.encode()]
     assert redis_client.hget(keys.event(event_id), "state") == b"queued"
     assert redis_client.xlen(keys.INBOX) == 1
+
+
+def test_a_connection_lost_mid_batch_is_a_connection_error(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not any other exception (the ingress would answer 500): app.py answers 503 for a
+    ConnectionError, and the sender retries."""
+
+    async def lost(*args: Any, **kwargs: Any) -> Any:
+        raise redis.exceptions.ConnectionError("Connection reset by peer")
+
+    async def write() -> None:
+        client = aioredis.Redis.from_url(redis_server.url)
+        await client.ping()  # connected: the loss comes while the batch's replies are read
+        monkeypatch.setattr(aioredis.Connection, "read_response", lost)
+        try:
+            batch: list[Receipt] = [("evt_lost", "github", "d6", b"{}", b"{}", None, None)]
+            ttls = {"dedupe_ttl": 600, "event_ttl": 900, "min_replicas": 0, "replica_timeout_ms": 1000}
+            await write_receipts(client, batch, **ttls)
+        finally:
+            monkeypatch.undo()
+            await client.aclose()
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        asyncio.run(write())
